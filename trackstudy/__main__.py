@@ -1,0 +1,5 @@
+import sys
+
+from trackstudy.cli import main
+
+sys.exit(main())

@@ -1,0 +1,26 @@
+"""Project paths, resolved from the package (never from the working directory: papermill
+runs notebooks from elsewhere)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+ROOT = PACKAGE_DIR.parent
+DATA_DIR = ROOT / "data"
+PROCESSED_DIR = DATA_DIR / "processed"
+REPORTS_DIR = ROOT / "reports"
+PARAMS_DIR = ROOT / "params"
+NOTEBOOKS_DIR = ROOT / "notebooks"
+RUNS_DIR = ROOT / "runs"
+#: The real TrackML samples shipped beside the project (see shared/data/trackml/README.md).
+#: Override with the TRACKSTUDY_TRACKML environment variable.
+SHARED_TRACKML_DIR = Path(os.environ.get("TRACKSTUDY_TRACKML", ROOT.parent / "shared" / "data" / "trackml"))
+#: The TrackML detector geometry, shipped gzipped inside the package.
+DETECTORS_CSV = PACKAGE_DIR / "data" / "detectors.csv.gz"
+
+#: Pixel volumes of the TrackML detector: endcap z<0, barrel, endcap z>0.
+PIXEL_VOLUMES = (7, 8, 9)
+#: Solenoid field (T) along z.
+B_FIELD_T = 2.0

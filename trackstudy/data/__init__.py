@@ -1,0 +1,2 @@
+"""TrackML data: reading, validation and writing (io), detector geometry (detector),
+the built-in detector simulator (simulate) and the challenge's hit weights (weights)."""

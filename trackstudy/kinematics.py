@@ -1,0 +1,59 @@
+"""Pure array functions for hit positions and particle momenta.
+
+Units: positions in mm, momenta in GeV, angles in radians. Every function accepts numpy
+arrays (or scalars) and broadcasts; nothing is modified in place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: pT (GeV) = 0.299792458 * B (T) * R (m) for a unit charge.
+C_LIGHT = 0.299792458
+
+
+def r_xy(x, y):
+    """Transverse distance from the beam line, sqrt(x^2 + y^2)."""
+    return np.hypot(x, y)
+
+
+def phi(x, y):
+    """Azimuth in (-pi, pi]."""
+    return np.arctan2(y, x)
+
+
+def theta_from_xyz(x, y, z):
+    """Polar angle from the z axis in [0, pi]."""
+    return np.arctan2(np.hypot(x, y), z)
+
+
+def eta_from_xyz(x, y, z):
+    """Pseudorapidity -ln tan(theta/2) = asinh(z / r); +-inf on the beam line."""
+    r = np.hypot(x, y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.arcsinh(np.divide(z, r))
+
+
+def pt(px, py):
+    """Transverse momentum (GeV)."""
+    return np.hypot(px, py)
+
+
+def p(px, py, pz):
+    """Momentum magnitude (GeV)."""
+    return np.sqrt(np.square(px) + np.square(py) + np.square(pz))
+
+
+def eta_from_momentum(px, py, pz):
+    """Pseudorapidity of a momentum vector, asinh(pz / pT); +-inf along the beam."""
+    return eta_from_xyz(px, py, pz)
+
+
+def wrap_phi(dphi):
+    """Wrap an angle difference into [-pi, pi)."""
+    return (np.asarray(dphi) + np.pi) % (2 * np.pi) - np.pi
+
+
+def helix_radius_mm(pt_gev, b_tesla=2.0):
+    """Radius of curvature (mm) of a unit-charge track of transverse momentum pt_gev in field b_tesla."""
+    return np.asarray(pt_gev) / (C_LIGHT * b_tesla) * 1000.0
