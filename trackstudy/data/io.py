@@ -187,6 +187,9 @@ def coerce_table(df: pd.DataFrame, part: str, source: str | os.PathLike) -> pd.D
     for col, dtype in schema.items():
         values = df[col]
         kind = np.dtype(dtype).kind
+        if len(values) == 0:
+            out[col] = np.empty(0, dtype=dtype)
+            continue
         if values.dtype.kind not in "iufb":
             bad = pd.to_numeric(values, errors="coerce").isna() & values.notna()
             row = int(np.flatnonzero(bad.to_numpy())[0]) if bad.any() else int(np.flatnonzero(values.isna().to_numpy())[0])

@@ -1,0 +1,145 @@
+"""Per-hit input features for the encoders, computed from a hits DataFrame.
+
+Each feature is a fixed function of the hit position (x, y, z in mm) with a fixed, documented
+scale: nothing is fitted per event, so a feature means the same thing in every event and in
+training and inference alike.
+
+    name      value                               default scale
+    x, y      x / xy_scale, y / xy_scale          xy_scale = 200 mm  (pixel detector: r <= 176 mm)
+    z         z / z_scale                         z_scale = 1500 mm (pixel endcap disks reach |z| ~ 1500 mm)
+    r         sqrt(x^2 + y^2) / xy_scale
+    sin_phi   sin(phi), phi = atan2(y, x)         (already in [-1, 1])
+    cos_phi   cos(phi)
+    phi       phi / pi                            (in (-1, 1]; discontinuous at +-pi, prefer sin/cos)
+    eta       asinh(z / r) / eta_scale            eta_scale = 5 (pixel hits reach |eta| ~ 4.6); r = 0 is clipped
+    theta     atan2(r, z) / pi                    (in [0, 1])
+
+With the defaults the pixel-detector features lie roughly in [-1, 1]. For the full detector
+(strips up to r ~ 1025 mm, |z| ~ 3000 mm) use :data:`FULL_DETECTOR_SCALES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from trackstudy.errors import ConfigError, DataError
+
+#: Every feature this module can compute, in a canonical order.
+AVAILABLE_FEATURES = ("x", "y", "z", "r", "sin_phi", "cos_phi", "phi", "eta", "theta")
+#: The default feature list: normalised x, y, z plus r, sin/cos phi and eta.
+DEFAULT_FEATURES = ("x", "y", "z", "r", "sin_phi", "cos_phi", "eta")
+#: Scales (mm, mm, 1) suited to the pixel detector (volumes 7, 8, 9).
+PIXEL_SCALES = {"xy_scale": 200.0, "z_scale": 1500.0, "eta_scale": 5.0}
+#: Scales (mm, mm, 1) suited to the whole TrackML detector, strips included.
+FULL_DETECTOR_SCALES = {"xy_scale": 1025.0, "z_scale": 3000.0, "eta_scale": 5.0}
+
+#: r (mm) below which eta is computed at r = this value (a hit on the beam line has eta = +-inf).
+_MIN_R_MM = 1e-3
+
+
+@dataclass
+class FeatureConfig:
+    """Which features, in which order, and the fixed scales used to normalise them."""
+
+    names: tuple[str, ...] = DEFAULT_FEATURES
+    xy_scale: float = PIXEL_SCALES["xy_scale"]
+    z_scale: float = PIXEL_SCALES["z_scale"]
+    eta_scale: float = PIXEL_SCALES["eta_scale"]
+
+    def __post_init__(self):
+        if isinstance(self.names, str):
+            self.names = (self.names,)
+        self.names = tuple(self.names)
+        if not self.names:
+            raise ConfigError("FeatureConfig.names: at least one feature is needed")
+        unknown = [n for n in self.names if n not in AVAILABLE_FEATURES]
+        if unknown:
+            raise ConfigError(f"FeatureConfig.names: unknown feature {unknown[0]!r}; "
+                              f"choose from {', '.join(AVAILABLE_FEATURES)}")
+        if len(set(self.names)) != len(self.names):
+            raise ConfigError(f"FeatureConfig.names: duplicated feature in {self.names}")
+        for key in ("xy_scale", "z_scale", "eta_scale"):
+            value = getattr(self, key)
+            if not (np.isfinite(value) and value > 0):
+                raise ConfigError(f"FeatureConfig.{key} must be a positive number, got {value!r}")
+
+    @property
+    def n_features(self) -> int:
+        return len(self.names)
+
+    def to_dict(self) -> dict:
+        """Plain dict (lists, floats) for checkpoints loaded with weights_only=True."""
+        d = asdict(self)
+        d["names"] = list(self.names)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FeatureConfig:
+        return cls(**{**d, "names": tuple(d["names"])})
+
+
+def feature_array(x, y, z, cfg: FeatureConfig | None = None) -> np.ndarray:
+    """(N, F) float32 features of hits at positions x, y, z (mm), columns in ``cfg.names`` order."""
+    cfg = cfg or FeatureConfig()
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    z = np.asarray(z, dtype=np.float64)
+    r = np.hypot(x, y)
+    ph = np.arctan2(y, x)
+    cols = []
+    for name in cfg.names:
+        if name == "x":
+            cols.append(x / cfg.xy_scale)
+        elif name == "y":
+            cols.append(y / cfg.xy_scale)
+        elif name == "z":
+            cols.append(z / cfg.z_scale)
+        elif name == "r":
+            cols.append(r / cfg.xy_scale)
+        elif name == "sin_phi":
+            cols.append(np.sin(ph))
+        elif name == "cos_phi":
+            cols.append(np.cos(ph))
+        elif name == "phi":
+            cols.append(ph / np.pi)
+        elif name == "eta":
+            cols.append(np.arcsinh(z / np.maximum(r, _MIN_R_MM)) / cfg.eta_scale)
+        elif name == "theta":
+            cols.append(np.arctan2(r, z) / np.pi)
+    return np.stack(cols, axis=-1).astype(np.float32, copy=False).reshape(len(x), len(cols))
+
+
+def hit_features(hits: pd.DataFrame, cfg: FeatureConfig | None = None, *, source: str = "hits") -> np.ndarray:
+    """(N, F) float32 features of the rows of a hits DataFrame (columns x, y, z in mm).
+
+    Raises DataError naming the column when x, y or z is missing or not finite.
+    """
+    cfg = cfg or FeatureConfig()
+    for col in ("x", "y", "z"):
+        if col not in hits.columns:
+            raise DataError(f"{source}: column {col!r} is missing (needed for the input features)")
+        values = hits[col].to_numpy()
+        if not np.issubdtype(values.dtype, np.number):
+            raise DataError(f"{source}: column {col!r} is not numeric (dtype {values.dtype})")
+        bad = ~np.isfinite(values.astype(np.float64))
+        if bad.any():
+            raise DataError(f"{source}: column {col!r} has a non-finite value at row {int(np.argmax(bad))}")
+    return feature_array(hits["x"].to_numpy(), hits["y"].to_numpy(), hits["z"].to_numpy(), cfg)
+
+
+def feature_names(cfg: FeatureConfig | None = None) -> list[str]:
+    """Column names of :func:`hit_features` (for tables and plots)."""
+    return list((cfg or FeatureConfig()).names)
+
+
+def select_features(names: Sequence[str], **scales) -> FeatureConfig:
+    """A FeatureConfig for ``names`` with optional scale overrides (xy_scale, z_scale, eta_scale)."""
+    return FeatureConfig(names=tuple(names), **scales)
+
+
+__all__ = ["AVAILABLE_FEATURES", "DEFAULT_FEATURES", "FULL_DETECTOR_SCALES", "PIXEL_SCALES", "FeatureConfig",
+           "feature_array", "feature_names", "hit_features", "select_features"]

@@ -1,0 +1,455 @@
+"""Track formation: per-hit model outputs of one event -> a Kaggle submission.
+
+Every function returns ``pd.DataFrame(event_id, hit_id, track_id)`` (int64), one row per input
+hit, in input order. Every hit is assigned: hits a method leaves alone (DBSCAN/HDBSCAN noise,
+hits predicted as noise, hits without a close neighbour) become one-hit tracks with their own
+id, so the output is valid for the official TrackML scorer (track ids are 0 .. n_tracks-1).
+
+* EncCla: :func:`tracks_from_classes` -- hits sharing the argmax class (optionally also the
+  locality cluster) form a track; hits of the noise class are singletons.
+* EncReg / JM regression stage: :func:`tracks_from_params` -- scikit-learn HDBSCAN or DBSCAN on the
+  predicted (theta, sin phi, cos phi, q) (optionally with the latents), column-weighted.
+* Contrastive: :func:`tracks_from_embeddings` -- ``method="knn"``: for each hit its k nearest
+  neighbours by cosine similarity (within its locality cluster, or over the whole event), edges
+  kept above a similarity threshold (optionally only mutual ones), tracks = connected components
+  (scipy.sparse.csgraph); ``method="dbscan"/"hdbscan"``: scikit-learn on the unit-normalised
+  embeddings (Euclidean distance d relates to cosine s by d^2 = 2 - 2 s).
+
+Track formation is timed apart from the encoder with :func:`timed` (synchronises CUDA).
+:func:`tune_track_formation` grid-searches the parameters on validation events.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from scipy.sparse.csgraph import connected_components
+from sklearn.cluster import DBSCAN, HDBSCAN
+
+from trackstudy.errors import ConfigError, DataError
+
+#: Offset between locality clusters when they are appended as an extra coordinate for
+#: (H)DBSCAN: larger than any distance between unit vectors (2) or regression targets, so no two
+#: hits of different clusters are ever neighbours.
+_CLUSTER_SEPARATION = 1.0e4
+
+
+# ----------------------------------------------------------------------------- parameters
+
+@dataclass
+class ClassTrackParams:
+    """EncCla track formation. ``noise_class``: the class index meaning "noise" (hits predicted in
+    it become singletons; None: no noise class). ``min_prob``: hits whose top class probability is
+    below it become singletons (needs logits). ``split_by_cluster``: a track is (cluster, class)."""
+
+    noise_class: int | None = None
+    min_prob: float = 0.0
+    split_by_cluster: bool = False
+
+
+@dataclass
+class ParamTrackParams:
+    """EncReg track formation: clustering of predicted parameters.
+
+    ``algorithm`` "hdbscan" or "dbscan"; ``eps``/``min_samples`` for DBSCAN; ``min_cluster_size``/
+    ``min_samples`` for HDBSCAN (min_samples None = min_cluster_size there); ``use_latent`` appends
+    the free latents; ``weights`` scales the columns (theta, sin phi, cos phi, q[, latents...]);
+    ``split_by_cluster`` forbids tracks across locality clusters; ``selection`` is HDBSCAN's
+    cluster_selection_method ("eom" or "leaf").
+    """
+
+    algorithm: str = "hdbscan"
+    eps: float = 0.02
+    min_samples: int | None = 2
+    min_cluster_size: int = 2
+    selection: str = "eom"
+    use_latent: bool = False
+    weights: tuple[float, ...] | None = None
+    split_by_cluster: bool = False
+
+    def __post_init__(self):
+        if self.algorithm not in ("hdbscan", "dbscan"):
+            raise ConfigError(f"ParamTrackParams.algorithm must be 'hdbscan' or 'dbscan', got {self.algorithm!r}")
+        _check_clustering(self)
+
+
+@dataclass
+class EmbeddingTrackParams:
+    """Contrastive track formation (see the module docstring).
+
+    knn: ``k`` neighbours (about the number of pixel layers a track crosses), ``threshold`` minimum
+    cosine similarity of an edge, ``mutual`` keep only edges found from both ends, ``per_cluster``
+    search neighbours only inside the hit's locality cluster (needs cluster labels; otherwise the
+    whole event, chunked). dbscan/hdbscan: ``eps`` (Euclidean on unit vectors), ``min_samples``,
+    ``min_cluster_size``, ``selection`` (HDBSCAN "eom"/"leaf"). ``device`` for the knn search: "auto" (CUDA when present), "cpu", "cuda".
+    """
+
+    method: str = "knn"
+    k: int = 8
+    threshold: float = 0.8
+    mutual: bool = False
+    per_cluster: bool = True
+    eps: float = 0.3
+    min_samples: int | None = 2
+    min_cluster_size: int = 2
+    selection: str = "eom"
+    device: str = "auto"
+
+    def __post_init__(self):
+        if self.method not in ("knn", "dbscan", "hdbscan"):
+            raise ConfigError(f"EmbeddingTrackParams.method must be 'knn', 'dbscan' or 'hdbscan', got {self.method!r}")
+        if self.k < 1:
+            raise ConfigError(f"EmbeddingTrackParams.k must be >= 1, got {self.k}")
+        if not -1.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"EmbeddingTrackParams.threshold is a cosine similarity in [-1, 1], got {self.threshold}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"EmbeddingTrackParams.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        _check_clustering(self)
+
+
+def _check_clustering(p) -> None:
+    if p.selection not in ("eom", "leaf"):
+        raise ConfigError(f"{type(p).__name__}.selection must be 'eom' or 'leaf', got {p.selection!r}")
+    if p.eps <= 0:
+        raise ConfigError(f"{type(p).__name__}.eps must be > 0, got {p.eps}")
+    if p.min_samples is not None and p.min_samples < 1:
+        raise ConfigError(f"{type(p).__name__}.min_samples must be >= 1, got {p.min_samples}")
+    if p.min_cluster_size < 2:
+        raise ConfigError(f"{type(p).__name__}.min_cluster_size must be >= 2, got {p.min_cluster_size}")
+
+
+def params_to_dict(params) -> dict:
+    """Plain dict of a parameter dataclass (for checkpoints, YAML and tables)."""
+    d = asdict(params)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _np(a) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        return a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def _check_rows(hit_ids: np.ndarray, arr: np.ndarray, what: str) -> None:
+    if arr.shape[0] != hit_ids.shape[0]:
+        raise DataError(f"track formation: {what} has {arr.shape[0]} rows but there are {hit_ids.shape[0]} hit ids")
+
+
+def _as_cluster(cluster, n: int) -> np.ndarray | None:
+    if cluster is None:
+        return None
+    c = _np(cluster)
+    if c.shape != (n,):
+        raise DataError(f"track formation: cluster labels have shape {c.shape}, expected ({n},)")
+    if not np.issubdtype(c.dtype, np.integer):
+        raise DataError(f"track formation: cluster labels must be integers, got {c.dtype}")
+    return c.astype(np.int64, copy=False)
+
+
+def labels_to_track_ids(labels: np.ndarray) -> np.ndarray:
+    """Consecutive int64 track ids 0..n-1 from labels where negative labels mean "alone":
+    each such hit gets its own new id."""
+    labels = np.asarray(labels, dtype=np.int64).copy()
+    alone = labels < 0
+    if alone.any():
+        top = labels.max(initial=-1) + 1
+        labels[alone] = top + np.arange(int(alone.sum()))
+    _, ids = np.unique(labels, return_inverse=True)
+    return ids.astype(np.int64).reshape(-1)
+
+
+def _combine(a: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """Labels of the pairs (a, b), negative where a is negative."""
+    if b is None:
+        return a
+    _, pair = np.unique(np.stack([b, a], axis=1), axis=0, return_inverse=True)
+    return np.where(a < 0, -1, pair.reshape(-1))
+
+
+def submission(event_id: int, hit_ids, track_ids) -> pd.DataFrame:
+    """The Kaggle submission table of one event (int64 columns event_id, hit_id, track_id)."""
+    hit_ids = _np(hit_ids).astype(np.int64, copy=False)
+    return pd.DataFrame({"event_id": np.full(len(hit_ids), int(event_id), dtype=np.int64),
+                         "hit_id": hit_ids, "track_id": np.asarray(track_ids, dtype=np.int64)})
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("EmbeddingTrackParams.device='cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+# ----------------------------------------------------------------------------- EncCla
+
+def tracks_from_classes(hit_ids, pred, *, event_id: int = 0, cluster=None,
+                        params: ClassTrackParams | None = None) -> pd.DataFrame:
+    """EncCla: hits sharing the predicted class form a track.
+
+    pred: (N,) int class per hit, or (N, C) logits (argmax; ``min_prob`` needs logits).
+    """
+    params = params or ClassTrackParams()
+    hit_ids = _np(hit_ids)
+    pred = _np(pred)
+    _check_rows(hit_ids, pred, "the class prediction")
+    if pred.ndim == 2:
+        logits = pred.astype(np.float64)
+        cls = logits.argmax(axis=1)
+        if params.min_prob > 0:
+            z = logits - logits.max(axis=1, keepdims=True)
+            top = 1.0 / np.exp(z).sum(axis=1)  # softmax probability of the argmax class
+            cls = np.where(top < params.min_prob, -1, cls)
+    elif pred.ndim == 1:
+        if params.min_prob > 0:
+            raise ConfigError("ClassTrackParams.min_prob needs logits (N, C), not class indices")
+        cls = pred.astype(np.int64)
+    else:
+        raise DataError(f"track formation: class prediction must be (N,) or (N, C), got shape {pred.shape}")
+    cls = cls.astype(np.int64)
+    if params.noise_class is not None:
+        cls = np.where(cls == params.noise_class, -1, cls)
+    c = _as_cluster(cluster, len(hit_ids)) if params.split_by_cluster else None
+    if params.split_by_cluster and c is None:
+        raise ConfigError("ClassTrackParams.split_by_cluster needs the cluster labels")
+    return submission(event_id, hit_ids, labels_to_track_ids(_combine(cls, c)))
+
+
+# ----------------------------------------------------------------------------- EncReg
+
+def _sk_cluster(points: np.ndarray, algorithm: str, eps: float, min_samples: int | None,
+                min_cluster_size: int, selection: str = "eom") -> np.ndarray:
+    if len(points) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if algorithm == "dbscan":
+        return DBSCAN(eps=eps, min_samples=min_samples or 1).fit(points).labels_
+    if len(points) < 2:
+        return np.full(len(points), -1)
+    return HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples, cluster_selection_method=selection,
+                   copy=True).fit(points).labels_
+
+
+def _with_cluster_coordinate(points: np.ndarray, cluster: np.ndarray | None) -> np.ndarray:
+    if cluster is None:
+        return points
+    return np.concatenate([points, cluster[:, None].astype(np.float64) * _CLUSTER_SEPARATION], axis=1)
+
+
+def tracks_from_params(hit_ids, params_pred, *, event_id: int = 0, latent=None, cluster=None,
+                       params: ParamTrackParams | None = None) -> pd.DataFrame:
+    """EncReg: cluster the predicted (theta, sin phi, cos phi, q) [+ latents] with HDBSCAN/DBSCAN.
+
+    params_pred (N, 4); latent (N, L) or None. Noise points become one-hit tracks.
+    """
+    params = params or ParamTrackParams()
+    hit_ids = _np(hit_ids)
+    x = _np(params_pred).astype(np.float64)
+    _check_rows(hit_ids, x, "the regressed parameters")
+    if params.use_latent:
+        if latent is None:
+            raise ConfigError("ParamTrackParams.use_latent needs the latent outputs")
+        lat = _np(latent).astype(np.float64)
+        _check_rows(hit_ids, lat, "the latents")
+        x = np.concatenate([x, lat], axis=1)
+    if params.weights is not None:
+        w = np.asarray(params.weights, dtype=np.float64)
+        if w.shape != (x.shape[1],):
+            raise ConfigError(f"ParamTrackParams.weights has {w.size} entries for {x.shape[1]} columns")
+        x = x * w
+    if not np.isfinite(x).all():
+        raise DataError("track formation: the regressed parameters contain NaN or inf")
+    c = _as_cluster(cluster, len(hit_ids)) if params.split_by_cluster else None
+    labels = _sk_cluster(_with_cluster_coordinate(x, c), params.algorithm, params.eps, params.min_samples,
+                         params.min_cluster_size, params.selection)
+    return submission(event_id, hit_ids, labels_to_track_ids(labels))
+
+
+# ----------------------------------------------------------------------------- contrastive
+
+def knn_edges(emb: torch.Tensor, k: int, threshold: float, cluster: torch.Tensor | None = None,
+              *, max_block_elements: int = 1 << 24) -> tuple[torch.Tensor, torch.Tensor]:
+    """Directed edges (src, dst) from each hit to its k most cosine-similar hits with similarity
+    >= threshold; within locality clusters when ``cluster`` (N,) int64 is given (labels < 0: no
+    neighbours), else over all hits. emb (N, D) must be unit-normalised."""
+    from trackstudy.models.losses import cluster_blocks
+
+    n = emb.shape[0]
+    srcs, dsts = [], []
+    if cluster is not None:
+        for idx, valid in cluster_blocks(cluster, min_size=2, max_block_elements=max_block_elements):
+            s = idx.shape[1]
+            e = emb[idx]  # (G, S, D)
+            sim = torch.einsum("gid,gjd->gij", e, e)  # (G, S, S)
+            bad = ~valid[:, None, :] | torch.eye(s, dtype=torch.bool, device=emb.device)
+            sim = sim.masked_fill(bad, float("-inf"))
+            kk = min(k, s - 1)
+            val, nb = sim.topk(kk, dim=-1)  # (G, S, kk)
+            keep = (val >= threshold) & valid[:, :, None]
+            src = idx[:, :, None].expand_as(nb)
+            dst = torch.gather(idx, 1, nb.reshape(nb.shape[0], -1)).reshape(nb.shape)
+            srcs.append(src[keep])
+            dsts.append(dst[keep])
+    elif n > 1:
+        kk = min(k, n - 1)
+        rows = max(1, max_block_elements // n)
+        ar = torch.arange(n, device=emb.device)
+        for r0 in range(0, n, rows):
+            q = emb[r0:r0 + rows]
+            sim = q @ emb.T  # (rows, N)
+            sim[torch.arange(q.shape[0], device=emb.device), ar[r0:r0 + rows]] = float("-inf")
+            val, nb = sim.topk(kk, dim=-1)
+            keep = val >= threshold
+            srcs.append(ar[r0:r0 + rows, None].expand_as(nb)[keep])
+            dsts.append(nb[keep])
+    if not srcs:
+        empty = torch.zeros(0, dtype=torch.int64, device=emb.device)
+        return empty, empty
+    return torch.cat(srcs), torch.cat(dsts)
+
+
+def components_from_edges(n: int, src: np.ndarray, dst: np.ndarray, *, mutual: bool = False) -> np.ndarray:
+    """Connected-component label (0..) of each of n nodes given directed edges; ``mutual`` keeps
+    an edge only if its reverse is also present."""
+    a = sp.coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(n, n)).tocsr()
+    if mutual:
+        a = a.multiply(a.T).tocsr()
+    _, labels = connected_components(a, directed=True, connection="weak")
+    return labels.astype(np.int64)
+
+
+def tracks_from_embeddings(hit_ids, embedding, *, event_id: int = 0, cluster=None,
+                           params: EmbeddingTrackParams | None = None) -> pd.DataFrame:
+    """Contrastive: tracks from neighbours in embedding space (see the module docstring).
+
+    embedding (N, D) (need not be normalised); cluster (N,) int locality labels or None.
+    """
+    params = params or EmbeddingTrackParams()
+    hit_ids = _np(hit_ids)
+    n = len(hit_ids)
+    c = _as_cluster(cluster, n)
+    if params.method == "knn":
+        dev = _device(params.device)
+        emb = torch.as_tensor(embedding).detach().to(dev, torch.float32)
+        _check_rows(hit_ids, emb, "the embedding")
+        if not torch.isfinite(emb).all():
+            raise DataError("track formation: the embedding contains NaN or inf")
+        emb = torch.nn.functional.normalize(emb, dim=-1)
+        ct = torch.as_tensor(c, device=dev) if (params.per_cluster and c is not None) else None
+        src, dst = knn_edges(emb, params.k, params.threshold, ct)
+        labels = components_from_edges(n, src.cpu().numpy(), dst.cpu().numpy(), mutual=params.mutual)
+        return submission(event_id, hit_ids, labels_to_track_ids(labels))
+    x = _np(embedding).astype(np.float64)
+    _check_rows(hit_ids, x, "the embedding")
+    if not np.isfinite(x).all():
+        raise DataError("track formation: the embedding contains NaN or inf")
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    cc = c if params.per_cluster else None
+    labels = _sk_cluster(_with_cluster_coordinate(x, cc), params.method, params.eps, params.min_samples,
+                         params.min_cluster_size, params.selection)
+    return submission(event_id, hit_ids, labels_to_track_ids(labels))
+
+
+# ----------------------------------------------------------------------------- dispatch, timing, tuning
+
+def form_tracks(outputs: Mapping, hit_ids, *, event_id: int = 0, cluster=None, params=None) -> pd.DataFrame:
+    """Track formation from one event's output dict (padding removed), chosen by the outputs
+    present and the type of ``params``: ``embedding`` -> embeddings, ``logits`` -> classes,
+    ``params`` -> parameter clustering. A joint model (logits and params) uses the classes
+    unless ``params`` is a :class:`ParamTrackParams`."""
+    if isinstance(params, EmbeddingTrackParams) or (params is None and "embedding" in outputs):
+        if "embedding" not in outputs:
+            raise ConfigError("EmbeddingTrackParams given but the outputs have no 'embedding'")
+        return tracks_from_embeddings(hit_ids, outputs["embedding"], event_id=event_id, cluster=cluster,
+                                      params=params)
+    if isinstance(params, ParamTrackParams) or (params is None and "logits" not in outputs and "params" in outputs):
+        if "params" not in outputs:
+            raise ConfigError("ParamTrackParams given but the outputs have no 'params'")
+        return tracks_from_params(hit_ids, outputs["params"], event_id=event_id, latent=outputs.get("latent"),
+                                  cluster=cluster, params=params)
+    if "logits" in outputs:
+        return tracks_from_classes(hit_ids, outputs["logits"], event_id=event_id, cluster=cluster, params=params)
+    raise ConfigError(f"form_tracks: no known output among {sorted(outputs)} "
+                      "(expected 'embedding', 'logits' or 'params')")
+
+
+def timed(fn: Callable, *args, **kwargs):
+    """(fn(*args, **kwargs), wall seconds), CUDA synchronised before and after, so that track
+    formation can be reported apart from the encoder."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    sync()
+    return out, time.perf_counter() - t0
+
+
+def _metric_value(result, key: str) -> float:
+    if isinstance(result, Mapping):
+        if key not in result:
+            raise ConfigError(f"tune_track_formation: metric {key!r} not among {sorted(result)}")
+        return float(result[key])
+    if hasattr(result, key):
+        return float(getattr(result, key))
+    raise ConfigError(f"tune_track_formation: metric {key!r} not in the evaluation result {type(result).__name__}")
+
+
+def tune_track_formation(events: Sequence[Mapping], grid: Mapping[str, Iterable], *, base=None,
+                         metric: str = "dm_efficiency", evaluate: Callable | None = None,
+                         pt_min: float = 0.9) -> tuple[object, pd.DataFrame]:
+    """Grid-search track-formation parameters on validation events; returns (best params, table).
+
+    events: dicts with ``outputs`` (one event's output dict, padding removed), ``hit_ids``,
+    ``truth``, ``particles`` and optionally ``event_id`` and ``cluster``.
+    grid: parameter name -> values, over the fields of ``base`` (an EmbeddingTrackParams,
+    ParamTrackParams or ClassTrackParams; default: guessed from the outputs like :func:`form_tracks`).
+    evaluate(submission, truth, particles, pt_min=...) -> dict or object holding ``metric``;
+    default :func:`trackstudy.metrics.evaluate_event`. The table has one row per grid point with
+    the mean metric over events and the mean track-formation seconds per event, best first.
+    """
+    if not events:
+        raise ConfigError("tune_track_formation: no validation events")
+    if evaluate is None:
+        from trackstudy.metrics import evaluate_event as evaluate
+    if base is None:
+        o = events[0]["outputs"]
+        base = (EmbeddingTrackParams() if "embedding" in o else ClassTrackParams() if "logits" in o
+                else ParamTrackParams())
+    names = {f.name for f in fields(base)}
+    unknown = [k for k in grid if k not in names]
+    if unknown:
+        raise ConfigError(f"tune_track_formation: {type(base).__name__} has no parameter {unknown[0]!r}")
+    keys = list(grid)
+    rows = []
+    best, best_value = None, -np.inf
+    for values in itertools.product(*(list(grid[k]) for k in keys)):
+        cand = replace(base, **dict(zip(keys, values)))
+        scores, seconds = [], []
+        for ev in events:
+            sub, dt = timed(form_tracks, ev["outputs"], ev["hit_ids"], event_id=int(ev.get("event_id", 0)),
+                            cluster=ev.get("cluster"), params=cand)
+            scores.append(_metric_value(evaluate(sub, ev["truth"], ev["particles"], pt_min=pt_min), metric))
+            seconds.append(dt)
+        finite = [v for v in scores if np.isfinite(v)]  # NaN: no reconstructable particle in an event
+        value = float(np.mean(finite)) if finite else float("nan")
+        rows.append({**dict(zip(keys, values)), metric: value, "seconds_per_event": float(np.mean(seconds))})
+        if np.isfinite(value) and value > best_value:
+            best, best_value = cand, value
+    if best is None:
+        raise DataError(f"tune_track_formation: {metric} is undefined on every validation event "
+                        "(no reconstructable particles?)")
+    table = pd.DataFrame(rows).sort_values(metric, ascending=False, kind="stable").reset_index(drop=True)
+    return best, table
+
+
+__all__ = ["ClassTrackParams", "EmbeddingTrackParams", "ParamTrackParams", "components_from_edges", "form_tracks",
+           "knn_edges", "labels_to_track_ids", "params_to_dict", "submission", "timed", "tracks_from_classes",
+           "tracks_from_embeddings", "tracks_from_params", "tune_track_formation"]

@@ -1,0 +1,187 @@
+"""Notebooks -> reports: run every notebook with papermill, write self-contained HTML and an index.
+
+``python -m trackstudy.reports --params params/full.yaml`` (what ``make study`` runs) executes
+``notebooks/NN_*.ipynb`` in order into ``reports/NN_*.ipynb``, converts each to a
+self-contained ``reports/NN_*.html`` (plotly.js and images embedded, so it opens offline),
+and writes ``reports/index.html`` with each notebook's status, run time and device.
+Each notebook receives only the parameters of the YAML file that its ``parameters`` cell
+declares, so one flat parameter file serves all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from trackstudy.config import NOTEBOOKS_DIR, PARAMS_DIR, REPORTS_DIR, ROOT
+from trackstudy.data.io import atomic_write_bytes
+from trackstudy.errors import ConfigError
+
+#: Renderers for plotly figures: the mimetype for JupyterLab plus an HTML copy with plotly.js
+#: embedded once per notebook (no CDN), which nbconvert keeps in the offline report.
+PLOTLY_RENDERERS = "plotly_mimetype+notebook"
+
+
+def notebook_setup() -> None:
+    """First cell of every notebook: offline plotly output, readable pandas tables, inline matplotlib."""
+    import pandas as pd
+    import plotly.io as pio
+
+    pio.renderers.default = PLOTLY_RENDERERS
+    pd.set_option("display.max_columns", 40)
+    pd.set_option("display.width", 160)
+    pd.set_option("display.precision", 4)
+
+
+def load_params(path: str | os.PathLike) -> dict:
+    """A flat mapping of notebook parameters from a YAML file (scalars and lists of scalars only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such parameter file (see {PARAMS_DIR.relative_to(ROOT)}/)")
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: expected a mapping of parameter names to values")
+    for key, value in params.items():
+        ok = isinstance(value, (str, int, float, bool)) or value is None or (
+            isinstance(value, list) and all(isinstance(v, (str, int, float, bool)) for v in value))
+        if not ok:
+            raise ConfigError(f"{path}: parameter {key!r} must be a scalar or a list of scalars, got {value!r}")
+    return params
+
+
+def notebooks(selection: list[str] | None = None) -> list[Path]:
+    """The study notebooks in order, optionally only those whose name starts with one of ``selection``."""
+    found = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if selection:
+        found = [nb for nb in found if any(nb.stem.startswith(s) for s in selection)]
+        if not found:
+            raise ConfigError(f"no notebook in {NOTEBOOKS_DIR} matches {', '.join(selection)}")
+    return found
+
+
+def device_description() -> str:
+    """Where the notebooks run: the CUDA device name, or the CPU and its core count."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda: {torch.cuda.get_device_name(0)}"
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def to_html(ipynb: Path, out: Path) -> Path:
+    """Convert an executed notebook into one self-contained HTML file (atomic write)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(ipynb, as_version=4)
+    exporter = HTMLExporter(template_name="lab")
+    body, _ = exporter.from_notebook_node(nb)
+    return atomic_write_bytes(out, body.encode(), force=True)
+
+
+def run_notebook(nb: Path, params: dict, out_dir: Path, log_output: bool = False) -> dict:
+    """Execute one notebook with papermill into ``out_dir`` and convert it to HTML."""
+    import papermill as pm
+
+    declared = pm.inspect_notebook(str(nb))
+    chosen = {k: v for k, v in params.items() if k in declared}
+    out_ipynb = out_dir / nb.name
+    out_html = out_dir / f"{nb.stem}.html"
+    start = time.perf_counter()
+    status, error = "ok", None
+    try:
+        pm.execute_notebook(str(nb), str(out_ipynb), parameters=chosen, kernel_name="python3",
+                            cwd=str(NOTEBOOKS_DIR), progress_bar=False, log_output=log_output)
+    except Exception as exc:  # papermill wraps the cell error; the report keeps the traceback
+        status, error = "failed", str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    seconds = time.perf_counter() - start
+    if out_ipynb.exists():
+        to_html(out_ipynb, out_html)
+    return {"notebook": nb.stem, "status": status, "error": error, "seconds": round(seconds, 1),
+            "parameters": chosen, "html": out_html.name if out_html.exists() else None}
+
+
+def write_index(results: list[dict], out_dir: Path, params_file: str, device: str) -> Path:
+    """``index.html``: one row per notebook with a link, status, run time and device."""
+    rows = []
+    for r in results:
+        link = f'<a href="{html.escape(r["html"])}">{html.escape(r["notebook"])}</a>' if r["html"] else html.escape(r["notebook"])
+        status = r["status"] if r["status"] == "ok" else f'failed: {html.escape(r["error"] or "")}'
+        params = ", ".join(f"{k}={v}" for k, v in r["parameters"].items())
+        rows.append(f"<tr><td>{link}</td><td>{status}</td><td>{r['seconds']:.1f} s</td>"
+                    f"<td>{html.escape(device)}</td><td><code>{html.escape(params)}</code></td></tr>")
+    total = sum(r["seconds"] for r in results)
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>trackstudy reports</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top}} code{{font-size:85%}}</style></head>
+<body><h1>trackstudy reports</h1>
+<p>Parameters: <code>{html.escape(params_file)}</code>; generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')};
+device: {html.escape(device)}; total {total:.0f} s.</p>
+<table><tr><th>notebook</th><th>status</th><th>time</th><th>device</th><th>parameters</th></tr>
+{chr(10).join(rows)}
+</table>
+<p>Headline metrics per model: <a href="summary.json">summary.json</a> (when the study trained models).</p>
+</body></html>
+"""
+    return atomic_write_bytes(out_dir / "index.html", page.encode(), force=True)
+
+
+def run_study(params_file: str | os.PathLike, selection: list[str] | None = None,
+              out_dir: str | os.PathLike = REPORTS_DIR, log_output: bool = False) -> list[dict]:
+    """Run the notebooks in order with one parameter file; returns one result dict per notebook."""
+    from tqdm.auto import tqdm
+
+    params = load_params(params_file)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = device_description()
+    results = []
+    for nb in (bar := tqdm(notebooks(selection), desc="notebooks", unit="nb")):
+        bar.set_postfix_str(nb.stem)
+        results.append(run_notebook(nb, params, out_dir, log_output=log_output))
+        write_index(results, out_dir, str(params_file), device)
+    atomic_write_bytes(out_dir / "runs.json", json.dumps(
+        {"params": str(params_file), "device": device, "notebooks": results}, indent=1).encode(), force=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trackstudy.reports", description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default=str(PARAMS_DIR / "full.yaml"), help="YAML parameter file")
+    parser.add_argument("--only", nargs="*", default=None, metavar="NN",
+                        help="run only the notebooks whose names start with these prefixes (e.g. 01 03)")
+    parser.add_argument("--out", default=str(REPORTS_DIR), help="output folder (default reports/)")
+    parser.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
+    args = parser.parse_args(argv)
+    try:
+        results = run_study(args.params, args.only, args.out, args.log_output)
+    except ConfigError as exc:
+        print(f"trackstudy reports: error: {exc}", file=sys.stderr)
+        return 2
+    failed = [r["notebook"] for r in results if r["status"] != "ok"]
+    for r in results:
+        print(f"{r['notebook']:32s} {r['status']:7s} {r['seconds']:8.1f} s  {r['html']}")
+    print(f"index: {Path(args.out) / 'index.html'}")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
