@@ -24,3 +24,10 @@ DETECTORS_CSV = PACKAGE_DIR / "data" / "detectors.csv.gz"
 PIXEL_VOLUMES = (7, 8, 9)
 #: Solenoid field (T) along z.
 B_FIELD_T = 2.0
+
+
+def resolve_path(path: str | os.PathLike) -> Path:
+    """A user-given path: absolute as is, relative to the project root otherwise (notebooks run
+    from notebooks/ under papermill, so the working directory is never used)."""
+    path = Path(os.path.expanduser(str(path)))
+    return path if path.is_absolute() else ROOT / path

@@ -46,6 +46,16 @@ def _helix_dir(ux, uy, kappa, s):
 
 
 @njit(cache=True)
+def highland_theta0(p, mass, xx0):
+    """RMS plane scattering angle (rad) of a unit-charge particle of momentum p (GeV) and mass
+    (GeV) crossing xx0 radiation lengths (PDG Highland formula)."""
+    if xx0 <= 0.0:
+        return 0.0
+    beta = p / math.sqrt(p * p + mass * mass)
+    return 0.0136 / (beta * p) * math.sqrt(xx0) * (1.0 + 0.038 * math.log(xx0 / (beta * beta)))
+
+
+@njit(cache=True)
 def _cylinder_s(x, y, ux, uy, kappa, radius, eps):
     """Smallest transverse path s > eps at which the helix reaches r = radius; -1 if never."""
     if abs(kappa) < 1e-12:
@@ -98,12 +108,14 @@ def _cylinder_s(x, y, ux, uy, kappa, radius, eps):
 def propagate(x0, y0, z0, px0, py0, pz0, q, rnd_n, rnd_u,
               lay_type, lay_r, lay_z, lay_lo, lay_hi, lay_nphi, lay_nq, lay_q0, lay_q1, lay_cell0,
               cell_ptr, cell_mod, mod_c, mod_rot, mod_hu0, mod_hu1, mod_hv, mod_xx0, mod_tmat,
-              b_field, max_turn, inefficiency, p_interaction, mass, capacity):
+              b_field, max_turn, inefficiency, p_interaction, max_path, mass, capacity):
     """Propagate every particle; return (n_hits, particle index, module row, true x y z,
     true px py pz, local u v, hit order within the particle) with n_hits = -1 on overflow.
 
     rnd_n: (n, K, 2) standard normals (multiple scattering), rnd_u: (n, K, 2) uniforms
     (inefficiency, nuclear interaction); K bounds the module crossings of one particle.
+    max_path: no hit where the path in the sensor exceeds max_path x its thickness
+    (grazing incidence; the particle still crosses the material).
     """
     n = x0.shape[0]
     kmax = rnd_n.shape[1]
@@ -261,7 +273,8 @@ def propagate(x0, y0, z0, px0, py0, pz0, q, rnd_n, rnd_u,
                 m = cand_m[a]
                 hx, hy, hz = _helix_pos(x, y, z, ux, uy, tz, kappa, s)
                 hdx, hdy = _helix_dir(ux, uy, kappa, s)
-                if rnd_u[i, k, 0] >= inefficiency:
+                cos_hit = abs(mod_rot[m, 2] * hdx + mod_rot[m, 5] * hdy + mod_rot[m, 8] * tz) / norm
+                if rnd_u[i, k, 0] >= inefficiency and cos_hit * max_path >= 1.0:
                     if nh >= capacity:
                         return -1, out_p, out_m, out_x, out_mom, out_uv, out_k
                     out_p[nh] = i
@@ -282,8 +295,7 @@ def propagate(x0, y0, z0, px0, py0, pz0, q, rnd_n, rnd_u,
                     cosi = 0.05
                 xx0 = mod_xx0[m] / cosi
                 e = math.sqrt(p * p + mass * mass)
-                beta = p / e
-                theta0 = 0.0136 / (beta * p) * math.sqrt(xx0) * (1.0 + 0.038 * math.log(xx0 / (beta * beta)))
+                theta0 = highland_theta0(p, mass, xx0)
                 if theta0 > 0.0:
                     # two axes perpendicular to the direction
                     e1x = d1

@@ -52,7 +52,7 @@ def region_of(volume_id) -> str | np.ndarray:
     return str(out) if out.ndim == 0 else out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq/hash by identity: the tables are DataFrames
 class Detector:
     """The module table plus per-layer surfaces.
 
@@ -70,7 +70,10 @@ class Detector:
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, path: str | os.PathLike | None = None) -> Detector:
-        """Read ``detectors.csv[.gz]``; default: the copy shipped in the package (cached)."""
+        """Read ``detectors.csv[.gz]``; default: the copy shipped in the package.
+
+        Cached per path: the returned tables are shared, treat them as read-only.
+        """
         return _load_cached(str(Path(path).resolve()) if path is not None else str(DETECTORS_CSV))
 
     @classmethod
@@ -123,8 +126,8 @@ class Detector:
 
         Order: pixel layers, then short-strip, then long-strip layers; inside a subdetector
         the barrel layers inside out, then the endcap disks by increasing |z| with the z < 0
-        disk before its z > 0 twin. Barrel layer k and the endcap disks of the same
-        subdetector therefore follow each other the way a track from the origin crosses them.
+        disk before its z > 0 twin. Consecutive indices are neighbours along a track inside a
+        barrel or inside one endcap; across the barrel/endcap boundary use :meth:`adjacent_layers`.
         """
         v = np.asarray(volume_id, dtype=np.int64)
         lay = np.asarray(layer_id, dtype=np.int64)

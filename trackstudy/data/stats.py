@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from collections.abc import Sequence
 
 import numpy as np
@@ -97,3 +98,70 @@ def inspect_path(path: str | os.PathLike, n_events: int | None = None) -> tuple[
         rows.append(event_summary(event))
         layers.append(hits_per_layer(event).assign(event_id=eid))
     return pd.DataFrame(rows), pd.concat(layers, ignore_index=True)
+
+
+def real_reference(trackml_dir: str | os.PathLike | None = None) -> tuple[dict, pd.DataFrame]:
+    """Statistics of the real TrackML samples to compare a simulation against.
+
+    From ``full/``: particles per event, with pT > 0.9 GeV, and of those with >= 3 hits
+    (means over the particles files), hits and pixel hits and hits per layer (the hits files);
+    from ``mini/``: the noise fraction (the only real truth shipped). Returns (numbers, hits per layer).
+    """
+    from trackstudy.config import SHARED_TRACKML_DIR
+    from trackstudy.data.io import read_table
+
+    root = Path(trackml_dir) if trackml_dir else SHARED_TRACKML_DIR
+    full = root / "full"
+    part_files = sorted(full.glob("event*-particles.csv*"))
+    hit_files = sorted(full.glob("event*-hits.csv*"))
+    if not part_files or not hit_files:
+        raise DataError(f"{full}: expected real event*-particles.csv[.gz] and event*-hits.csv[.gz] files")
+    rows = []
+    for f in part_files:
+        parts = read_table(f, "particles")
+        pts = pt_of(parts["px"].to_numpy(np.float64), parts["py"].to_numpy(np.float64))
+        rows.append({"n_particles": len(parts), "n_particles_with_hits": int((parts["nhits"] > 0).sum()),
+                     "n_pt_above": int((pts > 0.9).sum()),
+                     "n_reconstructable": int(((pts > 0.9) & (parts["nhits"] >= 3)).sum())})
+    numbers = pd.DataFrame(rows).mean().to_dict()
+    layers = []
+    n_hits, n_pix = [], []
+    for f in hit_files:
+        hits = read_table(f, "hits")
+        n_hits.append(len(hits))
+        n_pix.append(int(hits["volume_id"].isin(PIXEL_VOLUMES).sum()))
+        layers.append(hits_per_layer(Event(0, hits)))
+    numbers["n_hits"] = float(np.mean(n_hits))
+    numbers["n_pixel_hits"] = float(np.mean(n_pix))
+    mini = root / "mini"
+    truth_files = sorted(mini.glob("event*-truth.csv*"))
+    if truth_files:
+        truth = read_table(truth_files[0], "truth")
+        numbers["noise_fraction"] = float((truth["particle_id"] == 0).mean())
+    per_layer = pd.concat(layers).groupby(["volume_id", "layer_id"], as_index=False)["n_hits"].mean()
+    return numbers, per_layer
+
+
+def compare_with_real(summaries: pd.DataFrame, layers: pd.DataFrame,
+                      trackml_dir: str | os.PathLike | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Simulated event statistics (from :func:`inspect_path`) next to the real samples.
+
+    Returns (headline table: quantity, simulated mean, real, ratio; per-layer table of the pixel
+    layers: simulated mean hits, real hits, ratio).
+    """
+    real, real_layers = real_reference(trackml_dir)
+    rows = []
+    for key in ("n_particles", "n_pt_above", "n_reconstructable", "n_hits", "n_pixel_hits", "noise_fraction"):
+        if key in real and key in summaries and summaries[key].notna().any():
+            sim = float(summaries[key].mean())
+            rows.append({"quantity": key, "simulated": sim, "real": real[key], "ratio": sim / real[key]})
+    table = pd.DataFrame(rows)
+    n_events = summaries["event_id"].nunique()
+    sim_layers = layers.groupby(["volume_id", "layer_id"], as_index=False)["n_hits"].sum()
+    sim_layers["n_hits"] = sim_layers["n_hits"] / max(n_events, 1)
+    per_layer = sim_layers.merge(real_layers, on=["volume_id", "layer_id"], how="outer",
+                                 suffixes=("_simulated", "_real")).fillna(0.0)
+    per_layer = per_layer[per_layer["volume_id"].isin(PIXEL_VOLUMES)].reset_index(drop=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_layer["ratio"] = per_layer["n_hits_simulated"] / per_layer["n_hits_real"]
+    return table, per_layer

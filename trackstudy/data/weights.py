@@ -11,6 +11,13 @@ Definition of the challenge (trackml-library ``weights.py``, accuracy phase), re
 - pT weight: 0.2 up to pT = 0.5 GeV, rising linearly to 1 at 3 GeV, 1 above
   (0 below 0.05 GeV); noise hits (particle_id 0) get 0;
 - weight = order weight x pT weight, normalised to sum 1 over the event.
+
+``phase=2`` gives the throughput-phase (Codalab) variant, which also zeroes the hits of
+particles whose generation (bits 24-35 of the particle id) is not 0, i.e. secondaries; the
+reduced real event in tests/data (a throughput-phase event) carries those weights.
+The challenge took a particle's hit count from the particles file's ``nhits``; here it is
+counted in ``truth``, which is the same number for a complete event (and stays consistent
+for a volume selection or a subset of particles).
 """
 
 from __future__ import annotations
@@ -56,8 +63,10 @@ def weight_order(ihit, nhits) -> np.ndarray:
     return np.where(ok, ORDER_MATRIX[np.clip(n, 0, ORDER_MAX_HITS), np.clip(ihit, 0, ORDER_MAX_HITS - 1)], 0.0)
 
 
-def trackml_weights(truth: pd.DataFrame, particles: pd.DataFrame) -> np.ndarray:
+def trackml_weights(truth: pd.DataFrame, particles: pd.DataFrame, phase: int = 1) -> np.ndarray:
     """Per-hit TrackML weights for the rows of ``truth`` (float64, summing to 1 unless all are 0).
+
+    phase: 1 = accuracy phase (Kaggle), 2 = throughput phase (secondaries get 0).
 
     truth needs particle_id and tz; particles needs particle_id, vz, px, py. The number of
     hits of a particle is counted in ``truth`` (as the challenge did), not read from nhits.
@@ -66,19 +75,25 @@ def trackml_weights(truth: pd.DataFrame, particles: pd.DataFrame) -> np.ndarray:
         missing = [c for c in cols if c not in df.columns]
         if missing:
             raise DataError(f"trackml_weights: {name} lacks column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    if phase not in (1, 2):
+        raise DataError(f"trackml_weights: phase={phase!r}; expected 1 (accuracy) or 2 (throughput)")
     pid = truth["particle_id"].to_numpy(np.int64)
     n = len(pid)
     if n == 0:
         return np.zeros(0)
     ppid = particles["particle_id"].to_numpy(np.int64)
+    if len(ppid) == 0:
+        return np.zeros(n)
     order = np.argsort(ppid, kind="stable")
     sorted_ids = ppid[order]
-    pos = np.clip(np.searchsorted(sorted_ids, pid), 0, max(len(sorted_ids) - 1, 0))
-    known = (pid != 0) & (len(sorted_ids) > 0) & (sorted_ids[pos] == pid if len(sorted_ids) else False)
+    pos = np.clip(np.searchsorted(sorted_ids, pid), 0, len(sorted_ids) - 1)
+    known = (pid != 0) & (sorted_ids[pos] == pid)
+    if phase == 2:
+        known &= ((pid >> 24) & 0xFFF) == 0
     prow = order[pos]
-    vz = np.where(known, particles["vz"].to_numpy(np.float64)[prow] if len(ppid) else 0.0, 0.0)
+    vz = np.where(known, particles["vz"].to_numpy(np.float64)[prow], 0.0)
     ptv = np.hypot(particles["px"].to_numpy(np.float64), particles["py"].to_numpy(np.float64))
-    w_pt = np.where(known, weight_pt(ptv[prow]) if len(ppid) else 0.0, 0.0)
+    w_pt = np.where(known, weight_pt(ptv[prow]), 0.0)
 
     absdz = np.abs(truth["tz"].to_numpy(np.float64) - vz)
     idx = np.lexsort((absdz, pid))  # by particle, then |dz|
