@@ -42,8 +42,9 @@ def test_evaluate_pixel_volumes_and_pt(mini_dir, mini_truth, tmp_path, capsys):
     rng = np.random.default_rng(0)
     sub = pd.DataFrame({"event_id": 1, "hit_id": mini_truth.hit_id, "track_id": rng.integers(0, 500, len(mini_truth))})
     path = write(tmp_path, sub)
-    assert main(["evaluate", "--data", str(mini_dir), "--submission", str(path), "--volumes", "pixel"]) == 2
-    assert "is not a hit of event 1" in capsys.readouterr().err  # non-pixel hits in a pixel evaluation
+    # hits outside the selected volumes are dropped, not an error: same numbers as a pixel-only file
+    assert main(["evaluate", "--data", str(mini_dir), "--submission", str(path), "--volumes", "pixel", "--json"]) == 0
+    all_hits = json.loads(capsys.readouterr().out)
     hits = read_event(mini_dir).hits
     pixel = hits.hit_id[hits.volume_id.isin([7, 8, 9])]
     path = write(tmp_path, sub[sub.hit_id.isin(pixel)], "pix.csv")
@@ -52,9 +53,15 @@ def test_evaluate_pixel_volumes_and_pt(mini_dir, mini_truth, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["per_event"][0]["n_hits"] == 2783
     assert out["trackml_score"] < 0.05 and out["n_particles"] == out["n_particles_pt1"]
+    assert main(["evaluate", "--data", str(mini_dir), "--submission", str(path), "--volumes", "pixel", "--json"]) == 0
+    pix_only = json.loads(capsys.readouterr().out)
+    assert pix_only["per_event"] == all_hits["per_event"]
     assert main(["evaluate", "--data", str(mini_dir), "--submission", str(path), "--volumes", "pixel"]) == 0
     text = capsys.readouterr().out
     assert "mean over 1 event(s)" in text and "trackml_score" in text
+    bad = write(tmp_path, pd.DataFrame({"event_id": [1, 1], "hit_id": [6, 999999], "track_id": [1, 2]}), "bad.csv")
+    assert main(["evaluate", "--data", str(mini_dir), "--submission", str(bad), "--volumes", "pixel"]) == 2
+    assert "row 1: hit 999999 is not a hit of event 1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("content, message", [

@@ -315,3 +315,13 @@ def test_read_write_submission_roundtrip(tmp_path):
     (tmp_path / "bad.csv").write_text("event_id,hit_id,track_id\n1,1,2\n1,2,x\n")
     with pytest.raises(DataError, match=r"bad.csv: column track_id, row 1: 'x' is not an integer"):
         read_submission(tmp_path / "bad.csv")
+
+
+def test_regions_unknown_without_volumes_or_positions():
+    truth, particles = hand_event()
+    truth = truth.drop(columns=["tx", "ty", "tz"])
+    sub = pd.DataFrame({"hit_id": [1, 2, 3, 4], "track_id": [0] * 4})
+    got = evaluate_event(sub, truth, particles)
+    assert got["dm_efficiency"] == 0.5 and got["barrel_n_particles"] == 0 and np.isnan(got["barrel_dm_efficiency"])
+    m = match_tracks(sub, truth, particles)
+    assert set(m.particles.region) == {"unknown"} and m.tracks.region.tolist() == ["unknown"]

@@ -10,7 +10,9 @@ import pandas as pd
 
 from trackstudy.config import PIXEL_VOLUMES
 from trackstudy.errors import ConfigError
-from trackstudy.metrics import HEADLINE_KEYS, evaluate_submission_file
+
+# trackstudy.metrics is imported in run(): every command module is imported to build the parser,
+# so module-level imports here would slow down every `trackstudy` call.
 
 
 def parse_volumes(text: str | None):
@@ -62,6 +64,8 @@ def _clean(value):
 
 
 def run(args) -> int:
+    from trackstudy.metrics import HEADLINE_KEYS, evaluate_submission_file
+
     if args.events is not None and args.events < 1:
         raise ConfigError(f"--events {args.events}: must be >= 1")
     result = evaluate_submission_file(args.submission, args.data, n_events=args.events, pt_min=args.pt_min,

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from trackstudy.data.io import Event, find_events, read_event, select_volumes
 from trackstudy.errors import DataError
 from trackstudy.metrics.matching import HEADLINE_KEYS, _check_cuts, match_tracks, summarize_matching, track_parameters
-from trackstudy.metrics.submission import read_submission, split_events
+from trackstudy.metrics.submission import read_submission, split_events, validate_submission
 
 
 @dataclass
@@ -60,8 +60,9 @@ def evaluate_events(submission: pd.DataFrame, events: Iterable[Event], *, pt_min
     """Evaluate a submission (``event_id, hit_id, track_id``) on events with truth and particles.
 
     volumes: evaluate on the hits of these volumes only (e.g. the pixel volumes 7, 8, 9);
-    None keeps every hit of the data. Submission rows of hits outside the selection are an
-    error, as are submission events not among ``events``.
+    None keeps every hit of the data. Submission rows of hits outside the selection are
+    dropped (they are hits of the event, just not evaluated); hit ids unknown to the event and
+    submission events not among ``events`` are errors.
     """
     _check_cuts(pt_min, min_hits, eta_max)
     events = list(events)
@@ -73,9 +74,13 @@ def evaluate_events(submission: pd.DataFrame, events: Iterable[Event], *, pt_min
     by_event = split_events(submission, [ev.event_id for ev in events], source=source)
     rows, parts, tracks = [], [], []
     for ev in tqdm(events, desc=f"evaluate {name}".strip(), disable=not progress):
+        sub = by_event[ev.event_id]
         if volumes is not None:
+            # hits unknown to the event are an error; hits outside the selected volumes are dropped
+            sub = validate_submission(sub, ev.hits, source=source, event_id=ev.event_id)
             ev = select_volumes(ev, volumes)
-        m = match_tracks(by_event[ev.event_id], ev.truth, ev.particles, hits=ev.hits, min_hits=min_hits,
+            sub = sub[sub["hit_id"].isin(ev.hits["hit_id"]).to_numpy()]
+        m = match_tracks(sub, ev.truth, ev.particles, hits=ev.hits, min_hits=min_hits,
                          detector_regions=detector_regions, source=source, event_id=ev.event_id)
         rows.append(summarize_matching(m, pt_min=pt_min, min_hits=min_hits, eta_max=eta_max,
                                        detector_regions=detector_regions))

@@ -38,7 +38,8 @@ volume-selected event is scored on its selected hits only):
   column (truth or the optional ``hits``); without one, from the truth positions with the
   TrackML geometry: barrel iff (r < 200 mm and |z| < 550 mm) or (r >= 200 mm and |z| < 1150 mm)
   (pixel barrel |z| <= 491 mm, pixel disks from |z| ~ 600 mm; strip barrels |z| <= 1083 mm,
-  strip disks from |z| ~ 1220 mm), which gives the same answer on TrackML events.
+  strip disks from |z| ~ 1220 mm), which gives the same answer on TrackML events. With neither,
+  regions are "unknown" and the barrel_ / endcap_ numbers are NaN.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class Matching:
       perfect, region ("barrel"/"endcap").
     particles: one row per particle of the particles table (noise excluded): particle_id,
       nhits (in the universe), weight, q, pt, eta, phi (GeV, radians), vz (mm), region
-      ("barrel"/"endcap"/"none" without hits), dm_matched, lhc_matched, perfect_matched,
+      ("barrel"/"endcap"; "none" without hits; "unknown" without volumes or positions), dm_matched, lhc_matched, perfect_matched,
       n_major50 (candidate tracks with >= min_hits hits of which it is the > 50% majority).
     total_weight: sum of the truth weights (score denominator).
     """
@@ -94,8 +95,9 @@ def _check_cuts(pt_min: float, min_hits: int, eta_max: float) -> None:
         raise ConfigError(f"eta_max={eta_max!r}: must be > 0")
 
 
-def _barrel_flags(truth: pd.DataFrame, hits: pd.DataFrame | None, positions: tuple | None) -> np.ndarray:
-    """Per truth row: True when the hit is in a barrel volume (see module docstring)."""
+def _barrel_flags(truth: pd.DataFrame, hits: pd.DataFrame | None, positions: tuple | None) -> np.ndarray | None:
+    """Per truth row: True when the hit is in a barrel volume (see module docstring); None when
+    neither volumes nor positions are available."""
     if "volume_id" in truth.columns:
         return np.isin(truth["volume_id"].to_numpy(), BARREL_VOLUMES)
     if hits is not None and "volume_id" in hits.columns:
@@ -107,8 +109,7 @@ def _barrel_flags(truth: pd.DataFrame, hits: pd.DataFrame | None, positions: tup
         r = np.hypot(x, y)
         az = np.abs(z)
         return ((r < 200.0) & (az < 550.0)) | ((r >= 200.0) & (az < 1150.0))
-    raise DataError("detector regions need hit volumes or positions: give hits (with volume_id) or a truth "
-                    "table with tx, ty, tz, or pass detector_regions=False")
+    return None
 
 
 def _positions(truth: pd.DataFrame, hits: pd.DataFrame | None):
@@ -159,7 +160,11 @@ def match_tracks(submission: pd.DataFrame, truth: pd.DataFrame, particles: pd.Da
     # particles of the universe (noise included, as particle 0): sorted unique ids and hit counts
     p_ids, p_inv, p_counts = np.unique(pid, return_inverse=True, return_counts=True)
     positions = _positions(truth, hits)
-    barrel = _barrel_flags(truth, hits, positions) if detector_regions else np.zeros(n, dtype=bool)
+    barrel = _barrel_flags(truth, hits, positions) if detector_regions else None
+    # without volumes or positions the regions are "unknown" (barrel_/endcap_ numbers then NaN)
+    region_known = barrel is not None
+    if barrel is None:
+        barrel = np.zeros(n, dtype=bool)
 
     # (track, particle) pairs over assigned hits
     t_ids, t_inv, t_counts = np.unique(track[assigned], return_inverse=True, return_counts=True)
@@ -198,7 +203,8 @@ def match_tracks(submission: pd.DataFrame, truth: pd.DataFrame, particles: pd.Da
     tracks["dm"] = good & not_noise
     tracks["lhc"] = (4 * mn > 3 * tn) & not_noise & (tn >= min_hits)
     tracks["perfect"] = (mn == tn) & (mn == mpn) & not_noise
-    tracks["region"] = np.where(2 * t_barrel > tn, "barrel", "endcap") if detector_regions else "all"
+    tracks["region"] = (np.where(2 * t_barrel > tn, "barrel", "endcap") if region_known
+                        else ("unknown" if detector_regions else "all"))
 
     # per-particle table
     hits_tab = pd.DataFrame({"hit_id": t_hit, "particle_id": pid, "weight": weight, "track_id": track,
@@ -206,13 +212,14 @@ def match_tracks(submission: pd.DataFrame, truth: pd.DataFrame, particles: pd.Da
     if positions is not None:
         hits_tab["x"], hits_tab["y"], hits_tab["z"] = positions
     particles_tab = _particle_table(particles, p_ids, p_counts, p_inv, pid, weight, barrel, tracks,
-                                    int(min_hits), detector_regions)
+                                    int(min_hits), "known" if region_known else
+                                    ("unknown" if detector_regions else "all"))
     total_weight = float(weight.sum())
     return Matching(hits=hits_tab, tracks=tracks, particles=particles_tab, total_weight=total_weight,
                     min_hits=int(min_hits), event_id=event_id)
 
 
-def _particle_table(particles, p_ids, p_counts, p_inv, pid, weight, barrel, tracks, min_hits, detector_regions):
+def _particle_table(particles, p_ids, p_counts, p_inv, pid, weight, barrel, tracks, min_hits, regions: str):
     if particles is None:
         base = pd.DataFrame({"particle_id": p_ids[p_ids != 0]})
         for c in ("q", "pt", "eta", "phi", "vz"):
@@ -242,16 +249,17 @@ def _particle_table(particles, p_ids, p_counts, p_inv, pid, weight, barrel, trac
     b_sum = np.bincount(p_inv, weights=barrel.astype(np.float64), minlength=len(p_ids))
     base["nhits"] = nh.astype(np.int64)
     base["weight"] = np.where(present, w_sum[pos_c] if len(p_ids) else 0.0, 0.0)
-    if detector_regions:
+    if regions == "known":
         nb = np.where(present, b_sum[pos_c] if len(p_ids) else 0.0, 0.0)
         base["region"] = np.where(nh == 0, "none", np.where(2 * nb > nh, "barrel", "endcap"))
-    else:
-        base["region"] = np.where(nh == 0, "none", "all")
+    else:  # "all" (regions not asked for) or "unknown" (no volumes / positions)
+        base["region"] = np.where(nh == 0, "none", regions)
     mp = tracks["major_particle_id"].to_numpy()
     base["dm_matched"] = np.isin(ids, mp[tracks["dm"].to_numpy()])
     base["lhc_matched"] = np.isin(ids, mp[tracks["lhc"].to_numpy()])
     base["perfect_matched"] = np.isin(ids, mp[tracks["perfect"].to_numpy()])
-    cand = (tracks["nhits"].to_numpy() >= min_hits) & (2 * tracks["major_nhits"].to_numpy() > tracks["nhits"].to_numpy())
+    t_n = tracks["nhits"].to_numpy()
+    cand = (t_n >= min_hits) & (2 * tracks["major_nhits"].to_numpy() > t_n)
     counts = pd.Series(mp[cand]).value_counts()
     base["n_major50"] = pd.Series(ids).map(counts).fillna(0).astype(np.int64).to_numpy()
     return base

@@ -1,0 +1,58 @@
+"""``trackstudy baseline --method dbscan-helix|truth|random|shuffle --data DIR --out FILE.csv``:
+a submission from a training-free baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trackstudy.cli.evaluate import parse_volumes
+from trackstudy.errors import ConfigError
+
+# The method names are repeated here (tests check they equal trackstudy.baselines.METHODS) so
+# that building the parser, which every `trackstudy` call does, does not import scikit-learn/scipy.
+METHODS = ("dbscan-helix", "random", "shuffle", "truth")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "baseline",
+        help="write a submission from a training-free baseline",
+        description="Run a baseline track finder on the events of a dataset folder and write a submission "
+                    "(event_id, hit_id, track_id). Methods: truth (perfect assignment, needs truth), random, "
+                    "shuffle (truth with hits moved at --rate), dbscan-helix (DBSCAN on helix-unrolled "
+                    "features; parameters in params/baselines.yaml).",
+    )
+    p.add_argument("--method", required=True, choices=sorted(METHODS), help="baseline method")
+    p.add_argument("--data", required=True, metavar="DIR", help="dataset folder of TrackML events")
+    p.add_argument("--out", required=True, metavar="FILE", help="submission CSV to write (.csv or .csv.gz)")
+    p.add_argument("--params", default=None, metavar="YAML",
+                   help="baseline parameter file (default params/baselines.yaml)")
+    p.add_argument("--rate", type=float, default=None, help="shuffle: probability to move a hit (overrides YAML)")
+    p.add_argument("--volumes", default="all", metavar="V",
+                   help="run on the hits of these volumes: 'all' (default), 'pixel' or a list such as 7,8,9")
+    p.add_argument("--events", type=int, default=None, metavar="N", help="at most the first N events")
+    p.add_argument("--seed", type=int, default=0, help="random seed (event i uses seed + i)")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from trackstudy.baselines import baseline_submission, load_baseline_params
+    from trackstudy.metrics import write_submission  # imported here: keeps `trackstudy --help` quick
+
+    if args.events is not None and args.events < 1:
+        raise ConfigError(f"--events {args.events}: must be >= 1")
+    params = load_baseline_params(args.params).get(args.method, {})
+    if args.rate is not None:
+        if args.method != "shuffle":
+            raise ConfigError("--rate applies to --method shuffle only")
+        params["rate"] = args.rate
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise ConfigError(f"{out}: exists (use --force to overwrite)")
+    sub = baseline_submission(args.method, args.data, params, seed=args.seed, n_events=args.events,
+                              volumes=parse_volumes(args.volumes), progress=True)
+    write_submission(sub, out, force=args.force)
+    n_tracks = sub.groupby("event_id")["track_id"].nunique().sum()
+    print(f"{out}: {sub['event_id'].nunique()} event(s), {len(sub)} hits, {n_tracks} tracks")
+    return 0
