@@ -26,10 +26,10 @@ P = 2 * np.pi * R
 
 # parameters under which two compact groups 30 mm apart separate and each stays whole
 SMALL = {
-    "dbscan": DBSCANParams(eps=2.0, min_samples=2),
-    "window": WindowParams(width_u=8.0, width_v=8.0),
-    "density": DensityParams(dc=2.0, delta_min=5.0, min_density=2),
-    "grid": GridParams(cell_u=8.0, cell_v=8.0, offset_u=0.5, offset_v=0.5),
+    "dbscan": DBSCANParams(eps=2.0, min_samples=2, v_scale=1.0),
+    "window": WindowParams(width_u=8.0, width_v=8.0, v_scale=1.0),
+    "density": DensityParams(dc=2.0, delta_min=5.0, min_density=2, v_scale=1.0),
+    "grid": GridParams(cell_u=8.0, cell_v=8.0, offset_u=0.5, offset_v=0.5, v_scale=1.0),
 }
 
 
@@ -79,16 +79,33 @@ def test_dbscan_periodic_matches_brute_force():
     dist = np.hypot(du, pts[:, None, 1] - pts[None, :, 1])
     ref = DBSCAN(eps=eps, min_samples=2, metric="precomputed").fit_predict(dist)
     ref = np.where(ref < 0, 10_000 + np.arange(len(ref)), ref)
-    lab = cluster_points(pts, "dbscan", DBSCANParams(eps=eps, min_samples=2), period=P)
+    lab = cluster_points(pts, "dbscan", DBSCANParams(eps=eps, min_samples=2, v_scale=1.0), period=P)
     assert _same_partition(lab, ref)
     # the seam matters in this sample: some periodic cluster crosses it
-    plain = cluster_points(pts, "dbscan", DBSCANParams(eps=eps, min_samples=2))
+    plain = cluster_points(pts, "dbscan", DBSCANParams(eps=eps, min_samples=2, v_scale=1.0))
     assert not _same_partition(plain, ref)
+
+
+def test_dbscan_size_cap_splits_only_oversized_clusters():
+    # five dense groups (20 hits, spacing 0.2) chained by bridges of hits 1.0 apart
+    groups = [np.column_stack([10.0 * g + 0.2 * np.arange(20) / 4, 0.2 * (np.arange(20) % 4)]) for g in range(5)]
+    bridges = [np.column_stack([10.0 * g + 0.95 + np.arange(1, 10) * 1.0, np.zeros(9)]) for g in range(4)]
+    pts = np.concatenate(groups + bridges)
+    plain = cluster_points(pts, "dbscan", DBSCANParams(eps=1.5, min_samples=2, v_scale=1.0, max_size=0))
+    assert len(set(plain.tolist())) == 1
+    capped = cluster_points(pts, "dbscan", DBSCANParams(eps=1.5, min_samples=2, v_scale=1.0, max_size=25))
+    assert np.bincount(capped).max() <= 25
+    for g in range(5):
+        assert len(set(capped[20 * g:20 * (g + 1)].tolist())) == 1
+    assert len({capped[20 * g] for g in range(5)}) == 5
+    # a cluster below the cap is left alone
+    small = cluster_points(pts[:20], "dbscan", DBSCANParams(eps=1.5, min_samples=2, v_scale=1.0, max_size=25))
+    assert len(set(small.tolist())) == 1
 
 
 def test_dbscan_noise_becomes_singletons():
     pts = np.array([[0.0, 0.0], [0.5, 0.0], [50.0, 0.0], [100.0, 0.0]])
-    lab = cluster_points(pts, "dbscan", DBSCANParams(eps=1.0, min_samples=2))
+    lab = cluster_points(pts, "dbscan", DBSCANParams(eps=1.0, min_samples=2, v_scale=1.0))
     assert lab[0] == lab[1]
     assert len(set(lab.tolist())) == 3
 
@@ -108,11 +125,11 @@ def test_density_peaks_hand_case():
     a = np.array([[0.0, 0.0], [0.3, 0.0], [0.0, 0.3], [-0.3, 0.0], [1.5, 0.0]])
     b = a + [20.0, 0.0]
     pts = np.concatenate([a, b, [[50.0, 0.0]]])
-    lab = cluster_points(pts, "density", DensityParams(dc=1.0, delta_min=5.0, min_density=2))
+    lab = cluster_points(pts, "density", DensityParams(dc=1.0, delta_min=5.0, min_density=2, v_scale=1.0))
     assert len(set(lab[:5])) == 1 and len(set(lab[5:10])) == 1
     assert len(set(lab.tolist())) == 3
     # a smaller delta_min leaves the outlying hit at 1.5 as its own centre
-    lab = cluster_points(pts, "density", DensityParams(dc=1.0, delta_min=1.0, min_density=1))
+    lab = cluster_points(pts, "density", DensityParams(dc=1.0, delta_min=1.0, min_density=1, v_scale=1.0))
     assert lab[4] != lab[0]
 
 
@@ -123,7 +140,7 @@ def test_density_peaks_raises_k_when_needed():
     ang = np.linspace(0, 2 * np.pi, 40, endpoint=False)
     ring = np.column_stack([np.cos(ang), np.sin(ang)]) * 0.9
     pts = np.concatenate([core, ring])
-    lab = cluster_points(pts, "density", DensityParams(dc=0.2, delta_min=2.0, min_density=1, k=2))
+    lab = cluster_points(pts, "density", DensityParams(dc=0.2, delta_min=2.0, min_density=1, k=2, v_scale=1.0))
     assert len(set(lab.tolist())) == 1
 
 
@@ -186,7 +203,7 @@ def test_resolve_params():
 
 def test_v_scale_changes_the_metric():
     pts = np.array([[0.0, 0.0], [0.0, 10.0]])
-    assert len(set(cluster_points(pts, "dbscan", DBSCANParams(eps=2.0)).tolist())) == 2
+    assert len(set(cluster_points(pts, "dbscan", DBSCANParams(eps=2.0, v_scale=1.0)).tolist())) == 2
     assert len(set(cluster_points(pts, "dbscan", DBSCANParams(eps=2.0, v_scale=0.1)).tolist())) == 1
 
 
@@ -223,3 +240,29 @@ def test_real_mini_event(method):
 def test_cluster_rejects_non_projection():
     with pytest.raises(ConfigError, match="Projection"):
         cluster(np.zeros((3, 2)))
+
+
+def test_barrel_vertex_z_refinement_joins_track_fragments():
+    # a straight barrel track from z0 = +60 mm: from the origin its hits spread over 2.3 * 60 mm
+    # in z on the cylinder, so DBSCAN splits it; each fragment points back to z0 = 60, and after
+    # reprojection from there the track is one point and one cluster
+    from trackstudy.locality.clustering import refine_vertex_z, vertex_scan_regions
+
+    r = np.array([32.0, 32.5, 72.0, 73.0, 116.0, 117.0, 172.0, 173.0])  # double hits on each layer
+    z = 60.0 + r * 0.5
+    x, y = r * np.cos(1.0), r * np.sin(1.0)
+    proj = project(x, y, z)
+    assert np.ptp(proj.v) > 100
+    b, e = resolve_params("dbscan", {"barrel_v_scale": 1.0, "barrel_eps": 3.0})
+    lab = cluster(proj, "dbscan", barrel_v_scale=1.0, barrel_eps=3.0)
+    assert len(set(lab.tolist())) == 4  # one fragment per layer
+    new, refined = refine_vertex_z(proj, lab, "dbscan", b, e, regions=("barrel",),
+                                   z_candidates=np.arange(-100.0, 101.0, 5.0))
+    assert np.allclose(refined.z0, 60.0)
+    assert np.ptp(refined.v) == pytest.approx(0.0, abs=1e-9)
+    assert len(set(new.tolist())) == 1
+    assert np.array_equal(cluster(proj, "dbscan", vertex_scan="barrel", barrel_v_scale=1.0, barrel_eps=3.0,
+                                  z_candidates=np.arange(-100.0, 101.0, 5.0)), new)
+    assert vertex_scan_regions(True) == ("endcap",) and vertex_scan_regions("all") == ("barrel", "endcap")
+    with pytest.raises(ConfigError, match="vertex_scan"):
+        vertex_scan_regions("sideways")

@@ -102,7 +102,8 @@ def test_particle_region_is_the_majority_surface():
     # a 2-2 tie goes to the barrel
     surface2 = np.full(len(pid), BARREL)
     surface2[[0, 1]] = ENDCAP_POS
-    assert particle_containment(lab, pid, particles, surface=surface2).set_index("particle_id").loc[11, "region"] == "barrel"
+    t2 = particle_containment(lab, pid, particles, surface=surface2).set_index("particle_id")
+    assert t2.loc[11, "region"] == "barrel"
 
 
 def test_containment_errors():
@@ -193,3 +194,25 @@ def test_compare_methods_table(mini):
     assert len(table) == 6
     assert set(table.columns) >= {"method", "region", "reconstructible_ratio", "n_clusters", "n_tracks",
                                   "attention_reduction"}
+
+
+def test_plots_render(mini):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from trackstudy.plots.locality import plot_cluster_sizes, plot_projection, plot_scan, plot_surfaces
+
+    res = measure_locality(mini, "grid", dm=False)
+    ax = plot_surfaces()
+    assert len(ax.lines) == 4 + 14 + 3 + 2  # barrel layers, disks, cylinder + 2 planes, 2 boundaries
+    fig = plot_projection(res.projection, res.particle_id, kind="particle")
+    assert sum(len(t.x) for t in fig.data) == len(res.labels)
+    fig = plot_projection(res.projection, res.labels, kind="cluster", max_points=500)
+    assert sum(len(t.x) for t in fig.data) == 500
+    plot_cluster_sizes({"grid": cluster_sizes(res.labels)})
+    df = scan(mini, "grid", {"endcap_cell_u": [8.0, 16.0]}, progress=False)
+    axes = plot_scan(df)
+    assert len(axes) == 2
+    plt.close("all")

@@ -15,6 +15,7 @@ from trackstudy.errors import ConfigError, DataError
 
 _ROWS = [("reconstructible_ratio", "reconstructible ratio", "{:.4f}"),
          ("contained_fraction", "contained fraction", "{:.4f}"),
+         ("prompt_ratio", "ratio, prompt particles", "{:.4f}"),
          ("cluster_dm_efficiency", "cluster DM efficiency", "{:.4f}"),
          ("n_tracks", "tracks (pT>0.9, >=3 hits)", "{:.0f}"),
          ("n_hits", "hits", "{:.0f}"),
@@ -48,8 +49,10 @@ def register(subparsers) -> None:
                           "built for the pixel detector)")
     pix.add_argument("--all-volumes", dest="pixel_only", action="store_false",
                      help="cluster every hit of the event, strips included")
-    p.add_argument("--vertex-scan", action="store_true",
-                   help="refine endcap clusters by the vertex-z scan before measuring")
+    p.add_argument("--vertex-scan", nargs="?", const="endcap", default=None, choices=["endcap", "barrel", "all"],
+                   help="refine clusters by the vertex-z scan (reproject each cluster from its most compact "
+                        "vertex z, then cluster again): endcap (the default when given without a value, as in "
+                        "the seed papers), barrel or all")
     p.add_argument("--radius", type=float, default=91.0, help="barrel cylinder radius in mm (default 91)")
     p.add_argument("--z-plane", type=float, default=920.0, help="endcap plane |z| in mm (default 920)")
     p.add_argument("--no-dm", dest="dm", action="store_false",
@@ -105,7 +108,7 @@ def run(args) -> int:
     resolve_params(args.method, params)
     surfaces = Surfaces(radius=args.radius, z_plane=args.z_plane)
     results = [measure_locality(ev, args.method, params=params, pixel_only=args.pixel_only, surfaces=surfaces,
-                                vertex_scan=args.vertex_scan, dm=args.dm)
+                                vertex_scan=args.vertex_scan or False, dm=args.dm)
                for ev in _load_events(args.paths, args.n_events)]
     summary = mean_results(results)
     if args.json:
@@ -115,7 +118,7 @@ def run(args) -> int:
     ids = ", ".join(str(e) for e in summary["event_ids"][:8]) + (" ..." if len(results) > 8 else "")
     print(f"locality: method {args.method}, {len(results)} event(s) ({ids}), "
           f"{'pixel volumes 7, 8, 9' if args.pixel_only else 'all volumes'}"
-          + (", vertex-z scan" if args.vertex_scan else ""), file=out)
+          + (f", vertex-z scan ({args.vertex_scan})" if args.vertex_scan else ""), file=out)
     print(f"{'':28s}{'barrel':>12s}{'endcap':>12s}{'all':>12s}", file=out)
     for key, label, fmt in _ROWS:
         if key == "cluster_dm_efficiency" and not args.dm:

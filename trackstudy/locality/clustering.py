@@ -3,7 +3,8 @@
 Four methods, all working on the projected coordinates of
 :mod:`trackstudy.locality.projection` (mm), each surface clustered on its own:
 
-``dbscan``   scikit-learn DBSCAN, as in the FlexAttention paper.
+``dbscan``   scikit-learn DBSCAN, as in the FlexAttention paper, with an optional size cap
+             (clusters above ``max_size`` hits are re-clustered with a smaller eps).
 ``window``   iterative windowing: a rectangular window is seeded on the densest free hit,
              re-centred on the mean of the free hits it holds a few times, and its hits
              become one cluster; repeated until every hit is taken.
@@ -33,12 +34,17 @@ every hit near the seam sees its whole periodic neighbourhood). The window and d
 methods use a periodic KD-tree; the grid tiles the circumference with a whole number of
 cells (its default offset puts the seam in the middle of a cell).
 
-Parameters: each method has a parameter dataclass with separate documented defaults for the
-barrel and the endcaps (:data:`METHODS`). In :func:`cluster`, ``eps=3`` sets a parameter for
-both regions and ``barrel_eps=3`` / ``endcap_eps=1`` for one. Every method has ``v_scale``,
-a factor applied to the second coordinate (z on the barrel, y on the planes) before
-clustering: on the barrel, tracks are longer in z (vertex spread) than in R*phi (bending),
-so ``v_scale < 1`` makes them round.
+Parameters: each method has a parameter dataclass (its field defaults are the barrel
+defaults) and separate documented defaults for the barrel and the endcaps (:data:`METHODS`).
+In :func:`cluster`, ``eps=3`` sets a parameter for both regions and ``barrel_eps=3`` /
+``endcap_eps=1`` for one. Every method has ``v_scale``, a factor applied to the second
+coordinate (z on the barrel, y on the planes) before clustering: on the barrel, tracks are
+longer in z (vertex spread) than in R*phi (bending), so ``v_scale < 1`` makes them round.
+
+Vertex-z refinement (``cluster(..., vertex_scan=...)``, :func:`refine_vertex_z`): each cluster
+is reprojected from the candidate vertex z that makes it most compact, and the surface is
+clustered again. The seed papers do this for the endcaps (``vertex_scan=True``); on the barrel
+(``"barrel"`` / ``"all"``) it joins the fragments of tracks from vertices far from z = 0.
 """
 
 from __future__ import annotations
@@ -62,19 +68,28 @@ from trackstudy.locality.projection import BARREL, ENDCAP_NEG, ENDCAP_POS, Proje
 class DBSCANParams:
     """DBSCAN (scikit-learn). eps: neighbourhood radius (mm); min_samples: hits (itself included)
     within eps for a core hit; v_scale: factor on the second coordinate; algorithm, n_jobs: passed
-    to sklearn (n_jobs=-1 uses all cores)."""
+    to sklearn (n_jobs=-1 uses all cores); max_size: clusters with more hits are clustered again
+    with eps multiplied by ``shrink`` (repeatedly, at most 8 times) until they fit (0 = no cap).
+    DBSCAN chains dense regions into huge clusters once eps nears the percolation threshold, and
+    a few of those dominate the attention cost; the cap splits only them."""
 
-    eps: float = 4.0
+    eps: float = 3.5
     min_samples: int = 2
-    v_scale: float = 1.0
+    v_scale: float = 0.2
+    max_size: int = 1024
+    shrink: float = 0.8
     algorithm: str = "kd_tree"
     n_jobs: int | None = None
 
     def check(self) -> None:
         _positive(self, "eps", "v_scale")
         _at_least(self, "min_samples", 1)
+        _at_least(self, "max_size", 0)
+        if not (0.0 < self.shrink < 1.0):
+            raise ConfigError(f"dbscan parameter shrink={self.shrink!r}: must be in (0, 1)")
         if self.algorithm not in ("kd_tree", "ball_tree", "brute", "auto"):
-            raise ConfigError(f"dbscan parameter algorithm={self.algorithm!r}: expected kd_tree, ball_tree, brute or auto")
+            raise ConfigError(f"dbscan parameter algorithm={self.algorithm!r}: "
+                              "expected kd_tree, ball_tree, brute or auto")
 
     @property
     def reach(self) -> float:
@@ -87,8 +102,8 @@ class WindowParams:
     the scaled v; n_iter: re-centring steps on the mean of the window's free hits; v_scale: factor
     on the second coordinate."""
 
-    width_u: float = 10.0
-    width_v: float = 30.0
+    width_u: float = 18.0
+    width_v: float = 240.0
     n_iter: int = 2
     v_scale: float = 1.0
 
@@ -109,10 +124,10 @@ class DensityParams:
     (raised automatically where needed); v_scale: factor on the second coordinate."""
 
     dc: float = 3.0
-    delta_min: float = 6.0
+    delta_min: float = 12.0
     min_density: int = 2
     k: int = 16
-    v_scale: float = 1.0
+    v_scale: float = 0.2
 
     def check(self) -> None:
         _positive(self, "dc", "delta_min", "v_scale")
@@ -131,8 +146,8 @@ class GridParams:
     divisor); offset_u, offset_v: grid shift as a fraction of a cell (0.5 puts the phi = +-pi seam
     mid-cell); v_scale: factor on the second coordinate."""
 
-    cell_u: float = 10.0
-    cell_v: float = 30.0
+    cell_u: float = 16.0
+    cell_v: float = 160.0
     offset_u: float = 0.5
     offset_v: float = 0.0
     v_scale: float = 1.0
@@ -228,8 +243,31 @@ def _merge_labels(n: int, ext_labels: np.ndarray, copy_of: np.ndarray) -> np.nda
 # --------------------------------------------------------------------------- methods
 
 
-def dbscan_labels(points: np.ndarray, params: DBSCANParams, period: float | None = None) -> np.ndarray:
-    """DBSCAN on (n, 2) points (mm); u periodic with ``period`` when given. Noise -> singletons."""
+def dbscan_labels(points: np.ndarray, params: DBSCANParams, period: float | None = None,
+                  _depth: int = 0) -> np.ndarray:
+    """DBSCAN on (n, 2) points (mm); u periodic with ``period`` when given. Noise -> singletons.
+
+    With ``params.max_size > 0``, clusters above it are re-clustered with a smaller eps.
+    """
+    labels = _dbscan_once(points, params, period)
+    if params.max_size <= 0 or _depth >= 8 or len(labels) <= params.max_size:
+        return labels
+    sizes = np.bincount(labels)
+    big = np.flatnonzero(sizes > params.max_size)
+    if len(big) == 0:
+        return labels
+    labels = labels.copy()
+    smaller = dataclasses.replace(params, eps=params.eps * params.shrink)
+    top = int(labels.max()) + 1
+    for c in big:
+        idx = np.flatnonzero(labels == c)
+        sub = dbscan_labels(points[idx], smaller, period, _depth + 1)
+        labels[idx] = top + sub
+        top += int(sub.max()) + 1
+    return _singletons_for_noise(labels)
+
+
+def _dbscan_once(points: np.ndarray, params: DBSCANParams, period: float | None) -> np.ndarray:
     from sklearn.cluster import DBSCAN
 
     n = len(points)
@@ -378,24 +416,25 @@ class Method:
     summary: str
 
 
-#: Per-region defaults were tuned on simulated mu = 200 pixel events (scripts/bench_locality.py,
-#: notebook 02): the best reconstructible ratio with attention reduction <= 0.01 per region.
+#: Per-region defaults were tuned with :func:`trackstudy.locality.scan.scan` on two simulated
+#: mu = 200 pixel events (seed 11): a high reconstructible ratio with attention reduction well
+#: below 0.01 per region (margin for event-to-event spread). Check them on your data with a scan.
 METHODS: dict[str, Method] = {
     "dbscan": Method("dbscan", DBSCANParams, dbscan_labels,
-                     barrel=DBSCANParams(eps=4.0, min_samples=2, v_scale=0.3),
-                     endcap=DBSCANParams(eps=1.5, min_samples=2),
+                     barrel=DBSCANParams(eps=3.5, min_samples=2, v_scale=0.2, max_size=1024),
+                     endcap=DBSCANParams(eps=3.0, min_samples=3, v_scale=1.0, max_size=384),
                      summary="scikit-learn DBSCAN (the FlexAttention paper)"),
     "window": Method("window", WindowParams, window_labels,
-                     barrel=WindowParams(width_u=12.0, width_v=40.0, n_iter=2),
-                     endcap=WindowParams(width_u=5.0, width_v=5.0, n_iter=2),
+                     barrel=WindowParams(width_u=18.0, width_v=240.0, n_iter=2),
+                     endcap=WindowParams(width_u=12.0, width_v=16.0, n_iter=2),
                      summary="iterative windowing"),
     "density": Method("density", DensityParams, density_labels,
-                      barrel=DensityParams(dc=3.0, delta_min=8.0, min_density=2, v_scale=0.3),
-                      endcap=DensityParams(dc=1.0, delta_min=3.0, min_density=2),
+                      barrel=DensityParams(dc=3.0, delta_min=12.0, min_density=2, v_scale=0.2),
+                      endcap=DensityParams(dc=1.0, delta_min=2.0, min_density=2, v_scale=1.0),
                       summary="density peaks (Rodriguez & Laio 2014)"),
     "grid": Method("grid", GridParams, grid_labels,
-                   barrel=GridParams(cell_u=12.0, cell_v=40.0),
-                   endcap=GridParams(cell_u=5.0, cell_v=5.0),
+                   barrel=GridParams(cell_u=16.0, cell_v=160.0),
+                   endcap=GridParams(cell_u=16.0, cell_v=16.0),
                    summary="grid window (fixed cells)"),
 }
 
@@ -503,43 +542,88 @@ def default_z_candidates(z_max: float = 150.0, step: float = 2.5) -> np.ndarray:
     return np.linspace(-z_max, z_max, n)
 
 
-def refine_endcaps(proj: Projection, labels: np.ndarray, method: str, endcap_params, *,
-                   z_candidates=None, min_size: int = 3) -> tuple[np.ndarray, Projection]:
-    """Endcap refinement by the vertex-z scan.
+def _best_candidate(spread: np.ndarray, zc: np.ndarray) -> float | None:
+    if not np.isfinite(spread).any():
+        return None
+    best = np.flatnonzero(spread == spread.min())
+    return float(zc[best[np.argmin(np.abs(zc[best]))]])
 
-    For every endcap cluster of at least ``min_size`` hits, the vertex z that makes its hits
-    most compact on the plane is found (:func:`~trackstudy.locality.projection.endcap_spread`);
-    its hits are reprojected from that z (staying on their plane), and each endcap plane is
-    clustered again on the refined coordinates. Returns ``(labels, refined_projection)``;
-    barrel labels are unchanged and the label convention of :func:`cluster` holds.
+
+def _groups(idx: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
+    lab = labels[idx]
+    order = np.argsort(lab, kind="stable")
+    return np.split(idx[order], np.flatnonzero(np.diff(lab[order])) + 1) if len(idx) else []
+
+
+def refine_vertex_z(proj: Projection, labels: np.ndarray, method: str, barrel_params, endcap_params, *,
+                    regions=("endcap",), z_candidates=None, min_size: int = 3,
+                    min_size_barrel: int = 2) -> tuple[np.ndarray, Projection]:
+    """Refinement by the vertex-z scan: reproject each cluster from its most compact vertex z, re-cluster.
+
+    For every cluster of the given ``regions`` ("endcap", "barrel") with at least ``min_size``
+    hits (``min_size_barrel`` on the barrel), the candidate vertex z (``z_candidates``, mm)
+    that makes its hits most compact is found: the RMS spread on the plane for endcaps
+    (:func:`~trackstudy.locality.projection.endcap_spread`), the spread of z on the cylinder
+    for the barrel. Its hits are reprojected from that z, staying on their surface, and each
+    refined surface is clustered again with the same method and parameters: fragments of one
+    track that pointed to a displaced vertex now land together. Returns
+    ``(labels, refined_projection)``; the label convention of :func:`cluster` holds.
     """
-    from trackstudy.locality.projection import endcap_spread, project_to_plane
+    from trackstudy.locality.projection import endcap_spread, project_to_cylinder, project_to_plane
 
-    zc = default_z_candidates() if z_candidates is None else np.asarray(z_candidates, dtype=np.float64)
+    regions = tuple(regions)
+    bad = [r for r in regions if r not in ("barrel", "endcap")]
+    if bad:
+        raise ConfigError(f"vertex-z refinement regions {bad}: expected 'barrel' and/or 'endcap'")
+    zc = default_z_candidates() if z_candidates is None else np.asarray(z_candidates, dtype=np.float64).ravel()
     if len(zc) == 0 or not np.all(np.abs(zc) < proj.surfaces.z_plane):
         raise ConfigError(f"vertex-z candidates must be non-empty with |z0| < {proj.surfaces.z_plane} mm")
-    end = np.flatnonzero(proj.surface != BARREL)
+    R, Z = proj.surfaces.radius, proj.surfaces.z_plane
     z0 = proj.z0.copy()
-    if len(end):
-        lab = labels[end]
-        order = np.argsort(lab, kind="stable")
-        sorted_idx = end[order]
-        bounds = np.flatnonzero(np.diff(lab[order])) + 1
-        for group in np.split(sorted_idx, bounds):
+    u, v = proj.u.copy(), proj.v.copy()
+    if "barrel" in regions:
+        bar = np.flatnonzero(proj.surface == BARREL)
+        for group in _groups(bar, labels):
+            if len(group) < min_size_barrel:
+                continue
+            scale = R / np.hypot(proj.x[group], proj.y[group])
+            zcyl = zc[:, None] + (proj.z[group][None, :] - zc[:, None]) * scale[None, :]  # (k, m)
+            best = _best_candidate(zcyl.std(axis=1), zc)
+            if best is not None:
+                z0[group] = best
+        if len(bar):
+            u[bar], v[bar] = project_to_cylinder(proj.x[bar], proj.y[bar], proj.z[bar], R, z0[bar])
+    if "endcap" in regions:
+        end = np.flatnonzero(proj.surface != BARREL)
+        for group in _groups(end, labels):
             if len(group) < min_size:
                 continue
-            plane = proj.surfaces.z_plane * (1.0 if proj.surface[group[0]] == ENDCAP_POS else -1.0)
-            spread = endcap_spread(proj.x[group], proj.y[group], proj.z[group], plane, zc)
-            if np.isfinite(spread).any():
-                best = np.flatnonzero(spread == spread.min())
-                z0[group] = zc[best[np.argmin(np.abs(zc[best]))]]
-    u, v = proj.u.copy(), proj.v.copy()
-    if len(end):
-        sign = np.where(proj.surface[end] == ENDCAP_POS, 1.0, -1.0)
-        u[end], v[end] = project_to_plane(proj.x[end], proj.y[end], proj.z[end], sign * proj.surfaces.z_plane, z0[end])
+            plane = Z * (1.0 if proj.surface[group[0]] == ENDCAP_POS else -1.0)
+            best = _best_candidate(endcap_spread(proj.x[group], proj.y[group], proj.z[group], plane, zc), zc)
+            if best is not None:
+                z0[group] = best
+        if len(end):
+            sign = np.where(proj.surface[end] == ENDCAP_POS, 1.0, -1.0)
+            u[end], v[end] = project_to_plane(proj.x[end], proj.y[end], proj.z[end], sign * Z, z0[end])
     refined = dataclasses.replace(proj, u=u, v=v, z0=z0)
+    barrel_labels = labels[proj.surface == BARREL]
+    if "barrel" in regions:
+        out = _cluster_surfaces(refined, method, barrel_params, endcap_params) if "endcap" in regions else None
+        if out is None:  # barrel re-clustered, endcap labels kept (shifted past the new barrel labels)
+            out = labels.copy()
+            idx, pts = refined.points(BARREL)
+            nb = 0
+            if len(idx):
+                lab = cluster_points(pts, method, barrel_params, period=refined.period)
+                out[idx] = lab
+                nb = int(lab.max()) + 1
+            end = proj.surface != BARREL
+            if end.any():
+                old = labels[end]
+                out[end] = old - old.min() + nb
+        return out, refined
     out = labels.copy()
-    offset = int(labels[proj.surface == BARREL].max()) + 1 if (proj.surface == BARREL).any() else 0
+    offset = int(barrel_labels.max()) + 1 if len(barrel_labels) else 0
     for surface in (ENDCAP_NEG, ENDCAP_POS):
         idx, pts = refined.points(surface)
         if len(idx) == 0:
@@ -550,27 +634,51 @@ def refine_endcaps(proj: Projection, labels: np.ndarray, method: str, endcap_par
     return out, refined
 
 
-def cluster(projection: Projection, method: str = "dbscan", *, vertex_scan: bool = False,
+def refine_endcaps(proj: Projection, labels: np.ndarray, method: str, endcap_params, *,
+                   z_candidates=None, min_size: int = 3) -> tuple[np.ndarray, Projection]:
+    """Endcap refinement by the vertex-z scan (:func:`refine_vertex_z` on the endcaps only)."""
+    return refine_vertex_z(proj, labels, method, None, endcap_params, regions=("endcap",),
+                           z_candidates=z_candidates, min_size=min_size)
+
+
+_VERTEX_SCAN = {False: (), None: (), True: ("endcap",), "endcap": ("endcap",), "barrel": ("barrel",),
+                "all": ("barrel", "endcap"), "both": ("barrel", "endcap")}
+
+
+def vertex_scan_regions(vertex_scan) -> tuple[str, ...]:
+    """The regions refined for a ``vertex_scan`` option: False/None (none), True or "endcap",
+    "barrel", "all"."""
+    key = vertex_scan.lower() if isinstance(vertex_scan, str) else vertex_scan
+    if key not in _VERTEX_SCAN:
+        raise ConfigError(f"vertex_scan={vertex_scan!r}: expected False, True/'endcap', 'barrel' or 'all'")
+    return _VERTEX_SCAN[key]
+
+
+def cluster(projection: Projection, method: str = "dbscan", *, vertex_scan: bool | str = False,
             z_candidates=None, **params) -> np.ndarray:
     """Locality cluster labels of projected hits (see the module docstring for the label convention).
 
     method: one of :data:`METHODS` (dbscan, window, density, grid).
     params: method parameters, ``name=value`` for both regions or ``barrel_name`` /
     ``endcap_name`` for one (defaults per region in :data:`METHODS`).
-    vertex_scan: refine the endcap clusters by the vertex-z scan (:func:`refine_endcaps`)
-    over ``z_candidates`` (mm; default -150..150 in 2.5 mm steps).
+    vertex_scan: refine clusters by the vertex-z scan (:func:`refine_vertex_z`) over
+    ``z_candidates`` (mm; default -150..150 in 2.5 mm steps): True or "endcap" for the endcaps
+    (the seed papers' refinement), "barrel", or "all".
     Returns int64 (n,) labels >= 0, unique across surfaces.
     """
     if not isinstance(projection, Projection):
-        raise ConfigError(f"cluster() needs a Projection (from trackstudy.locality.project), got {type(projection).__name__}")
+        raise ConfigError("cluster() needs a Projection (from trackstudy.locality.project), "
+                          f"got {type(projection).__name__}")
     barrel, endcap = resolve_params(method, params)
+    regions = vertex_scan_regions(vertex_scan)
     labels = _cluster_surfaces(projection, method, barrel, endcap)
-    if vertex_scan:
-        labels, _ = refine_endcaps(projection, labels, method, endcap, z_candidates=z_candidates)
+    if regions:
+        labels, _ = refine_vertex_z(projection, labels, method, barrel, endcap, regions=regions,
+                                    z_candidates=z_candidates)
     return labels
 
 
 def cluster_xyz(x, y, z, method: str = "dbscan", *, surfaces: Surfaces | None = None, z0=0.0,
-                vertex_scan: bool = False, **params) -> np.ndarray:
+                vertex_scan: bool | str = False, **params) -> np.ndarray:
     """Project hits (mm) and cluster them in one call: ``cluster(project(x, y, z), method, **params)``."""
     return cluster(project(x, y, z, surfaces=surfaces, z0=z0), method, vertex_scan=vertex_scan, **params)

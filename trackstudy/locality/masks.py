@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from trackstudy.device import quiet_torch_compile
 from trackstudy.errors import ConfigError, DataError
 
 #: FlexAttention's tile size; the sorted sequence is padded to a multiple of it.
@@ -165,7 +166,8 @@ def _get_create_block_mask(compile: bool):
     if not compile:
         return create_block_mask
     if _compiled_create_block_mask is None:
-        _compiled_create_block_mask = torch.compile(create_block_mask)
+        with quiet_torch_compile():
+            _compiled_create_block_mask = torch.compile(create_block_mask)
     return _compiled_create_block_mask
 
 
@@ -196,8 +198,9 @@ def block_mask_for_sorted(sorted_labels: torch.Tensor, block_size: int = FLEX_BL
         _BLOCK_MASK_CACHE.move_to_end(key)
         return _BLOCK_MASK_CACHE[key]
     create = _get_create_block_mask(compile)
-    bm = create(_cluster_mask_mod(sorted_labels), B, None, T, T, device=sorted_labels.device,
-                BLOCK_SIZE=block_size)
+    with quiet_torch_compile():
+        bm = create(_cluster_mask_mod(sorted_labels), B, None, T, T, device=sorted_labels.device,
+                    BLOCK_SIZE=block_size)
     if key is not None:
         _BLOCK_MASK_CACHE[key] = bm
         while len(_BLOCK_MASK_CACHE) > _BLOCK_MASK_CACHE_SIZE:
@@ -238,6 +241,13 @@ class PackedBin:
     valid: torch.Tensor  # (n, C) bool
 
     @property
+    def valid_slots(self) -> torch.Tensor:
+        """Flat positions (in n*C) of the real entries, row-major (cached)."""
+        if getattr(self, "_valid_slots", None) is None:
+            self._valid_slots = self.valid.reshape(-1).nonzero().squeeze(1)
+        return self._valid_slots
+
+    @property
     def capacity(self) -> int:
         return int(self.index.shape[1])
 
@@ -275,10 +285,13 @@ def bin_capacity(sizes: torch.Tensor, growth: float = 1.25, multiple: int = 8) -
     if growth <= 1.0:
         raise ConfigError(f"pack growth must be > 1, got {growth}")
     sizes = sizes.to(torch.int64)
-    s = sizes.to(torch.float64).clamp(min=1)
-    k = torch.ceil(torch.log(s / multiple) / math.log(growth) - 1e-9).clamp(min=0)
-    cap = torch.ceil(multiple * growth ** k / multiple) * multiple
-    cap = torch.maximum(cap.to(torch.int64), sizes)
+    largest = int(sizes.max()) if sizes.numel() else 1
+    ladder, k = [], 0
+    while not ladder or ladder[-1] < largest:
+        ladder.append(int(math.ceil(multiple * growth ** k / multiple)) * multiple)
+        k += 1
+    ladder_t = torch.tensor(sorted(set(ladder)), dtype=torch.int64, device=sizes.device)
+    cap = ladder_t[torch.searchsorted(ladder_t, sizes.clamp(max=ladder_t[-1]))]
     return torch.where(sizes <= multiple, sizes, cap)
 
 
@@ -322,7 +335,7 @@ def pack_clusters(labels: torch.Tensor, pad_mask: torch.Tensor | None = None, *,
             rows_per_chunk = max(1, max_bin_elements // (C * C))
             for s in range(0, cl.numel(), rows_per_chunk):
                 bins.append(PackedBin(index[s:s + rows_per_chunk], valid[s:s + rows_per_chunk]))
-    source = torch.cat([singles] + [b.index[b.valid] for b in bins])
+    source = torch.cat([singles] + [b.index.reshape(-1)[b.valid_slots] for b in bins])
     if source.numel() != B * T:  # pragma: no cover - guards the bookkeeping above
         raise RuntimeError(f"pack_clusters: {source.numel()} positions packed, expected {B * T}")
     gather_back = torch.empty_like(source)

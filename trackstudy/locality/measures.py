@@ -4,7 +4,9 @@ Per region (barrel, endcap) and overall:
 
 * reconstructible ratio (the seeds' definition): among particles with pT > 0.9 GeV and at
   least 3 hits, the fraction with at least 50% of their hits in a single cluster; also the
-  stricter *contained fraction* (all hits in one cluster);
+  stricter *contained fraction* (all hits in one cluster) and the *prompt ratio* (the ratio
+  among particles produced within 1 mm of the beam line: the projection assumes tracks that
+  point back to the beam line, and nearly all lost tracks are displaced ones);
 * cluster double-majority efficiency: the clusters taken as track candidates, scored with
   :func:`trackstudy.metrics.evaluate_event`;
 * number of clusters, number of tracks (the particles counted by the ratio), cluster sizes;
@@ -32,6 +34,10 @@ from trackstudy.locality.projection import BARREL, REGIONS, Projection, Surfaces
 PT_MIN = 0.9
 MIN_HITS = 3
 MIN_FRACTION = 0.5
+#: A particle is *prompt* when its production vertex lies within this distance (mm) of the beam
+#: line. Displaced particles (decays, material interactions) do not point back to the origin,
+#: so their projected hits smear; ``prompt_ratio`` is the reconstructible ratio of the prompt ones.
+PROMPT_VERTEX_R = 1.0
 
 
 # --------------------------------------------------------------------------- attention cost
@@ -104,7 +110,8 @@ def particle_containment(labels, particle_id, particles: pd.DataFrame, *, surfac
     Columns: particle_id, pt (GeV), n_hits, best_hits (hits in its most populated cluster),
     fraction = best_hits / n_hits, region ("barrel"/"endcap", where most of its hits are),
     selected (pt > pt_min and n_hits >= min_hits), reconstructible (fraction >= min_fraction),
-    contained (all hits in one cluster).
+    contained (all hits in one cluster), and, when particles has vx, vy, prompt (production
+    vertex within PROMPT_VERTEX_R = 1 mm of the beam line).
     """
     labels = _labels(labels)
     pid = np.asarray(particle_id)
@@ -141,8 +148,12 @@ def particle_containment(labels, particle_id, particles: pd.DataFrame, *, surfac
     out["selected"] = (out["pt"] > pt_min) & (out["n_hits"] >= min_hits)
     out["reconstructible"] = out["fraction"] >= min_fraction
     out["contained"] = out["best_hits"] == out["n_hits"]
-    return out[["particle_id", "pt", "n_hits", "best_hits", "fraction", "region", "selected",
-                "reconstructible", "contained"]]
+    cols = ["particle_id", "pt", "n_hits", "best_hits", "fraction", "region", "selected", "reconstructible",
+            "contained"]
+    if {"vx", "vy"} <= set(known.columns):
+        out["prompt"] = np.hypot(rows["vx"].to_numpy(np.float64), rows["vy"].to_numpy(np.float64)) < PROMPT_VERTEX_R
+        cols.append("prompt")
+    return out[cols]
 
 
 def reconstructible_ratio(labels, particle_id, particles: pd.DataFrame, *, surface=None, region: str = "all",
@@ -181,7 +192,8 @@ class LocalityResult:
 
     regions: {"barrel", "endcap", "all"} -> dict of scalar measures; labels: (n,) cluster per hit of
     the selection; projection: the projected hits; particles: the per-particle table (None
-    without truth); seconds: projection + clustering + block-mask summary time.
+    without truth); seconds: projection + clustering + block-mask summary time; hit_id and
+    particle_id: (n,) per hit of the selection (particle_id None without truth).
     """
 
     event_id: int
@@ -194,6 +206,7 @@ class LocalityResult:
     block_fraction: float
     seconds: float
     hit_id: np.ndarray = field(repr=False, default=None)
+    particle_id: np.ndarray | None = field(repr=False, default=None)
 
     @property
     def block_sparsity(self) -> float:
@@ -224,7 +237,7 @@ def _size_stats(sizes: np.ndarray) -> dict:
 
 
 def measure_locality(event, method: str = "dbscan", *, params: dict | None = None, pixel_only: bool = True,
-                     surfaces: Surfaces | None = None, vertex_scan: bool = False, z_candidates=None,
+                     surfaces: Surfaces | None = None, vertex_scan: bool | str = False, z_candidates=None,
                      block_size: int = 128, dm: bool = True, pt_min: float = PT_MIN,
                      min_hits: int = MIN_HITS) -> LocalityResult:
     """Project, cluster and measure one event (a :class:`trackstudy.data.io.Event`).
@@ -232,7 +245,8 @@ def measure_locality(event, method: str = "dbscan", *, params: dict | None = Non
     pixel_only: keep the pixel volumes 7, 8, 9 only (the method is built for the pixel detector;
     strip hits lie far outside the projection surfaces). Without truth/particles, the track
     measures are NaN and only sizes and reductions are filled. dm: also compute the cluster
-    DM efficiency (trackstudy.metrics.evaluate_event).
+    DM efficiency (trackstudy.metrics.evaluate_event). vertex_scan: refine clusters by the
+    vertex-z scan (True/"endcap", "barrel", "all"; see :func:`trackstudy.locality.clustering.cluster`).
     """
     from trackstudy.data.io import select_volumes
     from trackstudy.locality.clustering import cluster, resolve_params
@@ -273,22 +287,26 @@ def measure_locality(event, method: str = "dbscan", *, params: dict | None = Non
             d["n_tracks"] = int(sel.sum())
             d["reconstructible_ratio"] = float(table.loc[sel, "reconstructible"].mean()) if sel.any() else float("nan")
             d["contained_fraction"] = float(table.loc[sel, "contained"].mean()) if sel.any() else float("nan")
+            psel = sel & table["prompt"] if "prompt" in table.columns else sel & False
+            d["prompt_ratio"] = float(table.loc[psel, "reconstructible"].mean()) if psel.any() else float("nan")
             if dm:
                 if sel.any():
-                    region_particles = event.particles[event.particles["particle_id"].isin(table.loc[sel, "particle_id"])]
+                    chosen = event.particles["particle_id"].isin(table.loc[sel, "particle_id"])
+                    region_particles = event.particles[chosen]
                     d["cluster_dm_efficiency"] = cluster_dm_efficiency(
                         labels, hits["hit_id"].to_numpy(), event.truth, region_particles,
                         event_id=event.event_id, pt_min=pt_min, min_hits=min_hits)
                 else:
                     d["cluster_dm_efficiency"] = float("nan")
         else:
-            d.update(n_tracks=None, reconstructible_ratio=float("nan"), contained_fraction=float("nan"))
+            d.update(n_tracks=None, reconstructible_ratio=float("nan"), contained_fraction=float("nan"),
+                     prompt_ratio=float("nan"))
             if dm:
                 d["cluster_dm_efficiency"] = float("nan")
         regions[region] = d
     return LocalityResult(event_id=int(event.event_id), method=method, params=params, regions=regions,
                           labels=labels, projection=proj, particles=table, block_fraction=bf,
-                          seconds=seconds, hit_id=hits["hit_id"].to_numpy())
+                          seconds=seconds, hit_id=hits["hit_id"].to_numpy(), particle_id=pid)
 
 
 def mean_results(results: list[LocalityResult]) -> dict:

@@ -30,6 +30,14 @@ from trackstudy.locality.measures import (
 )
 from trackstudy.locality.projection import Surfaces, project_hits
 
+#: Parameter grids for :func:`scan` around each method's defaults (notebook 02).
+DEFAULT_GRIDS: dict[str, dict[str, list]] = {
+    "dbscan": {"barrel_eps": [2.5, 3.5, 4.5], "endcap_eps": [2.0, 3.0, 4.0]},
+    "window": {"barrel_width_u": [12.0, 18.0, 24.0], "endcap_width_u": [8.0, 12.0, 16.0]},
+    "density": {"barrel_delta_min": [8.0, 12.0, 16.0], "endcap_delta_min": [1.5, 2.0, 3.0]},
+    "grid": {"barrel_cell_u": [10.0, 16.0, 24.0], "endcap_cell_u": [10.0, 16.0, 24.0]},
+}
+
 TABLE_COLUMNS = ["reconstructible_ratio", "cluster_dm_efficiency", "n_clusters", "n_tracks", "attention_reduction"]
 
 
@@ -44,14 +52,14 @@ def _events(event_or_events) -> list:
 
 
 def scan(event, method: str, grid: dict[str, list], *, max_reduction: float = 0.01, pixel_only: bool = True,
-         surfaces: Surfaces | None = None, base_params: dict | None = None, vertex_scan: bool = False,
+         surfaces: Surfaces | None = None, base_params: dict | None = None, vertex_scan: bool | str = False,
          pt_min: float = PT_MIN, min_hits: int = MIN_HITS, progress: bool = True) -> pd.DataFrame:
     """Evaluate ``method`` on every combination of ``grid`` (name -> list of values).
 
     event: an Event with truth, or a list of them (measures are averaged over events).
     grid names follow :func:`trackstudy.locality.clustering.cluster` (``eps`` for both regions,
     ``barrel_eps`` for one). Returns one row per combination and region (barrel, endcap) with
-    the parameter values, reconstructible_ratio, contained_fraction, attention_reduction,
+    the parameter values, reconstructible_ratio, contained_fraction, prompt_ratio, attention_reduction,
     block_fraction, n_clusters, n_tracks, seconds (clustering, mean per event) and
     ``feasible`` (attention_reduction <= max_reduction). DM efficiency is left out (use
     :func:`compare_methods` or :func:`trackstudy.locality.measures.measure_locality`).
@@ -92,6 +100,8 @@ def scan(event, method: str, grid: dict[str, list], *, max_reduction: float = 0.
                 lab = labels[mask]
                 m = {"reconstructible_ratio": table.loc[sel, "reconstructible"].mean() if sel.any() else np.nan,
                      "contained_fraction": table.loc[sel, "contained"].mean() if sel.any() else np.nan,
+                     "prompt_ratio": (table.loc[sel & table["prompt"], "reconstructible"].mean()
+                                      if "prompt" in table.columns and (sel & table["prompt"]).any() else np.nan),
                      "attention_reduction": attention_reduction(lab) if len(lab) else np.nan,
                      "block_fraction": block_fraction(lab) if len(lab) else np.nan,
                      "n_clusters": len(cluster_sizes(lab)), "n_tracks": int(sel.sum()), "seconds": seconds}
@@ -99,8 +109,8 @@ def scan(event, method: str, grid: dict[str, list], *, max_reduction: float = 0.
                     acc.setdefault((region, k), []).append(v)
         for region in ("barrel", "endcap"):
             row = {**dict(zip(names, combo)), "region": region}
-            for k in ("reconstructible_ratio", "contained_fraction", "attention_reduction", "block_fraction",
-                      "n_clusters", "n_tracks", "seconds"):
+            for k in ("reconstructible_ratio", "contained_fraction", "prompt_ratio", "attention_reduction",
+                      "block_fraction", "n_clusters", "n_tracks", "seconds"):
                 row[k] = float(np.nanmean(acc[(region, k)])) if np.isfinite(acc[(region, k)]).any() else np.nan
             rows.append(row)
     df = pd.DataFrame(rows)
@@ -127,7 +137,8 @@ def best(scan_df: pd.DataFrame, region: str | None = None, *, max_reduction: flo
 def best_params(scan_df: pd.DataFrame, *, max_reduction: float | None = None) -> dict:
     """The best parameters of a scan as one ``cluster()`` keyword dict with ``barrel_`` / ``endcap_`` prefixes."""
     names = scan_df.attrs.get("grid_names") or [c for c in scan_df.columns if c not in (
-        "region", "reconstructible_ratio", "contained_fraction", "attention_reduction", "block_fraction",
+        "region", "reconstructible_ratio", "contained_fraction", "prompt_ratio", "attention_reduction",
+        "block_fraction",
         "n_clusters", "n_tracks", "seconds", "feasible")]
     out = {}
     for _, row in best(scan_df, max_reduction=max_reduction).iterrows():
@@ -142,11 +153,11 @@ def best_params(scan_df: pd.DataFrame, *, max_reduction: float | None = None) ->
 
 def compare_methods(events, methods: dict[str, dict] | Sequence[str] = ("dbscan", "window", "density", "grid"), *,
                     pixel_only: bool = True, surfaces: Surfaces | None = None, dm: bool = True,
-                    vertex_scan: bool = False, progress: bool = True) -> pd.DataFrame:
+                    vertex_scan: bool | str = False, progress: bool = True) -> pd.DataFrame:
     """The comparison table: one row per method and region (barrel, endcap, all), event means.
 
-    methods: names (default parameters) or {name: params}. Columns: method, region,
-    reconstructible_ratio, contained_fraction, cluster_dm_efficiency, n_clusters, n_tracks,
+    methods: names (default parameters) or {name: params}. Columns: method, region, n_hits,
+    reconstructible_ratio, contained_fraction, prompt_ratio, cluster_dm_efficiency, n_clusters, n_tracks,
     attention_reduction, block_fraction, mean_cluster_size, max_cluster_size, seconds.
     Events without truth give NaN track columns (sizes and reductions only).
     """
@@ -160,7 +171,8 @@ def compare_methods(events, methods: dict[str, dict] | Sequence[str] = ("dbscan"
                                     dm=dm and ev.truth is not None and ev.particles is not None) for ev in evs]
         for region in ("barrel", "endcap", "all"):
             row = {"method": method, "region": region}
-            for k in ("reconstructible_ratio", "contained_fraction", "cluster_dm_efficiency", "n_clusters",
+            for k in ("n_hits", "reconstructible_ratio", "contained_fraction", "prompt_ratio", "cluster_dm_efficiency",
+                      "n_clusters",
                       "n_tracks", "attention_reduction", "block_fraction", "mean_cluster_size", "max_cluster_size"):
                 vals = [r.regions[region].get(k) for r in results]
                 vals = [np.nan if v is None else float(v) for v in vals]
