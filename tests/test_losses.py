@@ -1,6 +1,5 @@
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -51,6 +50,7 @@ def test_contrastive_hand_computed(temperature):
     expected = math.log(math.exp(a) + 1 + math.exp(-a)) - a
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     assert parts["n_anchors"] == 2
+    assert parts["floor"] == 0.0  # one positive per anchor: log 1
     assert dense_reference(emb, pid, pt, mask, temperature=temperature).item() == pytest.approx(expected, rel=1e-9)
 
 
@@ -90,6 +90,7 @@ def test_contrastive_matches_dense_reference(max_block):
     loss, parts = contrastive_loss(emb, pid, pt, mask, cluster, temperature=0.1, max_block_elements=max_block)
     ref = dense_reference(emb, pid, pt, mask, cluster, temperature=0.1)
     assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
+    assert 0 < parts["floor"] < loss.item()
     (g1,) = torch.autograd.grad(loss, emb)
     (g2,) = torch.autograd.grad(ref, emb)
     torch.testing.assert_close(g1, g2.float(), rtol=1e-4, atol=1e-6)
@@ -129,3 +130,25 @@ def test_masked_mse_hand_value():
 
 def test_joint_loss_default_weights():
     assert joint_loss(torch.tensor(2.0), torch.tensor(10.0)).item() == pytest.approx(5.0)
+
+
+def test_contrastive_floor_is_reached_by_a_perfect_cluster():
+    # one cluster holding one particle's three hits: each anchor has two equally likely positives
+    emb = torch.ones(1, 3, 4)
+    loss, parts = contrastive_loss(emb, torch.full((1, 3), 11, dtype=torch.int64), torch.ones(1, 3),
+                                   torch.ones(1, 3, dtype=torch.bool))
+    assert loss.item() == pytest.approx(math.log(2)) and parts["floor"] == pytest.approx(math.log(2))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_contrastive_cuda_matches_cpu():
+    g = torch.Generator().manual_seed(0)
+    emb = torch.randn(2, 50, 8, generator=g)
+    pid = torch.randint(0, 5, (2, 50), generator=g)
+    pt = torch.rand(2, 50, generator=g) * 2
+    mask = torch.ones(2, 50, dtype=torch.bool)
+    cluster = torch.randint(0, 3, (2, 50), generator=g)
+    a, _ = contrastive_loss(emb, pid, pt, mask, cluster)
+    b, _ = contrastive_loss(emb.cuda(), pid.cuda(), pt.cuda(), mask.cuda(), cluster.cuda())
+    assert b.item() == pytest.approx(a.item(), rel=1e-5)

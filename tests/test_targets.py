@@ -6,7 +6,7 @@ import torch
 from trackstudy.config import ROOT
 from trackstudy.data.io import merge_event, read_event, select_volumes
 from trackstudy.errors import ConfigError, DataError
-from trackstudy.models.targets import (IGNORE_INDEX, RoadBinning, class_targets, collate, event_targets,
+from trackstudy.models.targets import (IGNORE_INDEX, RoadBinning, class_targets, collate, event_targets, make_sample,
                                        particle_parameters, regression_targets)
 
 
@@ -117,3 +117,19 @@ def test_collate_pads_with_documented_values():
     assert b["cls_target"][1].tolist() == [0, IGNORE_INDEX, IGNORE_INDEX]
     with pytest.raises(ConfigError, match="pad_to"):
         collate([s1], pad_to=2)
+
+
+def test_make_sample_and_collate():
+    ev = select_volumes(read_event(ROOT / "tests" / "data"))
+    df = merge_event(ev).iloc[:40]
+    cluster = np.arange(40) // 10
+    s = make_sample(df, binning=RoadBinning.fit(merge_event(ev), 2, 2, 2), cluster=cluster)
+    assert {"x", "hit_id", "eta", "phi", "cluster", "particle_id", "pt", "reg_target", "reg_mask",
+            "cls_target"} <= set(s)
+    assert s["x"].shape == (40, 7) and s["cluster"].dtype == np.int64
+    b = collate([s])
+    assert b["cluster"].dtype == torch.int64 and b["eta"].dtype == torch.float32
+    with pytest.raises(DataError, match="< 0"):
+        make_sample(df, cluster=np.full(40, -1))
+    hits_only = make_sample(ev.hits.iloc[:3], with_targets=False)
+    assert set(hits_only) == {"x", "hit_id", "eta", "phi"}

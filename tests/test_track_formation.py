@@ -198,3 +198,71 @@ def test_tune_with_real_metrics_on_truth_embeddings():
     assert best.threshold == 0.95
     assert table.loc[0, "dm_efficiency"] == pytest.approx(1.0)
     assert table["dm_efficiency"].iloc[-1] < 0.5
+
+
+def test_block_edges_candidate_path_equals_topk_path():
+    from trackstudy.postprocessing.track_formation import _block_edges
+
+    g = torch.Generator().manual_seed(0)
+    sim = torch.rand(3, 10, 10, generator=g) * 2 - 1
+    ok = torch.rand(3, 10, 10, generator=g) > 0.2
+    # threshold 0.5: few candidates -> candidate path; the reference is the exact topk-then-threshold
+    edges = set(zip(*(t.tolist() for t in _block_edges(sim, ok, 2, 0.5))))
+    val, nb = sim.masked_fill(~ok, float("-inf")).topk(2, dim=-1)
+    ref = {(a, b, int(nb[a, b, c])) for a, b, c in zip(*(val >= 0.5).nonzero(as_tuple=True))}
+    ref = {(int(a), int(b), c) for a, b, c in ref}
+    assert edges == ref and len(edges) > 0
+    # threshold -1: every allowed pair is a candidate -> topk path, same definition
+    edges = set(zip(*(t.tolist() for t in _block_edges(sim, ok, 1, -1.0))))
+    val, nb = sim.masked_fill(~ok, float("-inf")).topk(1, dim=-1)
+    ref = {(int(a), int(b), int(nb[a, b, c])) for a, b, c in zip(*(val >= -1.0).nonzero(as_tuple=True))}
+    assert edges == ref
+
+
+def test_dbscan_block_graph_matches_sklearn_on_vectors():
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((6, 8))
+    emb = np.repeat(centres, 5, 0) + 0.2 * rng.standard_normal((30, 8))
+    hit_ids = np.arange(30)
+    for min_samples in (1, 2, 3):
+        p = EmbeddingTrackParams(method="dbscan", eps=0.25, min_samples=min_samples, device="cpu")
+        a = tracks_from_embeddings(hit_ids, emb, cluster=np.zeros(30, np.int64), params=p)  # sparse block graph
+        b = tracks_from_embeddings(hit_ids, emb, params=EmbeddingTrackParams(
+            method="dbscan", eps=0.25, min_samples=min_samples, per_cluster=False))  # sklearn on the vectors
+        assert _same_partition(a.track_id, b.track_id)
+        assert 1 < a.track_id.nunique() < 30
+
+
+def test_params_within_locality_clusters():
+    # identical parameters in two locality clusters are two tracks, never one
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(-1, 1, (3, 4))
+    one = np.repeat(centres, 6, 0) + 0.005 * rng.standard_normal((18, 4))
+    pred = np.concatenate([one, one + 0.001])
+    cluster = np.repeat([4, 9], 18)
+    truth = np.concatenate([np.repeat(np.arange(3), 6), 3 + np.repeat(np.arange(3), 6)])
+    for p in (ParamTrackParams(algorithm="dbscan", eps=0.05, split_by_cluster=True),
+              ParamTrackParams(algorithm="hdbscan", min_cluster_size=3, split_by_cluster=True)):
+        sub = tracks_from_params(np.arange(36), pred, cluster=cluster, params=p)
+        _check_submission(sub, np.arange(36), 0)
+        assert _same_partition(sub.track_id, truth), p.algorithm
+    # the block radius graph gives DBSCAN's answer on the raw vectors when there is one cluster
+    a = tracks_from_params(np.arange(18), one, cluster=np.zeros(18, np.int64),
+                           params=ParamTrackParams(algorithm="dbscan", eps=0.02, split_by_cluster=True))
+    b = tracks_from_params(np.arange(18), one, params=ParamTrackParams(algorithm="dbscan", eps=0.02))
+    assert _same_partition(a.track_id, b.track_id)
+    with pytest.raises(ConfigError, match="cluster labels"):
+        tracks_from_params(np.arange(18), one, params=ParamTrackParams(split_by_cluster=True))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_track_formation_matches_cpu():
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((300, 16)).astype(np.float32)
+    cluster = rng.integers(0, 7, 300)
+    for method in ("knn", "dbscan"):
+        kw = dict(method=method, k=3, threshold=0.2, eps=1.0)
+        a, b = (tracks_from_embeddings(np.arange(300), emb, cluster=cluster,
+                                       params=EmbeddingTrackParams(device=dev, **kw)) for dev in ("cpu", "cuda"))
+        assert _same_partition(a.track_id, b.track_id)

@@ -8,6 +8,7 @@ context everywhere else, so the same training loop runs unchanged on a laptop.
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import torch
 
@@ -92,3 +93,13 @@ def describe_device(device: str | torch.device) -> str:
     if dev.type == "cpu":
         return f"cpu ({torch.get_num_threads()} threads)"
     return str(dev)
+
+
+@contextlib.contextmanager
+def quiet_torch_compile():
+    """Silence torch's own deprecation warnings raised while it imports/compiles inductor
+    (they are torch-internal, not ours, and tests turn warnings into errors)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch(\..*)?$")
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch(\..*)?$")
+        yield

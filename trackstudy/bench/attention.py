@@ -15,6 +15,10 @@ high-water mark is used instead (Linux: VmHWM after resetting it through
 pinned at 128 kB so that freed tensors go back to the OS and a call cannot hide its memory
 in pages left over by a previous one. Elsewhere the CPU peak is reported as null.
 
+Inputs: random q, k, v with log-normal cluster sizes around ``--cluster-size`` (plus 5 %
+singleton "noise" clusters), hits in random order; or, with ``--event``, the pixel hits of a
+real TrackML event clustered by the locality step (``cluster_xyz``, DBSCAN).
+
 Dense and explicit attention need O(T^2) memory: when the estimate exceeds the available
 memory they are reported as skipped (out of memory) instead of being attempted.
 """
@@ -114,6 +118,45 @@ def make_inputs(n_hits: int, cluster_size: float = 64.0, *, batch: int = 1, n_he
     labels_t = torch.from_numpy(labels).to(dev)
     return AttentionInputs(q, k, v, labels_t, labels_t >= 0, torch.from_numpy(eta).to(dev),
                            torch.from_numpy(phi).to(dev))
+
+
+def make_event_inputs(path, *, method: str = "dbscan", n_heads: int = 4, head_dim: int = 48, seed: int = 0,
+                      device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> AttentionInputs:
+    """Random q, k, v over the pixel hits (volumes 7, 8, 9) of a real TrackML event, with the
+    cluster labels of the locality step (``trackstudy.locality.clustering.cluster_xyz``) and
+    the hits' own eta, phi: the cluster structure the encoder meets in practice."""
+    from trackstudy.config import PIXEL_VOLUMES
+    from trackstudy.data.io import read_event, select_volumes
+    from trackstudy.locality.clustering import cluster_xyz
+
+    event = select_volumes(read_event(path, parts=("hits",)), PIXEL_VOLUMES)
+    hits = event.hits
+    if len(hits) == 0:
+        raise ConfigError(f"--event {path}: no pixel hits (volumes {PIXEL_VOLUMES})")
+    x, y, z = (hits[c].to_numpy(np.float64) for c in ("x", "y", "z"))
+    labels = np.asarray(cluster_xyz(x, y, z, method), dtype=np.int64)
+    r = np.hypot(x, y)
+    eta = np.arcsinh(z / np.maximum(r, 1e-3)).astype(np.float32)
+    phi = np.arctan2(y, x).astype(np.float32)
+    n = labels.size
+    rng = np.random.default_rng(seed)
+    qkv = rng.standard_normal((3, 1, n_heads, n, head_dim), dtype=np.float32)
+    dev = resolve_device(device)
+    q, k, v = (torch.from_numpy(a).to(device=dev, dtype=dtype) for a in qkv)
+    labels_t = torch.from_numpy(labels)[None].to(dev)
+    return AttentionInputs(q, k, v, labels_t, torch.ones_like(labels_t, dtype=torch.bool),
+                           torch.from_numpy(eta)[None].to(dev), torch.from_numpy(phi)[None].to(dev))
+
+
+def describe_clusters(inputs: AttentionInputs) -> str:
+    """One line: number of hits, clusters, mean and largest cluster size, singletons."""
+    sizes = []
+    for b in range(inputs.labels.shape[0]):
+        lab = inputs.labels[b][inputs.pad_mask[b]]
+        sizes.append(torch.unique(lab, return_counts=True)[1])
+    sizes = torch.cat(sizes)
+    return (f"{int(inputs.pad_mask.sum())} hits in {sizes.numel()} clusters (mean size "
+            f"{float(sizes.double().mean()):.1f}, largest {int(sizes.max())}, {int((sizes == 1).sum())} singletons)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,22 +350,33 @@ def measure_backend(name: str, inputs: AttentionInputs, *, lsh: LSHConfig, repea
     return BenchResult(name, float(np.median(times)), peak.mb, diff, setup, exact=name in EXACT_BACKENDS)
 
 
-def run_attention_benchmark(n_hits: int, cluster_size: float = 64.0, *, backends=BACKENDS, batch: int = 1,
-                            n_heads: int = 4, head_dim: int = 48, repeats: int = 5, warmup: int = 1, seed: int = 0,
-                            device: str = "auto", reference_rows: int | None = None,
-                            lsh: LSHConfig | None = None, progress: bool = False) -> list[BenchResult]:
-    """Run ``backends`` on the same inputs (see :func:`make_inputs`); returns one result each.
-    ``reference_rows``: number of random real query rows checked against the float64
-    reference (None: all of them up to 16384 real hits, 4096 sampled beyond)."""
+def check_options(backends, **positive) -> None:
+    """ConfigError for an unknown backend or a non-positive count (before any work is done)."""
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:
         raise ConfigError(f"--backends: unknown backend {unknown[0]!r}; choose from {', '.join(BACKENDS)}")
-    for name, value in (("--repeats", repeats), ("--batch", batch), ("--heads", n_heads), ("--head-dim", head_dim)):
+    if not backends:
+        raise ConfigError("--backends: no backend given")
+    for name, value in positive.items():
         if value < 1:
-            raise ConfigError(f"{name} must be positive, got {value}")
+            raise ConfigError(f"--{name.replace('n_', '').replace('_', '-')} must be positive, got {value}")
+
+
+def run_attention_benchmark(n_hits: int | None, cluster_size: float = 64.0, *, backends=BACKENDS, batch: int = 1,
+                            n_heads: int = 4, head_dim: int = 48, repeats: int = 5, warmup: int = 1, seed: int = 0,
+                            device: str = "auto", reference_rows: int | None = None,
+                            lsh: LSHConfig | None = None, progress: bool = False,
+                            inputs: AttentionInputs | None = None) -> list[BenchResult]:
+    """Run ``backends`` on the same inputs (``inputs``, or :func:`make_inputs` with ``n_hits``
+    and ``cluster_size``); returns one result each. ``reference_rows``: number of random real
+    query rows checked against the float64 reference (None: all of them up to 16384 real
+    hits, 4096 sampled beyond)."""
+    check_options(backends, repeats=repeats, batch=batch, n_heads=n_heads, head_dim=head_dim)
     dev = resolve_device(device)
     lsh = lsh or LSHConfig()
-    inputs = make_inputs(n_hits, cluster_size, batch=batch, n_heads=n_heads, head_dim=head_dim, seed=seed, device=dev)
+    if inputs is None:
+        inputs = make_inputs(n_hits, cluster_size, batch=batch, n_heads=n_heads, head_dim=head_dim, seed=seed,
+                             device=dev)
     real = inputs.pad_mask.reshape(-1).nonzero().squeeze(1)
     if reference_rows is None:
         reference_rows = real.numel() if real.numel() <= 16384 else 4096
@@ -345,7 +399,8 @@ def format_results(results: list[BenchResult]) -> str:
     lines = [f"{'backend':<9} {'forward s':>10} {'setup s':>9} {'peak MB':>9} {'max |diff|':>11}  status"]
 
     def num(x, fmt):
-        return "-" if x is None else format(x, fmt)
+        width = int(fmt.split(".")[0])
+        return "-".rjust(width) if x is None else format(x, fmt)
 
     for r in results:
         status = r.status if r.exact or r.status != "ok" else "ok (approximate: LSH buckets, not clusters)"
@@ -364,10 +419,13 @@ def register_cli(subparsers) -> None:
         description="Run every attention backend on the same random q, k, v with a realistic cluster "
                     "structure; print per backend the forward time, peak memory and the largest absolute "
                     "difference from the float64 cluster-masked reference.")
-    parser.add_argument("--hits", type=int, required=True, help="hits per event (sequence length T)")
-    parser.add_argument("--cluster-size", type=float, default=64.0, help="mean cluster size (default 64)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--hits", type=int, help="hits per event (sequence length T) of random clustered inputs")
+    source.add_argument("--event", help="instead: a real TrackML event (folder, prefix or file); its pixel hits "
+                                        "clustered by the locality step's DBSCAN give the labels, eta and phi")
+    parser.add_argument("--cluster-size", type=float, default=64.0, help="mean cluster size (default 64; not with --event)")
     parser.add_argument("--batch", type=int, default=1,
-                        help="events per batch; events after the first are 70-100%% as long (padding)")
+                        help="events per batch; events after the first are 70-100%% as long (padding); not with --event")
     parser.add_argument("--heads", type=int, default=4, help="attention heads (default 4, as the paper)")
     parser.add_argument("--head-dim", type=int, default=48, help="dimension per head (default 48 = 192/4)")
     parser.add_argument("--backends", default=",".join(BACKENDS),
@@ -384,6 +442,7 @@ def register_cli(subparsers) -> None:
     parser.add_argument("--lsh-block-size", type=int, default=LSHConfig.block_size, help="LSH attention block size")
     parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu or cuda")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", action="store_true",
                         help="print a JSON list of {backend, seconds, peak_mb, max_abs_diff, ...}")
     parser.set_defaults(func=run_cli)
@@ -393,14 +452,22 @@ def run_cli(args: argparse.Namespace) -> int:
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
     lsh = LSHConfig(n_rounds=args.lsh_rounds, n_projections=args.lsh_projections,
                     bucket_width=args.lsh_bucket_width, block_size=args.lsh_block_size, seed=args.seed)
+    check_options(backends, repeats=args.repeats, batch=args.batch, n_heads=args.heads, head_dim=args.head_dim,
+                  threads=1 if args.threads is None else args.threads)
     dev = resolve_device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.event is not None:
+        inputs = make_event_inputs(args.event, n_heads=args.heads, head_dim=args.head_dim, seed=args.seed, device=dev)
+    else:
+        inputs = make_inputs(args.hits, args.cluster_size, batch=args.batch, n_heads=args.heads,
+                             head_dim=args.head_dim, seed=args.seed, device=dev)
     if not args.json:
-        print(f"attention benchmark: {args.hits} hits x {args.batch} event(s), mean cluster size "
-              f"{args.cluster_size:g}, {args.heads} heads x {args.head_dim}, on {describe_device(dev)}")
-    results = run_attention_benchmark(args.hits, args.cluster_size, backends=backends, batch=args.batch,
-                                      n_heads=args.heads, head_dim=args.head_dim, repeats=args.repeats,
-                                      warmup=args.warmup, seed=args.seed, device=str(dev),
-                                      reference_rows=args.reference_rows, lsh=lsh, progress=not args.json)
+        print(f"attention benchmark on {describe_device(dev)}: {args.heads} heads x {args.head_dim}, "
+              f"{inputs.labels.shape[0]} event(s), {describe_clusters(inputs)}")
+    results = run_attention_benchmark(None, backends=backends, repeats=args.repeats, warmup=args.warmup,
+                                      seed=args.seed, device=str(dev), reference_rows=args.reference_rows,
+                                      lsh=lsh, progress=not args.json, inputs=inputs)
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))
     else:

@@ -34,6 +34,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from trackstudy.device import quiet_torch_compile
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.locality import masks as _masks
 from trackstudy.models.lsh import LSHConfig, LSHPlan, lsh_attention, lsh_plan
@@ -208,8 +209,9 @@ def dense_attention(q, k, v, ctx: AttentionContext):
 
 
 def explicit_attention(q, k, v, ctx: AttentionContext):
-    """Materialised attention; returns the weights (B, H, T, T) (softmax in float32)."""
-    scores = (q @ k.transpose(-2, -1)).float() * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, T, T)
+    """Materialised attention; returns the weights (B, H, T, T) (softmax in at least float32)."""
+    acc = torch.promote_types(q.dtype, torch.float32)  # softmax in >= float32 (bf16 under autocast)
+    scores = (q @ k.transpose(-2, -1)).to(acc) * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, T, T)
     mask = ctx.dense_mask()
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
@@ -226,7 +228,8 @@ def _flex_fn():
     if _compiled_flex is None:
         from torch.nn.attention.flex_attention import flex_attention
 
-        _compiled_flex = torch.compile(flex_attention)
+        with quiet_torch_compile():
+            _compiled_flex = torch.compile(flex_attention)
     return _compiled_flex
 
 
@@ -240,7 +243,8 @@ def flex_attention(q, k, v, ctx: AttentionContext):
     Tp = perm.shape[1]
     idx = perm[:, None, :, None].expand(B, H, Tp, hs)
     qs, ks, vs = (t.gather(2, idx) for t in (q, k, v))  # (B, H, Tp, hs), clusters contiguous
-    out = _flex_fn()(qs, ks, vs, block_mask=block_mask)
+    with quiet_torch_compile():
+        out = _flex_fn()(qs, ks, vs, block_mask=block_mask)
     return out.gather(2, inverse[:, None, :, None].expand(B, H, T, hs)), None
 
 
@@ -248,13 +252,15 @@ def packed_attention(q, k, v, ctx: AttentionContext):
     """Block-diagonal attention by packing clusters into padded SDPA batches."""
     B, H, T, hs = q.shape
     pk = ctx.packing()
-    qf, kf, vf = (t.transpose(1, 2).reshape(B * T, H, hs) for t in (q, k, v))  # (B*T, H, hs)
-    pieces = [vf[pk.singles]]  # attention over one key is that key's value
+    qkv = torch.stack([q, k, v], dim=2).permute(0, 3, 2, 1, 4).reshape(B * T, 3, H, hs)  # one row per hit
+    pieces = [v.transpose(1, 2).reshape(B * T, H, hs).index_select(0, pk.singles)]  # one key: its value
     for b in pk.bins:
-        qb, kb, vb = (t[b.index].transpose(1, 2) for t in (qf, kf, vf))  # (n, H, C, hs)
-        ob = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=b.valid[:, None, None, :])
-        pieces.append(ob.transpose(1, 2)[b.valid])  # (m, H, hs)
-    out = torch.cat(pieces)[pk.gather_back]  # (B*T, H, hs)
+        n, C = b.index.shape
+        packed = qkv.index_select(0, b.index.reshape(-1)).view(n, C, 3, H, hs)
+        packed = packed.permute(2, 0, 3, 1, 4)  # (3, n, H, C, hs)
+        ob = F.scaled_dot_product_attention(packed[0], packed[1], packed[2], attn_mask=b.valid[:, None, None, :])
+        pieces.append(ob.transpose(1, 2).reshape(n * C, H, hs).index_select(0, b.valid_slots))  # (m, H, hs)
+    out = torch.cat(pieces).index_select(0, pk.gather_back)  # (B*T, H, hs)
     return out.view(B, T, H, hs).transpose(1, 2), None
 
 

@@ -35,7 +35,6 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.models.attention import BACKENDS, EXACT_BACKENDS, AttentionContext, attend

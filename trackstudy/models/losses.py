@@ -8,6 +8,8 @@ int64 locality-cluster label (-1 on padding).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -62,17 +64,29 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     return err.sum() / n
 
 
-def cluster_blocks(labels: torch.Tensor, *, min_size: int = 2, max_block_elements: int = 1 << 24):
+def _capacities(max_size: int, growth: float) -> torch.Tensor:
+    """Padded block sizes: 2, 4, 8, then multiples of 8 growing by ``growth`` (up to max_size)."""
+    caps = [2, 4, 8]
+    while caps[-1] < max_size:
+        caps.append(max(caps[-1] + 8, int(math.ceil(caps[-1] * growth / 8)) * 8))
+    return torch.tensor(caps, dtype=torch.int64)
+
+
+def cluster_blocks(labels: torch.Tensor, *, min_size: int = 2, max_block_elements: int = 1 << 24,
+                   growth: float = 1.25):
     """Yield the clusters of ``labels`` (N,) int64 as padded blocks, for block-diagonal work.
 
-    Clusters of equal power-of-two padded size S are stacked: each yield is ``(idx, valid)``,
+    Clusters are padded to the next size of a ladder (2, 4, 8, then multiples of 8 growing by
+    ``growth``) and clusters of equal padded size S are stacked: each yield is ``(idx, valid)``,
     idx (G, S) int64 positions into ``labels`` (padding slots repeat the cluster's first hit),
     valid (G, S) bool. At most ``max_block_elements`` = G * S * S per block, so a (G, S, S)
     similarity tensor stays bounded. Labels < 0 and clusters smaller than ``min_size`` are skipped.
-    Cost: sum over clusters of S^2 <= 4 * sum of size^2, never N^2.
+    Cost: sum over clusters of S^2 <= ~growth^2 * sum of size^2 (+ small-cluster rounding), never N^2.
     """
     if labels.dtype != torch.int64:
         raise ConfigError(f"cluster labels must be int64, got {labels.dtype}")
+    if growth <= 1.0:
+        raise ConfigError(f"cluster_blocks: growth must be > 1, got {growth}")
     sel = (labels >= 0).nonzero().squeeze(1)
     if sel.numel() == 0:
         return
@@ -83,9 +97,10 @@ def cluster_blocks(labels: torch.Tensor, *, min_size: int = 2, max_block_element
     if not keep.any():
         return
     starts, counts = starts[keep], counts[keep]
-    bucket = torch.ceil(torch.log2(counts.double())).long().clamp(min=0)
+    caps = _capacities(int(counts.max()), growth).to(labels.device)
+    bucket = torch.searchsorted(caps, counts)  # first capacity >= size
     for bk in torch.unique(bucket).tolist():
-        s = 1 << bk
+        s = int(caps[bk])
         in_b = bucket == bk
         bs, bn = starts[in_b], counts[in_b]
         chunk = max(1, max_block_elements // (s * s))
@@ -129,10 +144,13 @@ def contrastive_loss(embedding: torch.Tensor, particle_id: torch.Tensor, pt: tor
       Noise and low-pT hits are never anchors but are negatives for everyone in their cluster.
 
     embedding (B, T, D) float; particle_id (B, T) int64; pt (B, T) GeV; pad_mask (B, T) bool.
-    Memory: clusters are padded to the next power of two and processed in chunks of at most
+    Memory: clusters are padded to a ladder of block sizes (:func:`cluster_blocks`) and processed in chunks of at most
     ``max_block_elements`` similarity entries, so the cost is sum over clusters of size^2
     (block-diagonal), never (hits in event)^2.
-    Returns (loss, {"contrastive": float, "n_anchors": int}).
+    Returns (loss, {"contrastive": float, "n_anchors": int, "floor": float}). ``floor`` is the
+    smallest value the loss can take on this batch, mean over anchors of log |P(i)| (reached when
+    every anchor puts all its probability evenly on its positives): with several positives per
+    anchor the loss never reaches 0, so training progress is loss - floor.
     """
     if particle_id.dtype != torch.int64:
         raise ConfigError(f"contrastive_loss: particle ids must be int64, got {particle_id.dtype} "
@@ -145,7 +163,7 @@ def contrastive_loss(embedding: torch.Tensor, particle_id: torch.Tensor, pt: tor
     pid = particle_id.reshape(-1)
     anchor = (pid > 0) & (pt.reshape(-1) > pt_min)
     total = _zero_like_graph(embedding)
-    n_anchors = 0
+    n_anchors, floor = 0, 0.0
     # a lone hit has no neighbour, hence no positive: min_size=2
     for idx, valid in cluster_blocks(labels, min_size=2, max_block_elements=max_block_elements):
         s = idx.shape[1]
@@ -166,8 +184,9 @@ def contrastive_loss(embedding: torch.Tensor, particle_id: torch.Tensor, pt: tor
         if use.any():
             total = total - (sum_lp[use] / n_pos[use]).sum()
             n_anchors += int(use.sum())
+            floor += float(torch.log(n_pos[use].double()).sum())
     loss = total / max(n_anchors, 1)
-    return loss, {"contrastive": float(loss.detach()), "n_anchors": n_anchors}
+    return loss, {"contrastive": float(loss.detach()), "n_anchors": n_anchors, "floor": floor / max(n_anchors, 1)}
 
 
 def joint_loss(reg_loss: torch.Tensor, cla_loss: torch.Tensor, alpha: float = 1.0, beta: float = 0.3) -> torch.Tensor:
@@ -175,4 +194,5 @@ def joint_loss(reg_loss: torch.Tensor, cla_loss: torch.Tensor, alpha: float = 1.
     return alpha * reg_loss + beta * cla_loss
 
 
-__all__ = ["cluster_blocks", "contrastive_loss", "event_cluster_labels", "joint_loss", "masked_cross_entropy", "masked_mse"]
+__all__ = ["cluster_blocks", "contrastive_loss", "event_cluster_labels", "joint_loss", "masked_cross_entropy",
+           "masked_mse"]

@@ -261,6 +261,36 @@ def event_targets(df: pd.DataFrame, binning: RoadBinning | None = None, *, noise
     return out
 
 
+def make_sample(df: pd.DataFrame, *, feature_cfg=None, binning: RoadBinning | None = None, cluster=None,
+                noise: str = "class", with_targets: bool = True, source: str = "hits") -> dict[str, np.ndarray]:
+    """One event as a dict of per-hit arrays for :func:`collate` (rows in ``df`` order).
+
+    Keys: ``x`` (N, F) features, ``hit_id``, ``eta``/``phi`` of the hit positions (for the lsh
+    backend), ``cluster`` when locality labels (N,) are given and, with ``with_targets`` (needs a
+    merged table with truth), the keys of :func:`event_targets`.
+    """
+    from trackstudy.models.features import hit_features
+
+    if "hit_id" not in df.columns:
+        raise DataError(f"{source}: column 'hit_id' is missing")
+    out = {"x": hit_features(df, feature_cfg, source=source), "hit_id": df["hit_id"].to_numpy().astype(np.int64)}
+    x, y, z = (df[c].to_numpy(np.float64) for c in ("x", "y", "z"))
+    r = np.hypot(x, y)
+    out["eta"] = np.arcsinh(z / np.maximum(r, 1e-3)).astype(np.float32)
+    out["phi"] = np.arctan2(y, x).astype(np.float32)
+    if cluster is not None:
+        c = np.asarray(cluster)
+        if c.shape != (len(df),) or not np.issubdtype(c.dtype, np.integer):
+            raise DataError(f"{source}: cluster labels must be {len(df)} integers, got {c.dtype} {c.shape}")
+        if (c < 0).any():
+            raise DataError(f"{source}: cluster label {int(c[c < 0][0])} < 0 at row {int(np.argmax(c < 0))} "
+                            "(every hit needs a locality cluster)")
+        out["cluster"] = c.astype(np.int64)
+    if with_targets:
+        out.update(event_targets(df, binning, noise=noise, source=source))
+    return out
+
+
 #: Value used to pad each batch key (None: the key is not padded but stacked as is).
 PAD_VALUES = {"x": 0.0, "pad_mask": False, "cluster": -1, "particle_id": PAD_PARTICLE_ID, "pt": 0.0,
               "reg_target": 0.0, "reg_mask": False, "cls_target": IGNORE_INDEX, "eta": 0.0, "phi": 0.0,
@@ -291,7 +321,7 @@ def collate(samples: Sequence[dict], pad_to: int | None = None) -> dict[str, tor
         for i, s in enumerate(samples):
             if key not in s:
                 raise ConfigError(f"collate: sample {i} has no {key!r} entry")
-            a = torch.as_tensor(np.asarray(s[key]))
+            a = s[key] if isinstance(s[key], torch.Tensor) else torch.from_numpy(np.array(s[key]))
             if a.shape[0] != lengths[i]:
                 raise ConfigError(f"collate: sample {i} key {key!r} has {a.shape[0]} rows, x has {lengths[i]}")
             arrays.append(a)
@@ -310,4 +340,4 @@ def collate(samples: Sequence[dict], pad_to: int | None = None) -> dict[str, tor
 
 
 __all__ = ["IGNORE_INDEX", "PAD_PARTICLE_ID", "PAD_VALUES", "REG_TARGETS", "RoadBinning", "class_targets",
-           "collate", "event_targets", "particle_parameters", "regression_targets"]
+           "collate", "event_targets", "make_sample", "particle_parameters", "regression_targets"]

@@ -15,6 +15,11 @@ id, so the output is valid for the official TrackML scorer (track ids are 0 .. n
   (scipy.sparse.csgraph); ``method="dbscan"/"hdbscan"``: scikit-learn on the unit-normalised
   embeddings (Euclidean distance d relates to cosine s by d^2 = 2 - 2 s).
 
+Restricted to locality clusters (the default when labels are given), the neighbour search works
+cluster by cluster on padded blocks (:func:`trackstudy.models.losses.cluster_blocks`, the same
+layout as the contrastive loss), so its cost is sum of cluster size^2, not N^2; DBSCAN then gets
+the eps-graph as a sparse precomputed distance matrix and HDBSCAN runs once per cluster.
+
 Track formation is timed apart from the encoder with :func:`timed` (synchronises CUDA).
 :func:`tune_track_formation` grid-searches the parameters on validation events.
 """
@@ -34,12 +39,6 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.cluster import DBSCAN, HDBSCAN
 
 from trackstudy.errors import ConfigError, DataError
-
-#: Offset between locality clusters when they are appended as an extra coordinate for
-#: (H)DBSCAN: larger than any distance between unit vectors (2) or regression targets, so no two
-#: hits of different clusters are ever neighbours.
-_CLUSTER_SEPARATION = 1.0e4
-
 
 # ----------------------------------------------------------------------------- parameters
 
@@ -88,7 +87,8 @@ class EmbeddingTrackParams:
     cosine similarity of an edge, ``mutual`` keep only edges found from both ends, ``per_cluster``
     search neighbours only inside the hit's locality cluster (needs cluster labels; otherwise the
     whole event, chunked). dbscan/hdbscan: ``eps`` (Euclidean on unit vectors), ``min_samples``,
-    ``min_cluster_size``, ``selection`` (HDBSCAN "eom"/"leaf"). ``device`` for the knn search: "auto" (CUDA when present), "cpu", "cuda".
+    ``min_cluster_size``, ``selection`` (HDBSCAN "eom"/"leaf"). ``device`` for the knn search and the
+    per-cluster DBSCAN graph: "auto" (CUDA when present), "cpu", "cuda".
     """
 
     method: str = "knn"
@@ -232,16 +232,50 @@ def _sk_cluster(points: np.ndarray, algorithm: str, eps: float, min_samples: int
         return np.zeros(0, dtype=np.int64)
     if algorithm == "dbscan":
         return DBSCAN(eps=eps, min_samples=min_samples or 1).fit(points).labels_
-    if len(points) < 2:
+    if len(points) < max(2, min_cluster_size):
         return np.full(len(points), -1)
     return HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples, cluster_selection_method=selection,
                    copy=True).fit(points).labels_
 
 
-def _with_cluster_coordinate(points: np.ndarray, cluster: np.ndarray | None) -> np.ndarray:
+def _cluster_points(points: np.ndarray, cluster: np.ndarray | None, algorithm: str, eps: float,
+                    min_samples: int | None, min_cluster_size: int, selection: str = "eom", *,
+                    unit: bool = False, device: str = "cpu") -> np.ndarray:
+    """(H)DBSCAN labels (-1 = noise) of points (N, D), never joining two locality clusters.
+
+    Without clusters: scikit-learn on all points. DBSCAN within clusters: the eps-neighbourhoods
+    come from the block search of :func:`knn_edges` and go to DBSCAN as a sparse precomputed
+    distance graph (far faster than sklearn's tree search in D dimensions at 50k hits; ``unit``
+    points use the cosine form, d^2 = 2 - 2 cos). HDBSCAN within clusters: one fit per cluster
+    (sklearn HDBSCAN takes no sparse graph), labels offset to stay unique.
+    """
+    n = len(points)
     if cluster is None:
-        return points
-    return np.concatenate([points, cluster[:, None].astype(np.float64) * _CLUSTER_SEPARATION], axis=1)
+        return _sk_cluster(points, algorithm, eps, min_samples, min_cluster_size, selection)
+    if algorithm == "dbscan":
+        dev = _device(device)
+        x = torch.as_tensor(points, dtype=torch.float32, device=dev)
+        c = torch.as_tensor(cluster, device=dev)
+        if unit:
+            src, dst = knn_edges(x, None, 1.0 - eps ** 2 / 2, c)
+            d = torch.sqrt(torch.clamp(2.0 - 2.0 * (x[src] * x[dst]).sum(-1), min=0.0))
+        else:
+            src, dst = knn_edges(x, None, -eps, c, metric="euclidean")
+            d = torch.linalg.vector_norm(x[src] - x[dst], dim=-1)
+        graph = sp.csr_matrix((d.cpu().numpy().astype(np.float64), (src.cpu().numpy(), dst.cpu().numpy())),
+                              shape=(n, n))
+        return DBSCAN(eps=eps, min_samples=min_samples or 1, metric="precomputed").fit(graph).labels_
+    labels = np.full(n, -1, dtype=np.int64)
+    order = np.argsort(cluster, kind="stable")
+    bounds = np.flatnonzero(np.diff(cluster[order])) + 1
+    offset = 0
+    for seg in np.split(order, bounds):
+        if cluster[seg[0]] < 0:
+            continue
+        lab = _sk_cluster(points[seg], algorithm, eps, min_samples, min_cluster_size, selection)
+        labels[seg] = np.where(lab >= 0, lab + offset, -1)
+        offset += int(lab.max(initial=-1)) + 1
+    return labels
 
 
 def tracks_from_params(hit_ids, params_pred, *, event_id: int = 0, latent=None, cluster=None,
@@ -268,18 +302,59 @@ def tracks_from_params(hit_ids, params_pred, *, event_id: int = 0, latent=None, 
     if not np.isfinite(x).all():
         raise DataError("track formation: the regressed parameters contain NaN or inf")
     c = _as_cluster(cluster, len(hit_ids)) if params.split_by_cluster else None
-    labels = _sk_cluster(_with_cluster_coordinate(x, c), params.algorithm, params.eps, params.min_samples,
-                         params.min_cluster_size, params.selection)
+    if params.split_by_cluster and c is None:
+        raise ConfigError("ParamTrackParams.split_by_cluster needs the cluster labels")
+    labels = _cluster_points(x, c, params.algorithm, params.eps, params.min_samples, params.min_cluster_size,
+                             params.selection)
     return submission(event_id, hit_ids, labels_to_track_ids(labels))
 
 
 # ----------------------------------------------------------------------------- contrastive
 
-def knn_edges(emb: torch.Tensor, k: int, threshold: float, cluster: torch.Tensor | None = None,
-              *, max_block_elements: int = 1 << 24) -> tuple[torch.Tensor, torch.Tensor]:
-    """Directed edges (src, dst) from each hit to its k most cosine-similar hits with similarity
-    >= threshold; within locality clusters when ``cluster`` (N,) int64 is given (labels < 0: no
-    neighbours), else over all hits. emb (N, D) must be unit-normalised."""
+def _top_k_per_row(rows: torch.Tensor, vals: torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean mask keeping, for each row id, its k entries of largest value (only rows with
+    more than k entries are sorted: with a trained embedding they are few)."""
+    keep = torch.ones_like(rows, dtype=torch.bool)
+    counts = torch.bincount(rows)
+    over = (counts[rows] > k).nonzero().squeeze(1)
+    if over.numel():
+        order = torch.argsort(vals[over], descending=True, stable=True)
+        order = order[torch.argsort(rows[over][order], stable=True)]  # by row, then value descending
+        r = rows[over][order]
+        first = torch.ones_like(r, dtype=torch.bool)
+        first[1:] = r[1:] != r[:-1]
+        pos = torch.arange(len(r), device=r.device)
+        start = torch.cummax(torch.where(first, pos, 0), 0).values
+        keep[over[order]] = (pos - start) < k
+    return keep
+
+
+def _block_edges(sim: torch.Tensor, ok: torch.Tensor, k: int | None, threshold: float):
+    """(g, i, j) of each row's k largest ``sim`` >= threshold where ``ok`` (k None: all of them);
+    sim, ok (G, S, S)."""
+    cand = sim >= threshold
+    cand &= ok
+    g, i, j = cand.nonzero(as_tuple=True)
+    if k is None:
+        return g, i, j
+    # A trained embedding puts only a track's few hits above the threshold: select among those
+    # candidates. If most pairs pass (untrained embedding, low threshold), topk over rows is cheaper.
+    if len(g) <= 4 * k * sim.shape[0] * sim.shape[1]:
+        keep = _top_k_per_row(g * sim.shape[1] + i, sim[g, i, j], k)
+        return g[keep], i[keep], j[keep]
+    kk = min(k, sim.shape[-1] - 1)
+    val, nb = sim.masked_fill(~ok, float("-inf")).topk(kk, dim=-1)  # (G, S, kk)
+    g, i, n = (val >= threshold).nonzero(as_tuple=True)
+    return g, i, nb[g, i, n]
+
+
+def knn_edges(emb: torch.Tensor, k: int | None, threshold: float, cluster: torch.Tensor | None = None,
+              *, metric: str = "cosine", max_block_elements: int = 1 << 24) -> tuple[torch.Tensor, torch.Tensor]:
+    """Directed edges (src, dst) from each hit to its k most similar hits with similarity
+    >= threshold (k None: all of them, a radius graph); within locality clusters when ``cluster``
+    (N,) int64 is given (labels < 0: no neighbours), else over all hits (in row chunks).
+    metric "cosine": similarity = dot product, emb (N, D) must be unit-normalised;
+    "euclidean": similarity = -distance (so threshold = -radius)."""
     from trackstudy.models.losses import cluster_blocks
 
     n = emb.shape[0]
@@ -288,28 +363,21 @@ def knn_edges(emb: torch.Tensor, k: int, threshold: float, cluster: torch.Tensor
         for idx, valid in cluster_blocks(cluster, min_size=2, max_block_elements=max_block_elements):
             s = idx.shape[1]
             e = emb[idx]  # (G, S, D)
-            sim = torch.einsum("gid,gjd->gij", e, e)  # (G, S, S)
-            bad = ~valid[:, None, :] | torch.eye(s, dtype=torch.bool, device=emb.device)
-            sim = sim.masked_fill(bad, float("-inf"))
-            kk = min(k, s - 1)
-            val, nb = sim.topk(kk, dim=-1)  # (G, S, kk)
-            keep = (val >= threshold) & valid[:, :, None]
-            src = idx[:, :, None].expand_as(nb)
-            dst = torch.gather(idx, 1, nb.reshape(nb.shape[0], -1)).reshape(nb.shape)
-            srcs.append(src[keep])
-            dsts.append(dst[keep])
+            sim = torch.bmm(e, e.transpose(1, 2)) if metric == "cosine" else -torch.cdist(e, e)  # (G, S, S)
+            ok = valid[:, None, :] & valid[:, :, None] & ~torch.eye(s, dtype=torch.bool, device=emb.device)
+            g, i, j = _block_edges(sim, ok, k, threshold)
+            srcs.append(idx[g, i])
+            dsts.append(idx[g, j])
     elif n > 1:
-        kk = min(k, n - 1)
         rows = max(1, max_block_elements // n)
         ar = torch.arange(n, device=emb.device)
         for r0 in range(0, n, rows):
             q = emb[r0:r0 + rows]
-            sim = q @ emb.T  # (rows, N)
-            sim[torch.arange(q.shape[0], device=emb.device), ar[r0:r0 + rows]] = float("-inf")
-            val, nb = sim.topk(kk, dim=-1)
-            keep = val >= threshold
-            srcs.append(ar[r0:r0 + rows, None].expand_as(nb)[keep])
-            dsts.append(nb[keep])
+            sim = (q @ emb.T)[None] if metric == "cosine" else -torch.cdist(q, emb)[None]  # (1, rows, N)
+            ok = (ar[r0:r0 + rows, None] != ar[None, :])[None]
+            g, i, j = _block_edges(sim, ok, k, threshold)
+            srcs.append(i + r0)
+            dsts.append(j)
     if not srcs:
         empty = torch.zeros(0, dtype=torch.int64, device=emb.device)
         return empty, empty
@@ -338,7 +406,8 @@ def tracks_from_embeddings(hit_ids, embedding, *, event_id: int = 0, cluster=Non
     c = _as_cluster(cluster, n)
     if params.method == "knn":
         dev = _device(params.device)
-        emb = torch.as_tensor(embedding).detach().to(dev, torch.float32)
+        emb = embedding if isinstance(embedding, torch.Tensor) else torch.from_numpy(np.array(embedding))
+        emb = emb.detach().to(dev, torch.float32)
         _check_rows(hit_ids, emb, "the embedding")
         if not torch.isfinite(emb).all():
             raise DataError("track formation: the embedding contains NaN or inf")
@@ -352,9 +421,8 @@ def tracks_from_embeddings(hit_ids, embedding, *, event_id: int = 0, cluster=Non
     if not np.isfinite(x).all():
         raise DataError("track formation: the embedding contains NaN or inf")
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    cc = c if params.per_cluster else None
-    labels = _sk_cluster(_with_cluster_coordinate(x, cc), params.method, params.eps, params.min_samples,
-                         params.min_cluster_size, params.selection)
+    labels = _cluster_points(x, c if params.per_cluster else None, params.method, params.eps, params.min_samples,
+                             params.min_cluster_size, params.selection, unit=True, device=params.device)
     return submission(event_id, hit_ids, labels_to_track_ids(labels))
 
 

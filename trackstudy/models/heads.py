@@ -1,0 +1,409 @@
+"""Track-finding models on the shared :class:`~trackstudy.models.encoder.Encoder`.
+
+Four families, one interface (used by the trainer, predict and the notebooks)::
+
+    model = build_model(family, encoder_cfg, **head_kwargs)    # family in FAMILIES
+    out = model(x, ctx)                  # dict of (B, T, ...) tensors, zero at padding
+    loss, parts = model.loss(out, batch) # parts: plain floats for logging
+    sub = model.form_tracks(out, hit_ids, index=b, pad_mask=...)   # Kaggle submission of event b
+    cfg = model.config_dict()            # plain containers; model_from_config(cfg) rebuilds it
+
+==============  =====================================================  ==========================
+family          outputs                                                loss
+==============  =====================================================  ==========================
+enc_cla         logits (B, T, C) over road classes (+1 noise class)    masked cross-entropy
+enc_reg         params (B, T, 4) = theta, sin phi, cos phi, q;         masked MSE on params
+                latent (B, T, n_latent) free latent variables
+jm (JM X:Y)     params, latent (stage 1, X layers) and logits          alpha * MSE + beta * CE
+                (stage 2, Y layers, input = x ++ params ++ latent)     (alpha = 1, beta = 0.3)
+contrastive     embedding (B, T, embed_dim = 32)                       multi-positive InfoNCE
+==============  =====================================================  ==========================
+
+Batch keys read by ``loss`` (see :func:`trackstudy.models.targets.collate`): ``pad_mask``,
+``cls_target`` (enc_cla, jm), ``reg_target`` and ``reg_mask`` (enc_reg, jm), ``particle_id``,
+``pt`` and optionally ``cluster`` (contrastive; without it each event is one neighbourhood).
+Padding never changes a real hit's outputs: the encoder masks it and the heads act per hit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import asdict, dataclass, fields, replace
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from trackstudy.errors import ConfigError, DataError
+from trackstudy.models.attention import AttentionContext
+from trackstudy.models.encoder import Encoder, EncoderConfig
+from trackstudy.models.features import FeatureConfig, hit_features
+from trackstudy.models.losses import contrastive_loss, joint_loss, masked_cross_entropy, masked_mse
+from trackstudy.models.targets import REG_TARGETS, RoadBinning
+from trackstudy.postprocessing import track_formation as tf
+
+FAMILIES = ("enc_cla", "enc_reg", "jm", "contrastive")
+_TRACK_PARAM_TYPES = {"class": tf.ClassTrackParams, "param": tf.ParamTrackParams, "embedding": tf.EmbeddingTrackParams}
+
+
+@dataclass
+class HeadConfig:
+    """Head hyper-parameters of every family (fields a family does not use are ignored).
+
+    n_classes: road classes of EncCla/JM (from the RoadBinning), noise: "class" (an extra output
+    for noise hits) or "ignore" (noise excluded from the cross-entropy); n_latent: free latents of
+    EncReg/JM; cla_layers: Y of JM X:Y (X is the encoder config's n_layers); alpha, beta: JM loss
+    weights; embed_dim, temperature, pt_min: contrastive.
+    """
+
+    family: str = "contrastive"
+    n_classes: int = 0
+    noise: str = "class"
+    n_latent: int = 4
+    cla_layers: int = 6
+    alpha: float = 1.0
+    beta: float = 0.3
+    embed_dim: int = 32
+    temperature: float = 0.05
+    pt_min: float = 0.9
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ConfigError(f"model family {self.family!r} unknown; choose from {', '.join(FAMILIES)}")
+        if self.noise not in ("class", "ignore"):
+            raise ConfigError(f"HeadConfig.noise must be 'class' or 'ignore', got {self.noise!r}")
+        if self.family in ("enc_cla", "jm") and self.n_classes < 1:
+            raise ConfigError(f"{self.family}: n_classes must be >= 1 (give a fitted RoadBinning or n_classes)")
+        for name in ("n_latent",):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"HeadConfig.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("cla_layers", "embed_dim"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"HeadConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.temperature <= 0:
+            raise ConfigError(f"HeadConfig.temperature must be > 0, got {self.temperature}")
+        if self.alpha < 0 or self.beta < 0:
+            raise ConfigError(f"HeadConfig: alpha and beta must be >= 0, got {self.alpha}, {self.beta}")
+
+    @property
+    def n_outputs(self) -> int:
+        """Width of the classifier: road classes plus the noise class when noise='class'."""
+        return self.n_classes + (1 if self.noise == "class" else 0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> HeadConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"HeadConfig: unknown field {unknown[0]!r}")
+        return cls(**d)
+
+
+def make_context(batch: dict, **kwargs) -> AttentionContext:
+    """The encoder's AttentionContext of a collated batch (pad_mask, cluster, eta, phi when present)."""
+    return AttentionContext(batch["pad_mask"], batch.get("cluster"), batch.get("eta"), batch.get("phi"), **kwargs)
+
+
+def _zero_padding(t: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+    return torch.where(pad_mask[..., None], t, torch.zeros((), dtype=t.dtype, device=t.device))
+
+
+class TrackModel(nn.Module):
+    """Base class: an encoder, a head, the loss and the track formation of one family."""
+
+    family: str = ""
+
+    def __init__(self, encoder_cfg: EncoderConfig, head_cfg: HeadConfig, feature_cfg: FeatureConfig | None = None,
+                 binning: RoadBinning | None = None, track_params=None):
+        super().__init__()
+        if head_cfg.family != self.family:
+            raise ConfigError(f"{type(self).__name__} needs a HeadConfig with family {self.family!r}, "
+                              f"got {head_cfg.family!r}")
+        self.feature_cfg = feature_cfg or FeatureConfig()
+        if encoder_cfg.n_features != self.feature_cfg.n_features:
+            raise ConfigError(f"EncoderConfig.n_features={encoder_cfg.n_features} but the feature list "
+                              f"{list(self.feature_cfg.names)} has {self.feature_cfg.n_features} features")
+        if binning is not None and head_cfg.family in ("enc_cla", "jm") and binning.n_classes != head_cfg.n_classes:
+            raise ConfigError(f"road binning has {binning.n_classes} classes, "
+                              f"HeadConfig.n_classes={head_cfg.n_classes}")
+        self.encoder_cfg = encoder_cfg
+        self.head_cfg = head_cfg
+        self.binning = binning
+        self.encoder = Encoder(encoder_cfg)
+        self.track_params = track_params if track_params is not None else self.default_track_params()
+
+    # -- interface ---------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, ctx: AttentionContext | None = None, *, backend: str | None = None) -> dict:
+        raise NotImplementedError
+
+    def loss(self, outputs: dict, batch: dict) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    def default_track_params(self):
+        raise NotImplementedError
+
+    def encoders(self) -> list[tuple[str, Encoder]]:
+        """(name, encoder) of each transformer stage, in order (for attention inspection)."""
+        return [("encoder", self.encoder)]
+
+    def _encode(self, name: str, encoder: Encoder, x, ctx, backend):
+        """Run one encoder stage; while :meth:`capture_attention` is active, through the explicit
+        backend, keeping its per-layer weights (B, H, T, T) under ``name``."""
+        capture = getattr(self, "_attention_capture", None)
+        if capture is None:
+            return encoder(x, ctx, backend=backend)
+        h, maps = encoder(x, ctx, backend="explicit", return_attention=True)
+        capture[name] = [m.detach() for m in maps]
+        return h
+
+    @contextlib.contextmanager
+    def capture_attention(self):
+        """``with model.capture_attention() as maps: model(x, ctx)`` fills ``maps`` with
+        {stage name: [per-layer attention weights (B, H, T, T)]} (explicit backend, same function)."""
+        maps: dict = {}
+        self._attention_capture = maps
+        try:
+            yield maps
+        finally:
+            self._attention_capture = None
+
+    def _ctx(self, x, ctx):
+        return ctx if ctx is not None else AttentionContext(batch_size=x.shape[0], seq_len=x.shape[1], device=x.device)
+
+    # -- serialisation -----------------------------------------------------------------------------
+    def config_dict(self) -> dict:
+        """Everything needed to rebuild the model (not the weights), as plain containers."""
+        tp = self.track_params
+        kinds = {v: k for k, v in _TRACK_PARAM_TYPES.items()}
+        if type(tp) not in kinds:
+            raise ConfigError(f"track_params must be one of {', '.join(c.__name__ for c in kinds)}, "
+                              f"got {type(tp).__name__}")
+        kind = kinds[type(tp)]
+        return {"family": self.family, "encoder": self.encoder_cfg.to_dict(), "head": self.head_cfg.to_dict(),
+                "features": self.feature_cfg.to_dict(),
+                "binning": self.binning.to_state() if self.binning is not None else None,
+                "track_params": {"kind": kind, **tf.params_to_dict(tp)}}
+
+    # -- track formation ---------------------------------------------------------------------------
+    def event_outputs(self, outputs: dict, index: int = 0, pad_mask: torch.Tensor | None = None) -> dict:
+        """The outputs of event ``index`` of a batch, padding removed, as detached tensors (N, ...)."""
+        out = {}
+        for k, v in outputs.items():
+            v = v[index]
+            if pad_mask is not None:
+                v = v[pad_mask[index]]
+            out[k] = v.detach()
+        return out
+
+    def form_tracks(self, outputs: dict, hit_ids, *, index: int = 0, pad_mask: torch.Tensor | None = None,
+                    event_id: int = 0, cluster=None, params=None) -> pd.DataFrame:
+        """Submission of event ``index`` of a batch of outputs (hit_ids and cluster: that event's
+        real hits, in order). ``params`` defaults to ``self.track_params``."""
+        ev = self.event_outputs(outputs, index, pad_mask)
+        if cluster is not None and isinstance(cluster, torch.Tensor) and cluster.ndim == 2:
+            cluster = cluster[index][pad_mask[index]] if pad_mask is not None else cluster[index]
+        return tf.form_tracks(ev, hit_ids, event_id=event_id, cluster=cluster,
+                              params=params if params is not None else self.track_params)
+
+    @torch.no_grad()
+    def predict_event(self, hits: pd.DataFrame, *, event_id: int = 0, cluster=None, params=None,
+                      backend: str | None = None) -> tuple[pd.DataFrame, dict]:
+        """Run one event (hits with hit_id, x, y, z) through the model and form its tracks.
+
+        cluster: (N,) locality labels of the hits (None: full attention). Returns the submission
+        and ``{"features_s", "encoder_s", "track_formation_s", "n_hits"}`` (wall seconds, CUDA
+        synchronised), so track formation is reported apart from the network.
+        """
+        if "hit_id" not in hits.columns:
+            raise DataError("predict_event: hits have no 'hit_id' column")
+        device = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        try:
+            t0 = time.perf_counter()
+            x = torch.as_tensor(hit_features(hits, self.feature_cfg))[None].to(device)
+            r = np.hypot(hits["x"].to_numpy(np.float64), hits["y"].to_numpy(np.float64))
+            eta = torch.as_tensor(np.arcsinh(hits["z"].to_numpy(np.float64) / np.maximum(r, 1e-3)),
+                                  dtype=torch.float32)[None]
+            phi = torch.as_tensor(np.arctan2(hits["y"].to_numpy(np.float64), hits["x"].to_numpy(np.float64)),
+                                  dtype=torch.float32)[None]
+            lab = None if cluster is None else torch.as_tensor(np.asarray(cluster, dtype=np.int64))[None]
+            ctx = AttentionContext(torch.ones(1, len(hits), dtype=torch.bool), lab, eta, phi, device=device)
+            t1 = time.perf_counter()
+            out, t_enc = tf.timed(self, x, ctx, backend=backend)
+            sub, t_tf = tf.timed(self.form_tracks, out, hits["hit_id"].to_numpy(), event_id=event_id,
+                                 cluster=cluster, params=params)
+        finally:
+            self.train(was_training)
+        return sub, {"features_s": t1 - t0, "encoder_s": t_enc, "track_formation_s": t_tf, "n_hits": len(hits)}
+
+
+class EncCla(TrackModel):
+    """Encoder + linear classifier over quantile-binned (phi, theta, p, q) road classes."""
+
+    family = "enc_cla"
+
+    def __init__(self, encoder_cfg, head_cfg, feature_cfg=None, binning=None, track_params=None):
+        super().__init__(encoder_cfg, head_cfg, feature_cfg, binning, track_params)
+        self.classifier = nn.Linear(encoder_cfg.d_model, head_cfg.n_outputs)
+
+    def default_track_params(self):
+        return tf.ClassTrackParams(noise_class=self.head_cfg.n_classes if self.head_cfg.noise == "class" else None)
+
+    def forward(self, x, ctx=None, *, backend=None):
+        ctx = self._ctx(x, ctx)
+        h = self._encode("encoder", self.encoder, x, ctx, backend)  # (B, T, C)
+        return {"logits": _zero_padding(self.classifier(h), ctx.pad_mask)}  # (B, T, n_outputs)
+
+    def loss(self, outputs, batch):
+        ce = masked_cross_entropy(outputs["logits"], batch["cls_target"], batch["pad_mask"])
+        return ce, {"loss": float(ce.detach()), "ce": float(ce.detach())}
+
+
+class EncReg(TrackModel):
+    """Encoder + linear regression of (theta, sin phi, cos phi, q) and free latent variables."""
+
+    family = "enc_reg"
+
+    def __init__(self, encoder_cfg, head_cfg, feature_cfg=None, binning=None, track_params=None):
+        super().__init__(encoder_cfg, head_cfg, feature_cfg, binning, track_params)
+        self.regressor = nn.Linear(encoder_cfg.d_model, len(REG_TARGETS) + head_cfg.n_latent)
+
+    def default_track_params(self):
+        return tf.ParamTrackParams()
+
+    def forward(self, x, ctx=None, *, backend=None):
+        ctx = self._ctx(x, ctx)
+        h = self._encode("encoder", self.encoder, x, ctx, backend)
+        y = _zero_padding(self.regressor(h), ctx.pad_mask)  # (B, T, 4 + n_latent)
+        return {"params": y[..., : len(REG_TARGETS)], "latent": y[..., len(REG_TARGETS):]}
+
+    def loss(self, outputs, batch):
+        mse = masked_mse(outputs["params"], batch["reg_target"], batch["reg_mask"] & batch["pad_mask"])
+        return mse, {"loss": float(mse.detach()), "mse": float(mse.detach())}
+
+
+class JointModel(TrackModel):
+    """JM X:Y: an EncReg stage (X layers) whose parameters and latents, concatenated with the input
+    features, feed an EncCla stage (Y = ``head_cfg.cla_layers`` layers); trained end to end."""
+
+    family = "jm"
+
+    def __init__(self, encoder_cfg, head_cfg, feature_cfg=None, binning=None, track_params=None):
+        super().__init__(encoder_cfg, head_cfg, feature_cfg, binning, track_params)
+        n_reg = len(REG_TARGETS) + head_cfg.n_latent
+        self.regressor = nn.Linear(encoder_cfg.d_model, n_reg)
+        self.cla_cfg = replace(encoder_cfg, n_layers=head_cfg.cla_layers, n_features=encoder_cfg.n_features + n_reg)
+        self.cla_encoder = Encoder(self.cla_cfg)
+        self.classifier = nn.Linear(encoder_cfg.d_model, head_cfg.n_outputs)
+
+    def default_track_params(self):
+        return tf.ClassTrackParams(noise_class=self.head_cfg.n_classes if self.head_cfg.noise == "class" else None)
+
+    def encoders(self):
+        return [("regressor", self.encoder), ("classifier", self.cla_encoder)]
+
+    def forward(self, x, ctx=None, *, backend=None):
+        ctx = self._ctx(x, ctx)
+        h = self._encode("regressor", self.encoder, x, ctx, backend)
+        y = _zero_padding(self.regressor(h), ctx.pad_mask)  # (B, T, 4 + L)
+        h = self._encode("classifier", self.cla_encoder, torch.cat([x, y], dim=-1), ctx, backend)
+        return {"params": y[..., : len(REG_TARGETS)], "latent": y[..., len(REG_TARGETS):],
+                "logits": _zero_padding(self.classifier(h), ctx.pad_mask)}
+
+    def loss(self, outputs, batch):
+        mse = masked_mse(outputs["params"], batch["reg_target"], batch["reg_mask"] & batch["pad_mask"])
+        ce = masked_cross_entropy(outputs["logits"], batch["cls_target"], batch["pad_mask"])
+        total = joint_loss(mse, ce, self.head_cfg.alpha, self.head_cfg.beta)
+        return total, {"loss": float(total.detach()), "mse": float(mse.detach()), "ce": float(ce.detach())}
+
+
+class ContrastiveModel(TrackModel):
+    """Encoder + linear projection to an ``embed_dim`` embedding per hit (contrastive loss)."""
+
+    family = "contrastive"
+
+    def __init__(self, encoder_cfg, head_cfg, feature_cfg=None, binning=None, track_params=None):
+        super().__init__(encoder_cfg, head_cfg, feature_cfg, binning, track_params)
+        self.projection = nn.Linear(encoder_cfg.d_model, head_cfg.embed_dim)
+
+    def default_track_params(self):
+        return tf.EmbeddingTrackParams()
+
+    def forward(self, x, ctx=None, *, backend=None):
+        ctx = self._ctx(x, ctx)
+        h = self._encode("encoder", self.encoder, x, ctx, backend)
+        return {"embedding": _zero_padding(self.projection(h), ctx.pad_mask)}  # (B, T, embed_dim)
+
+    def loss(self, outputs, batch):
+        loss, parts = contrastive_loss(outputs["embedding"], batch["particle_id"], batch["pt"], batch["pad_mask"],
+                                       batch.get("cluster"), temperature=self.head_cfg.temperature,
+                                       pt_min=self.head_cfg.pt_min)
+        return loss, {"loss": parts["contrastive"], "n_anchors": parts["n_anchors"], "floor": parts["floor"]}
+
+
+MODEL_CLASSES = {"enc_cla": EncCla, "enc_reg": EncReg, "jm": JointModel, "contrastive": ContrastiveModel}
+
+
+def build_model(family: str, encoder_cfg: EncoderConfig | dict | str = "small", *,
+                feature_cfg: FeatureConfig | None = None, binning: RoadBinning | None = None,
+                track_params=None, encoder_overrides: dict | None = None, **head_kwargs) -> TrackModel:
+    """A model of ``family`` (one of FAMILIES).
+
+    encoder_cfg: an EncoderConfig, its dict, or a preset name (n_features then follows the
+    feature list); ``encoder_overrides`` replaces fields of it (e.g. {"attention": "packed"}). For enc_cla/jm give a fitted ``binning`` (n_classes follows it) or ``n_classes``.
+    head_kwargs: fields of :class:`HeadConfig` (noise, n_latent, cla_layers, alpha, beta, embed_dim,
+    temperature, pt_min).
+    """
+    if family not in FAMILIES:
+        raise ConfigError(f"model family {family!r} unknown; choose from {', '.join(FAMILIES)}")
+    feature_cfg = feature_cfg or FeatureConfig()
+    if isinstance(encoder_cfg, str):
+        encoder_cfg = EncoderConfig.preset(encoder_cfg, n_features=feature_cfg.n_features)
+    elif isinstance(encoder_cfg, dict):
+        encoder_cfg = EncoderConfig.from_dict(encoder_cfg)
+    if encoder_overrides:
+        try:
+            encoder_cfg = replace(encoder_cfg, **encoder_overrides)
+        except TypeError as exc:
+            raise ConfigError(f"build_model: encoder_overrides: {exc}") from None
+    if binning is not None:
+        if "n_classes" in head_kwargs and head_kwargs["n_classes"] != binning.n_classes:
+            raise ConfigError(f"n_classes={head_kwargs['n_classes']} but the binning has {binning.n_classes} classes")
+        head_kwargs["n_classes"] = binning.n_classes
+    try:
+        head_cfg = HeadConfig(family=family, **head_kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"build_model: {exc}") from None
+    return MODEL_CLASSES[family](encoder_cfg, head_cfg, feature_cfg, binning, track_params)
+
+
+def model_from_config(cfg: dict) -> TrackModel:
+    """Rebuild a model (fresh weights) from :meth:`TrackModel.config_dict`; load the state dict after."""
+    try:
+        tp = dict(cfg.get("track_params") or {})
+        kind = tp.pop("kind", None)
+        track_params = None
+        if kind is not None:
+            if kind not in _TRACK_PARAM_TYPES:
+                raise ConfigError(f"model config: unknown track_params kind {kind!r}")
+            if tp.get("weights") is not None:
+                tp["weights"] = tuple(tp["weights"])
+            track_params = _TRACK_PARAM_TYPES[kind](**tp)
+        binning = RoadBinning.from_state(cfg["binning"]) if cfg.get("binning") is not None else None
+        head = HeadConfig.from_dict(cfg["head"])
+        if head.family != cfg["family"]:
+            raise ConfigError(f"model config: family {cfg['family']!r} but head family {head.family!r}")
+        return MODEL_CLASSES[head.family](EncoderConfig.from_dict(cfg["encoder"]), head,
+                                          FeatureConfig.from_dict(cfg["features"]), binning, track_params)
+    except KeyError as exc:
+        raise ConfigError(f"model config: missing entry {exc}") from None
+
+
+__all__ = ["FAMILIES", "ContrastiveModel", "EncCla", "EncReg", "HeadConfig", "JointModel", "MODEL_CLASSES",
+           "TrackModel", "build_model", "make_context", "model_from_config"]
