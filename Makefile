@@ -48,8 +48,11 @@ setup: $(VENV)/.stamp-install
 study: setup
 	$(PY) -m trackstudy.reports --params $(PARAMS)
 
+# Unit tests on both cores, then the notebooks in order (03 trains what 04-06 read) through nbval
+# with their smoke-size defaults.
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 tests $(PYTEST_ARGS)
+	$(PY) -m pytest --nbval-lax notebooks $(PYTEST_ARGS)
 
 lab: setup
 	$(PIP) install --quiet "jupyterlab>=4.0"

@@ -38,7 +38,7 @@ The defaults below are the quick CI smoke size (a low pile-up event); the study 
 `pileup = 200`, `n_events = 5` (`params/full.yaml`)."""
 
 PARAMS = """pileup = 20.0          # simulated pile-up mu (study: 200)
-n_events = 1           # simulated events averaged in the tables (study: 5)
+n_events = 2           # simulated events averaged in the tables (study: 5)
 seed = 1               # simulation seed
 scan_method = "dbscan"  # method of the parameter scan
 max_reduction = 0.01   # attention budget of the scan's best pick"""

@@ -25,13 +25,3 @@ def mini_copy(tmp_path) -> Path:
     for f in out.iterdir():
         f.chmod(0o644)
     return out
-
-
-def pytest_collectstart(collector):
-    # nbval: do not compare rich outputs (plotly, widgets, html, images); cells whose output
-    # must match carry "# NBVAL_CHECK_OUTPUT".
-    if collector.fspath and collector.fspath.ext == ".ipynb":
-        collector.skip_compare += (
-            "text/html", "application/javascript", "application/vnd.plotly.v1+json",
-            "application/vnd.jupyter.widget-view+json", "image/png", "image/svg+xml", "stderr",
-        )

@@ -142,3 +142,20 @@ def test_iter_and_find_events(mini_copy):
     assert [e for e, _ in io.find_events(mini_copy)] == [1, 1000]
     assert [e.event_id for e in io.iter_events(mini_copy)] == [1, 1000]
     assert [e.event_id for e in io.iter_events(mini_copy, n_events=1)] == [1]
+
+
+def test_atomic_write_follows_umask_and_leaves_no_temp_files(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        io._UMASK = 0o022
+        path = io.atomic_write_bytes(tmp_path / "a.csv", b"x\n")
+    finally:
+        os.umask(old)
+        io._UMASK = io._current_umask()
+    assert (path.stat().st_mode & 0o777) == 0o644  # not mkstemp's 0600
+    assert [p.name for p in tmp_path.iterdir()] == ["a.csv"]
+    with pytest.raises(io.OutputExistsError, match="a.csv: exists"):
+        io.atomic_write_bytes(path, b"y\n")
+    assert path.read_bytes() == b"x\n"

@@ -1,0 +1,45 @@
+"""The flat parameter sets agree with the notebooks: smoke.yaml holds exactly the defaults of the
+notebooks' `parameters` cells (what nbval runs), full.yaml only names parameters that exist."""
+
+from __future__ import annotations
+
+import papermill as pm
+import pytest
+import yaml
+
+from trackstudy.config import PARAMS_DIR
+from trackstudy.reports import load_params, notebooks
+
+
+def _declared() -> dict[str, dict[str, object]]:
+    out = {}
+    for nb in notebooks():
+        params = pm.inspect_notebook(str(nb))
+        out[nb.stem] = {name: yaml.safe_load(p["default"]) for name, p in params.items()}
+    return out
+
+
+def test_every_notebook_declares_parameters():
+    declared = _declared()
+    assert len(declared) >= 5
+    for name, params in declared.items():
+        assert params, f"{name} has no parameters cell"
+
+
+def test_smoke_yaml_is_the_notebook_defaults():
+    smoke = load_params(PARAMS_DIR / "smoke.yaml")
+    seen = {}
+    for name, params in _declared().items():
+        for key, default in params.items():
+            assert key in smoke, f"{name}: parameter {key!r} is missing from params/smoke.yaml"
+            assert smoke[key] == default, f"{name}: {key} = {default!r} but params/smoke.yaml has {smoke[key]!r}"
+            seen[key] = name
+    unused = sorted(set(smoke) - set(seen))
+    assert not unused, f"params/smoke.yaml names parameters no notebook declares: {unused}"
+
+
+@pytest.mark.parametrize("name", ["full.yaml", "smoke.yaml"])
+def test_parameter_files_name_existing_parameters(name):
+    params = load_params(PARAMS_DIR / name)
+    declared = set().union(*(p.keys() for p in _declared().values()))
+    assert set(params) <= declared, sorted(set(params) - declared)
