@@ -28,6 +28,8 @@ from trackstudy.errors import ConfigError
 #: Renderers for plotly figures: the mimetype for JupyterLab plus an HTML copy with plotly.js
 #: embedded once per notebook (no CDN), which nbconvert keeps in the offline report.
 PLOTLY_RENDERERS = "plotly_mimetype+notebook"
+#: A cell that runs longer than this fails the notebook instead of hanging the study.
+CELL_TIMEOUT_S = 3 * 3600
 
 
 def notebook_setup() -> None:
@@ -105,7 +107,8 @@ def run_notebook(nb: Path, params: dict, out_dir: Path, log_output: bool = False
     status, error = "ok", None
     try:
         pm.execute_notebook(str(nb), str(out_ipynb), parameters=chosen, kernel_name="python3",
-                            cwd=str(NOTEBOOKS_DIR), progress_bar=False, log_output=log_output)
+                            cwd=str(NOTEBOOKS_DIR), progress_bar=False, log_output=log_output,
+                            execution_timeout=CELL_TIMEOUT_S)
     except Exception as exc:  # papermill wraps the cell error; the report keeps the traceback
         status, error = "failed", str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     seconds = time.perf_counter() - start

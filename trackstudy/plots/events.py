@@ -120,10 +120,12 @@ def event_browser(events: Sequence[Event], *, pt_min: float = 0.9):
 
     def redraw(*_):
         pid = pid_w.value.strip()
-        with out:
-            out.clear_output(wait=True)
-            event_display_3d(by_id[ev_w.value], pt_min=pt_w.value,
-                             particle_ids=[int(pid)] if pid.isdigit() else None).show()
+        fig = event_display_3d(by_id[ev_w.value], pt_min=pt_w.value, particle_ids=[int(pid)] if pid.isdigit() else None)
+        # Set the Output widget's content directly rather than capturing `fig.show()` inside
+        # `with out:`: headless execution (papermill/nbclient) waited forever on the captured
+        # clear_output(wait=True) of the first draw.
+        out.outputs = ()
+        out.append_display_data(fig)
 
     for w in (ev_w, pt_w, pid_w):
         w.observe(redraw, names="value")
