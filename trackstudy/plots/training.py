@@ -1,0 +1,54 @@
+"""Training curves of one or several runs (``runs/NAME/log_steps.csv`` and ``log_val.csv``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from trackstudy.errors import DataError
+
+
+def read_logs(run_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-step and per-evaluation logs of a run (empty frames where a log is missing)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(f"{run_dir}: no such run folder")
+    out = []
+    for name in ("log_steps.csv", "log_val.csv"):
+        path = run_dir / name
+        out.append(pd.read_csv(path) if path.is_file() and path.stat().st_size else pd.DataFrame())
+    return out[0], out[1]
+
+
+def plot_training_curves(runs: Mapping[str, str | os.PathLike], *, smooth: int = 10, axes=None, logy: bool = True):
+    """Training loss (running mean over ``smooth`` steps) and validation loss against the step,
+    one colour per run; the learning rate on a second panel. Returns the axes."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12, 4))
+    ax_loss, ax_lr = axes
+    for i, (name, folder) in enumerate(runs.items()):
+        steps, val = read_logs(folder)
+        colour = f"C{i}"
+        if not steps.empty and "loss" in steps:
+            ax_loss.plot(steps["step"], steps["loss"].rolling(max(1, smooth), min_periods=1).mean(),
+                         color=colour, label=f"{name} train")
+            if "lr" in steps:
+                ax_lr.plot(steps["step"], steps["lr"], color=colour, label=name)
+        if not val.empty and "val_loss" in val:
+            ax_loss.plot(val["step"], val["val_loss"], "o--", color=colour, label=f"{name} validation")
+    ax_loss.set(xlabel="step", ylabel="loss", title="loss")
+    ax_lr.set(xlabel="step", ylabel="learning rate", title="schedule")
+    if logy:
+        ax_loss.set_yscale("symlog", linthresh=1e-2)
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    return axes
+
+
+__all__ = ["plot_training_curves", "read_logs"]
