@@ -1,0 +1,162 @@
+"""trackstudy.bench.latency and ``trackstudy bench latency`` (plus the lazy ``trackstudy bench`` CLI)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from trackstudy.bench import latency as bench
+from trackstudy.cli import main
+from trackstudy.data.io import read_event
+from trackstudy.errors import ConfigError, DataError
+from trackstudy.training.checkpoint import save_model
+
+DBSCAN = {"method": "dbscan", "params": {}, "vertex_scan": False}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The test machine is shared: OpenMP threads spinning against other jobs slow tiny kernels."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run directory in the shared contract's layout (untrained tiny contrastive model)."""
+    out = tmp_path_factory.mktemp("run")
+    model = bench.preset_model("tiny", backend="packed", device="cpu")
+    save_model(out, model, {"model": {"family": "contrastive", "preset": "tiny", "backend": "packed"},
+                            "locality": DBSCAN, "data": {"train": {"pixel_only": True}}})
+    return out
+
+
+def test_measure_latency_stats_summary_and_paper(mini_dir):
+    events = bench.load_events(mini_dir)
+    assert [e for e, _ in events] == [1] and "hit_id" in events[0][1].columns
+    model = bench.preset_model("tiny", device="cpu")
+    res = bench.measure_latency(model, events, locality=DBSCAN, pixel_only=True, n_runs=3, warmup=1)
+    assert len(res.timings) == 3 and set(res.timings["event_id"]) == {1}
+    s = res.summary()
+    assert set(s["stages"]) == set(bench.STAGES) and s["runs"] == 3 and s["events"] == 1
+    assert s["total_seconds"] > 0 and s["n_hits"] == 2783 and s["device"].startswith("cpu")
+    assert s["total_p90_seconds"] >= s["total_seconds"]
+    assert s["peak_mb"] is None or s["peak_mb"] >= 0
+    assert s["process_peak_mb"] is None or s["process_peak_mb"] > 10
+    json.dumps(s)
+    stats = res.stats()
+    assert list(stats["stage"]) == [*bench.STAGES, "total"]
+    assert stats["share"].iloc[-1] == pytest.approx(1.0)
+    cmp = bench.compare_with_paper(res)
+    paper = dict(zip(cmp["component"], cmp["paper ms (H100)"]))
+    assert paper == {"hit clustering & mask building": 6.0, "transformer encoder forward": 20.0,
+                     "track candidate formation": 47.0, "total": 73.0}
+    ours = cmp[[c for c in cmp.columns if c.startswith("ours ms")][0]]
+    assert ours.iloc[:3].sum() <= ours.iloc[3] * 1.01
+    assert "median ms" in bench.format_result(res)
+    assert list(bench.paper_table()["paper_ms"]) == [6.0, 20.0, 47.0, 73.0]
+
+
+def test_measure_latency_cycles_events_and_bad_counts(mini_dir):
+    hits = read_event(mini_dir, parts=("hits",)).hits
+    events = [(10, hits.iloc[:300]), (11, hits.iloc[300:700])]
+    model = bench.preset_model("tiny", device="cpu")
+    res = bench.measure_latency(model, events, locality=None, pixel_only=False, n_runs=3, warmup=0, memory=False)
+    assert list(res.timings["event_id"]) == [10, 11, 10] and res.peak_mb is None
+    assert list(res.timings["n_hits"]) == [300, 400, 300]
+    with pytest.raises(ConfigError, match="--events"):
+        bench.measure_latency(model, events, n_runs=0)
+    with pytest.raises(ConfigError, match="--warmup"):
+        bench.measure_latency(model, events, warmup=-1)
+    with pytest.raises(DataError, match="no events"):
+        bench.measure_latency(model, [])
+
+
+def test_load_events_prefix_and_errors(mini_dir, tmp_path):
+    (eid, hits), = bench.load_events(mini_dir / "event000000001")
+    assert eid == 1 and len(hits) == 5527
+    with pytest.raises(DataError, match="no TrackML events"):
+        bench.load_events(tmp_path)
+
+
+def test_run_settings_and_latency_model(run_dir):
+    assert bench.run_settings({}) == (None, True)
+    assert bench.run_settings({"locality": DBSCAN, "data": {"train": {"pixel_only": False}}}) == (DBSCAN, False)
+    model, cfg, how = bench.latency_model(str(run_dir), device="cpu")
+    assert "trained run" in how and cfg["locality"] == DBSCAN and not model.training
+    model, cfg, how = bench.latency_model("", study_run=run_dir, device="cpu")
+    assert "notebook 03" in how
+    model, cfg, how = bench.latency_model("", study_run=run_dir.parent / "missing", preset="tiny", family="enc_cla",
+                                          backend="dense", device="cpu")
+    assert "untrained enc_cla" in how and model.encoder_cfg.attention == "dense"
+    assert cfg["locality"]["method"] == "dbscan" and cfg["data"]["train"]["pixel_only"] is True
+    with pytest.raises(ConfigError, match="train_config"):
+        bench.latency_model("", train_config="params/does_not_exist.yaml")
+
+
+def test_cli_json_with_run(run_dir, mini_dir, capsys):
+    rc = main(["bench", "latency", "--run", str(run_dir), "--data", str(mini_dir), "--events", "2", "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("stages", "total_seconds", "peak_mb", "n_hits", "device", "stages_p90", "total_p90_seconds"):
+        assert key in out
+    assert set(out["stages"]) == set(bench.STAGES) and out["n_hits"] == 2783 and out["runs"] == 2
+    assert out["backend"] == "packed" and "trained run" in out["model"]
+
+
+def test_cli_text_with_preset(mini_dir, capsys):
+    rc = main(["bench", "latency", "--preset", "tiny", "--data", str(mini_dir), "--events", "1", "--warmup", "0",
+               "--no-memory", "--backend", "lsh", "--threads", "1"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "track_formation" in out and "paper ms (H100)" in out and "backend lsh" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--preset", "tiny", "--data", "DATA", "--events", "0"], "--events must be >= 1"),
+    (["--preset", "huge", "--data", "DATA"], "--preset 'huge'"),
+    (["--preset", "tiny", "--family", "gnn", "--data", "DATA"], "--family 'gnn'"),
+    (["--preset", "tiny", "--data", "/nonexistent/folder"], "/nonexistent/folder"),
+    (["--run", "/nonexistent/run", "--data", "DATA"], "run directory not found"),
+    (["--preset", "tiny", "--data", "DATA", "--threads", "0"], "--threads"),
+])
+def test_cli_errors_one_line(args, message, mini_dir, capsys):
+    args = [str(mini_dir) if a == "DATA" else a for a in args]
+    assert main(["bench", "latency", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_cli_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "latency", "--data", "x"])  # neither --run nor --preset
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "latency", "-h"])
+    assert exc.value.code == 0 and "--run" in capsys.readouterr().out
+
+
+def test_bench_parser_is_lazy_and_attention_still_works(capsys):
+    code = ("import sys; from trackstudy.cli import build_parser; build_parser(); "
+            "assert 'torch' not in sys.modules, 'building the parser imported torch'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert main(["bench", "attention", "--hits", "200", "--backends", "dense,packed", "--repeats", "1",
+                 "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["backend"] for r in rows] == ["dense", "packed"]
+    assert main(["bench", "attention", "--hits", "0"]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "nope"])
+    assert exc.value.code == 2
+
+
+def test_latency_model_trains_the_smoke_config(tmp_path):
+    model, cfg, how = bench.latency_model("", train_config="params/train_smoke.yaml", train_dir=tmp_path / "run",
+                                          device="cpu")
+    assert "trained here" in how and (tmp_path / "run" / "model.pt").is_file()
+    locality, pixel_only = bench.run_settings(cfg)
+    assert locality["method"] == cfg["locality"]["method"] and pixel_only is True

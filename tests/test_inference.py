@@ -1,0 +1,158 @@
+"""trackstudy.inference: predict_event / predict_events on the real reduced event (hits only)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from trackstudy.config import PIXEL_VOLUMES
+from trackstudy.data.io import read_event
+from trackstudy.errors import ConfigError, DataError
+from trackstudy.inference import (STAGES, StageClock, check_locality, cluster_hits, predict_event,
+                                  predict_events)
+from trackstudy.models.heads import build_model
+from trackstudy.training.checkpoint import load_run, save_model
+
+DBSCAN = {"method": "dbscan", "params": {}, "vertex_scan": False}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The test machine is shared: OpenMP threads spinning against other jobs slow tiny kernels."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def hits(mini_dir) -> pd.DataFrame:
+    """All hits of the real reduced event (no truth read)."""
+    return read_event(mini_dir, parts=("hits",)).hits
+
+
+def _model(family="contrastive", backend="packed", seed=0, **kwargs):
+    torch.manual_seed(seed)
+    if family in ("enc_cla", "jm"):
+        kwargs.setdefault("n_classes", 12)
+    return build_model(family, "tiny", encoder_overrides={"attention": backend}, **kwargs).eval()
+
+
+def test_every_hit_in_submission_pixel_only(hits):
+    model = _model()
+    sub, t = predict_event(model, hits, locality=DBSCAN, event_id=7, pixel_only=True)
+    assert list(sub.columns) == ["event_id", "hit_id", "track_id"]
+    assert len(sub) == len(hits) and (sub["hit_id"].to_numpy() == hits["hit_id"].to_numpy()).all()
+    assert (sub["event_id"] == 7).all() and sub["track_id"].min() >= 0
+    pixel = hits["volume_id"].isin(PIXEL_VOLUMES).to_numpy()
+    assert t["n_hits"] == int(pixel.sum())
+    # hits the pixel-only model never saw are one-hit tracks, with ids no pixel hit uses
+    other = sub["track_id"].to_numpy()[~pixel]
+    assert len(np.unique(other)) == len(other)
+    assert not np.isin(other, sub["track_id"].to_numpy()[pixel]).any()
+    assert set(t) == {*STAGES, "total", "n_hits"}
+    assert all(t[s] >= 0 for s in STAGES)
+    assert t["total"] >= sum(t[s] for s in STAGES) * 0.99
+    assert not model.training
+
+
+def test_all_volumes_and_no_clustering(hits):
+    small = hits.iloc[:500]
+    sub, t = predict_event(_model(), small, locality=None, event_id=1)
+    assert t["n_hits"] == 500 and len(sub) == 500
+    sub2, _ = predict_event(_model(), small, locality={"method": "none"}, event_id=1)
+    pd.testing.assert_frame_equal(sub, sub2)
+
+
+@pytest.mark.parametrize("family", ["enc_cla", "jm"])
+def test_exact_backends_give_the_same_tracks(hits, family):
+    small = hits[hits["volume_id"] == 8].iloc[:800]
+    subs = [predict_event(_model(family, backend), small, locality=DBSCAN)[0] for backend in ("dense", "packed")]
+    pd.testing.assert_frame_equal(subs[0], subs[1])
+
+
+def test_other_families_and_lsh_run(hits):
+    small = hits[hits["volume_id"].isin(PIXEL_VOLUMES)].iloc[:600]
+    for family, backend in (("enc_reg", "packed"), ("contrastive", "lsh")):
+        sub, t = predict_event(_model(family, backend), small, locality=DBSCAN)
+        assert len(sub) == 600 and t["n_hits"] == 600
+
+
+def test_backend_override_and_device(hits):
+    small = hits.iloc[:300]
+    model = _model(backend="packed")
+    a, _ = predict_event(model, small, locality=DBSCAN, backend="dense", device="cpu")
+    b, _ = predict_event(model, small, locality=DBSCAN)
+    pd.testing.assert_frame_equal(a, b)
+    with pytest.raises(ConfigError, match="backend='nope'"):
+        predict_event(model, small, locality=DBSCAN, backend="nope")
+
+
+def test_saved_run_predicts_the_same(hits, tmp_path):
+    model = _model(seed=3)
+    run_config = {"locality": DBSCAN, "data": {"train": {"pixel_only": True}}}
+    save_model(tmp_path, model, run_config, step=5)
+    loaded, cfg = load_run(tmp_path, device="cpu")
+    a, _ = predict_event(model, hits, locality=cfg["locality"], pixel_only=True)
+    b, _ = predict_event(loaded, hits, locality=cfg["locality"], pixel_only=True)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_predict_events_folder_and_list(hits, mini_dir):
+    model = _model()
+    sub, timings = predict_events(model, mini_dir, locality=DBSCAN, pixel_only=True, progress=False)
+    assert len(sub) == len(hits) and list(timings["event_id"]) == [1]
+    assert {*STAGES, "total", "n_hits"} <= set(timings.columns)
+    parts = [hits.iloc[:200], (42, hits.iloc[200:500])]
+    sub, timings = predict_events(model, parts, locality=DBSCAN, progress=False)
+    assert list(timings["event_id"]) == [0, 42] and len(sub) == 500
+    assert (sub.loc[sub["event_id"] == 42, "hit_id"].to_numpy() == hits["hit_id"].to_numpy()[200:500]).all()
+    _, timings = predict_events(model, [hits.iloc[:100]] * 3, locality=None, n_events=2, progress=False)
+    assert len(timings) == 2
+    with pytest.raises(DataError, match="item 0"):
+        predict_events(model, ["nope"], locality=None, progress=False)
+    with pytest.raises(DataError, match="no events"):
+        predict_events(model, [], locality=None, progress=False)
+
+
+def test_bad_inputs(hits):
+    model = _model()
+    with pytest.raises(DataError, match="'x'"):
+        predict_event(model, hits.drop(columns="x"), locality=None)
+    with pytest.raises(DataError, match="volume_id"):
+        predict_event(model, hits.drop(columns="volume_id"), locality=None, pixel_only=True)
+    with pytest.raises(DataError, match="pixel volumes"):
+        predict_event(model, hits[hits["volume_id"] > 9], locality=None, pixel_only=True)
+    with pytest.raises(DataError, match="DataFrame"):
+        predict_event(model, hits.to_numpy(), locality=None)
+    with pytest.raises(ConfigError, match="unknown key 'radius'"):
+        predict_event(model, hits, locality={"method": "dbscan", "radius": 3})
+    with pytest.raises(ConfigError, match="locality.method='kmeans'"):
+        check_locality({"method": "kmeans"})
+    with pytest.raises(ConfigError, match="unknown dbscan parameter 'bogus'"):
+        check_locality({"method": "dbscan", "params": {"bogus": 1}})
+    with pytest.raises(ConfigError, match="vertex_scan"):
+        check_locality({"method": "dbscan", "vertex_scan": "sideways"})
+    with pytest.raises(ConfigError, match="'none'"):
+        check_locality({"method": "none", "params": {"eps": 1}})
+
+
+def test_cluster_hits_matches_locality_step(hits):
+    from trackstudy.locality.clustering import cluster_xyz
+
+    pix = hits[hits["volume_id"].isin(PIXEL_VOLUMES)]
+    lab = cluster_hits(pix, {"method": "dbscan", "params": {"eps": 2.0}})
+    ref = cluster_xyz(pix["x"].to_numpy(), pix["y"].to_numpy(), pix["z"].to_numpy(), "dbscan", eps=2.0)
+    assert lab.dtype == np.int64 and np.array_equal(lab, ref)
+    assert cluster_hits(pix, None) is None
+
+
+def test_stage_clock_sums_repeated_stages():
+    clock = StageClock(torch.device("cpu"))
+    for _ in range(2):
+        with clock("a"):
+            sum(range(1000))
+    with pytest.raises(RuntimeError):
+        with clock("b"):
+            raise RuntimeError("boom")
+    assert set(clock.seconds) == {"a", "b"} and clock.seconds["a"] > 0

@@ -1,0 +1,404 @@
+"""``trackstudy bench latency``: per-stage inference time of the whole pipeline, event by event.
+
+For a trained run (``--run runs/NAME``, loaded with :func:`trackstudy.training.checkpoint.load_run`)
+or an untrained model of a preset (``--preset small``: latency does not depend on the weights,
+only track formation's work does a little), every event of ``--data`` goes through
+:func:`trackstudy.inference.predict_event`: projection + clustering, input features, mask
+building, encoder forward, track formation. ``--warmup`` untimed runs come first (they compile
+FlexAttention and the BlockMask builder, fill caches); then ``--events`` timed runs, cycling over
+the events of the folder when it holds fewer (the real full-size sample has one event). The
+content-keyed BlockMask cache is cleared before every run, so every run builds its masks.
+
+Reported: median and 90th percentile of every stage and of the total, the share of each stage
+in the total, the hits through the network, and the peak memory of one more run measured after
+the timed ones (on CUDA ``max_memory_allocated``; on the CPU the resident-set high-water mark,
+see :class:`trackstudy.bench.attention.PeakMemory`, which pins glibc's mmap threshold and so
+slows the CPU allocator: the timed runs therefore come first). ``peak_mb`` is the growth during
+the run, ``process_peak_mb`` the whole process at its peak (Python, torch, the loaded event).
+
+The seed papers' numbers (FlexAttention tracking paper, Table 1, NVIDIA H100) are in
+:data:`PAPER_TABLE1`; :func:`compare_with_paper` puts a measurement next to them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from trackstudy.errors import ConfigError, DataError
+
+#: Stages of :func:`trackstudy.inference.predict_event` (kept in step with trackstudy.inference.STAGES;
+#: repeated here so that building the CLI parser does not import torch).
+STAGES = ("clustering", "features", "masks", "encoder", "track_formation")
+
+#: Table 1 of the FlexAttention tracking paper (per-event inference time on an NVIDIA H100; the
+#: clustering runs as parallel DBSCAN on 36 CPU cores), in milliseconds; the TrackFormers Part 2
+#: paper (section 3.1) splits the first row into clustering 6 ms and block-mask creation 2 ms.
+PAPER_TABLE1 = {
+    "source": "FlexAttention contrastive tracking paper, Table 1 (shared/seeds/flexattention-contrastive-"
+              "tracking-paper.txt, section 4.2); TrackFormers Part 2, section 3.1 "
+              "(shared/seeds/trackformers-part2-paper.txt)",
+    "device": "NVIDIA H100 (clustering: DBSCAN on 36 CPU cores)",
+    "rows": [
+        ("hit clustering & mask building", ("clustering", "features", "masks"), 6.0),
+        ("transformer encoder forward", ("encoder",), 20.0),
+        ("track candidate formation", ("track_formation",), 47.0),
+        ("total", ("total",), 73.0),
+    ],
+}
+
+#: Default model family of ``--preset`` runs: the FlexAttention paper's contrastive model.
+DEFAULT_FAMILY = "contrastive"
+#: Road classes of an untrained EncCla/JM preset model (the seeds used ~1,800 at 10-50 tracks).
+DEFAULT_N_CLASSES = 1800
+
+
+# --------------------------------------------------------------------------------------------
+# memory
+
+
+def _status_mb(field_name: str) -> float | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def measure_peak(fn, device) -> tuple[float | None, float | None]:
+    """Run ``fn()`` once; returns ``(growth MB, whole-process peak MB)`` during the call (CUDA:
+    allocated device memory; CPU: resident set; None where it cannot be measured)."""
+    import torch
+
+    from trackstudy.bench.attention import PeakMemory
+
+    with PeakMemory(device) as peak:
+        fn()
+    if device.type == "cuda":
+        return peak.mb, torch.cuda.max_memory_allocated(device) / 2 ** 20
+    if device.type == "cpu":
+        return peak.mb, _status_mb("VmHWM")  # reset to the RSS at entry by PeakMemory (clear_refs)
+    return peak.mb, None
+
+
+# --------------------------------------------------------------------------------------------
+# inputs
+
+
+def load_events(path: str | os.PathLike, n_events: int | None = None) -> list[tuple[int, pd.DataFrame]]:
+    """``(event_id, hits)`` of the first ``n_events`` events of a folder, or of one event given as
+    a prefix or file; only the hits are read (no truth needed). ``"mini"`` and ``"full"`` name the
+    real TrackML samples shipped beside the project (the full one: event 1001, 93,680 hits)."""
+    from trackstudy.config import resolve_path
+    from trackstudy.data.datasets import real_trackml_dir
+    from trackstudy.data.io import find_events, read_event
+
+    p = real_trackml_dir(str(path)) if str(path) in ("mini", "full") else resolve_path(path)
+    if p.is_dir():
+        found = find_events(p)
+        if not found:
+            raise DataError(f"{p}: no TrackML events (event<N>-hits.csv[.gz]) in this folder")
+        prefixes = [prefix for _, prefix in found[: n_events or None]]
+    else:
+        prefixes = [p]
+    out = []
+    for prefix in prefixes:
+        ev = read_event(prefix, parts=("hits",))
+        out.append((int(ev.event_id), ev.hits))
+    return out
+
+
+def preset_model(preset: str = "small", *, family: str = DEFAULT_FAMILY, backend: str | None = None,
+                 device="auto", seed: int = 0):
+    """An untrained model of ``family`` with the encoder ``preset`` (weights seeded) in eval mode
+    on ``device``; backend default: flex on CUDA, packed elsewhere (FlexAttention on the CPU is
+    compiled for the CPU and slower than packing there)."""
+    import torch
+
+    from trackstudy.device import resolve_device
+    from trackstudy.models.heads import build_model
+
+    dev = resolve_device(device)
+    backend = backend or ("flex" if dev.type == "cuda" else "packed")
+    kwargs = {"n_classes": DEFAULT_N_CLASSES} if family in ("enc_cla", "jm") else {}
+    torch.manual_seed(seed)
+    model = build_model(family, preset, encoder_overrides={"attention": backend}, **kwargs)
+    return model.to(dev).eval()
+
+
+def run_settings(run_config: dict | None) -> tuple[dict | None, bool]:
+    """(locality section, pixel_only) of a run config; pixel_only defaults to True (the contract's
+    default) when the config does not say."""
+    run_config = run_config or {}
+    locality = run_config.get("locality")
+    data = run_config.get("data") or {}
+    train = data.get("train") or {}
+    return locality, bool(train.get("pixel_only", True))
+
+
+def latency_model(run_dir: str | os.PathLike = "", *, study_run: str | os.PathLike | None = None,
+                  train_config: str | os.PathLike | None = None, train_dir: str | os.PathLike | None = None,
+                  preset: str = "small", family: str = DEFAULT_FAMILY, backend: str | None = None, device="auto",
+                  progress: bool = False):
+    """The model a latency measurement runs, as ``(model, run_config, how)``; the first that applies:
+
+    1. ``run_dir``: that trained run (``load_run``);
+    2. ``study_run``: the study's run of notebook 03 (``runs/<run_prefix>_<model>``), if it holds a model;
+    3. ``train_config``: a training config (e.g. params/train_smoke.yaml) trained here with
+       :func:`trackstudy.training.train` into ``train_dir`` (default: a new temporary folder);
+    4. an untrained ``family`` model of the encoder ``preset``, DBSCAN locality, pixel hits only.
+
+    ``how`` says which, in words. Latency does not depend on the weights (track formation's work
+    does a little: how many neighbours pass the similarity threshold).
+    """
+    from trackstudy.config import resolve_path
+
+    def load(path, how):
+        from trackstudy.training.checkpoint import load_run
+
+        model, run_config = load_run(path, device=device, backend=backend)
+        return model, run_config, how
+
+    if run_dir:
+        return load(run_dir, f"trained run {run_dir}")
+    if study_run and any((resolve_path(study_run) / f).is_file() for f in ("model.pt", "checkpoints/last.pt")):
+        return load(study_run, f"trained run {study_run} (notebook 03)")
+    if train_config:
+        cfg_path = resolve_path(train_config)
+        if not cfg_path.is_file():
+            raise ConfigError(f"train_config: {cfg_path} not found")
+        from trackstudy.training import train
+
+        train_dir = train_dir or tempfile.mkdtemp(prefix="trackstudy-latency-")
+        train(cfg_path, train_dir, progress=progress)
+        return load(train_dir, f"model trained here with {cfg_path.name} (in {train_dir})")
+    model = preset_model(preset, family=family, backend=backend, device=device)
+    run_config = {"model": {"family": family, "preset": preset, "backend": model.encoder_cfg.attention},
+                  "locality": {"method": "dbscan", "params": {}, "vertex_scan": False},
+                  "data": {"train": {"pixel_only": True}}}
+    return model, run_config, f"untrained {family} model, preset {preset!r} (latency does not depend on the weights)"
+
+
+# --------------------------------------------------------------------------------------------
+# measurement
+
+
+@dataclass
+class LatencyResult:
+    """Per-run timings (one row per timed run: event_id, the stages, total, n_hits; seconds) and
+    the memory of one extra run."""
+
+    timings: pd.DataFrame
+    device: str
+    backend: str
+    warmup: int
+    peak_mb: float | None = None
+    process_peak_mb: float | None = None
+    info: dict = field(default_factory=dict)
+
+    def stats(self) -> pd.DataFrame:
+        """Per stage (and total): median and 90th percentile in ms, and the stage's share of the sum
+        of the stage medians (medians do not add up exactly to the median total)."""
+        cols = [*STAGES, "total"]
+        t = self.timings[cols] * 1e3
+        med, p90 = t.median(), t.quantile(0.9)
+        share = med / med[list(STAGES)].sum()
+        share["total"] = 1.0
+        return pd.DataFrame({"stage": cols, "median_ms": med.to_numpy(), "p90_ms": p90.to_numpy(),
+                             "share": share.to_numpy()})
+
+    def summary(self) -> dict:
+        """The JSON of ``--json``: stages (name -> median s), stages_p90, total_seconds,
+        total_p90_seconds, peak_mb, process_peak_mb, n_hits, device, and the run's description."""
+        t = self.timings
+        return {
+            "stages": {s: float(t[s].median()) for s in STAGES},
+            "stages_p90": {s: float(t[s].quantile(0.9)) for s in STAGES},
+            "total_seconds": float(t["total"].median()),
+            "total_p90_seconds": float(t["total"].quantile(0.9)),
+            "peak_mb": self.peak_mb,
+            "process_peak_mb": self.process_peak_mb,
+            "n_hits": int(t["n_hits"].median()),
+            "device": self.device,
+            "backend": self.backend,
+            "runs": int(len(t)),
+            "events": int(t["event_id"].nunique()),
+            "warmup": self.warmup,
+            **self.info,
+        }
+
+    def headline(self) -> str:
+        """Two lines: device, backend, runs, hits; peak memory."""
+        s = self.summary()
+
+        def mb(x):
+            return "n/a" if x is None else f"{x:.0f} MB"
+
+        return (f"latency on {s['device']}, backend {s['backend']}: {s['runs']} timed runs over {s['events']} "
+                f"event(s) after {s['warmup']} warm-up, {s['n_hits']} hits through the network\n"
+                f"peak memory: {mb(s['peak_mb'])} during one run, {mb(s['process_peak_mb'])} whole process")
+
+
+def measure_latency(model, events, *, locality=None, pixel_only: bool = True, device=None, backend: str | None = None,
+                    n_runs: int = 5, warmup: int = 1, memory: bool = True, progress: bool = False) -> LatencyResult:
+    """Time the inference pipeline (see the module docstring).
+
+    events: list of ``(event_id, hits)`` (see :func:`load_events`) or of hits DataFrames; the
+    ``n_runs`` timed runs cycle over them after ``warmup`` untimed runs on the first one.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from trackstudy.device import describe_device, resolve_device
+    from trackstudy.inference import check_locality, predict_event
+    from trackstudy.locality.masks import clear_block_mask_cache
+
+    if n_runs < 1:
+        raise ConfigError(f"--events must be >= 1, got {n_runs}")
+    if warmup < 0:
+        raise ConfigError(f"--warmup must be >= 0, got {warmup}")
+    events = [(i, e) if isinstance(e, pd.DataFrame) else (int(e[0]), e[1]) for i, e in enumerate(events)]
+    if not events:
+        raise DataError("measure_latency: no events given")
+    loc = check_locality(locality)
+    try:
+        model_dev = next(model.parameters()).device
+    except StopIteration:
+        model_dev = torch.device("cpu")
+    dev = model_dev if device is None else resolve_device(device)
+    model.to(dev)
+    backend = backend or model.encoder_cfg.attention
+
+    def run(event_id, hits):
+        clear_block_mask_cache()  # every run builds its own masks
+        return predict_event(model, hits, locality=loc, event_id=event_id, device=dev, pixel_only=pixel_only,
+                             backend=backend)
+
+    for _ in tqdm(range(warmup), desc="warm-up", disable=not progress):
+        run(*events[0])
+    rows = []
+    for i in tqdm(range(n_runs), desc="latency", unit="run", disable=not progress):
+        event_id, hits = events[i % len(events)]
+        _, t = run(event_id, hits)
+        rows.append({"event_id": event_id, **t})
+    peak = process_peak = None
+    if memory:
+        peak, process_peak = measure_peak(lambda: run(*events[0]), dev)
+    return LatencyResult(pd.DataFrame(rows), describe_device(dev), backend, warmup, peak, process_peak,
+                         info={"threads": torch.get_num_threads() if dev.type == "cpu" else None})
+
+
+def paper_table() -> pd.DataFrame:
+    """The seed paper's Table 1 (ms) as a DataFrame (component, paper_ms)."""
+    return pd.DataFrame([(name, ms) for name, _, ms in PAPER_TABLE1["rows"]], columns=["component", "paper_ms"])
+
+
+def compare_with_paper(result: LatencyResult) -> pd.DataFrame:
+    """Our stage medians summed into the paper's Table 1 rows, next to the paper's numbers (ms),
+    with each row's share (of the sum of our stage medians; of the paper's total) and the devices
+    in the column names."""
+    med = result.timings.median(numeric_only=True) * 1e3
+    rows = []
+    paper_total = PAPER_TABLE1["rows"][-1][2]
+    ours_sum = float(sum(med[s] for s in STAGES))
+    for name, stages, ms in PAPER_TABLE1["rows"]:
+        ours = float(sum(med[s] for s in stages))
+        rows.append({"component": name, "stages here": " + ".join(stages), "ours_ms": ours,
+                     "ours_share": 1.0 if stages == ("total",) else ours / ours_sum, "paper_ms": ms,
+                     "paper_share": ms / paper_total})
+    df = pd.DataFrame(rows)
+    return df.rename(columns={"ours_ms": f"ours ms ({result.device})", "paper_ms": "paper ms (H100)"})
+
+
+def format_result(result: LatencyResult) -> str:
+    """Plain-text table of :meth:`LatencyResult.stats` between the headline's two lines."""
+    head, memory = result.headline().splitlines()
+    lines = [head, f"{'stage':<16} {'median ms':>10} {'p90 ms':>10} {'share':>7}"]
+    for r in result.stats().itertuples():
+        lines.append(f"{r.stage:<16} {r.median_ms:10.1f} {r.p90_ms:10.1f} {r.share:7.1%}")
+    return "\n".join([*lines, memory])
+
+
+# --------------------------------------------------------------------------------------------
+# command line (registered by trackstudy.cli.bench)
+
+HELP = "time every stage of the inference pipeline (clustering, masks, encoder, track formation)"
+
+
+def register_cli(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "latency", help=HELP,
+        description="Run the inference pipeline of a trained run (or an untrained preset model) over the events "
+                    "of a dataset: projection + clustering, features, mask building, encoder forward, track "
+                    "formation. Prints the median and 90th percentile of each stage after warm-up, and the peak "
+                    "memory. Works on hits-only data.")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--run", metavar="DIR", help="a trained run directory (runs/NAME)")
+    model.add_argument("--preset", help="instead: an untrained model with this encoder preset (tiny, small, "
+                                        "paper, cms), DBSCAN locality, pixel hits")
+    parser.add_argument("--family", default=DEFAULT_FAMILY,
+                        help=f"model family of --preset (default {DEFAULT_FAMILY})")
+    parser.add_argument("--data", required=True, metavar="PATH",
+                        help="a folder of TrackML events, an event prefix or a file of an event (hits are enough)")
+    parser.add_argument("--events", type=int, default=5, metavar="N",
+                        help="timed runs (default 5), cycling over the folder's events")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs (default 1; compiles flex)")
+    parser.add_argument("--backend", default=None,
+                        help="attention backend (default: the run's; for --preset flex on CUDA, packed on CPU)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu or cuda")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the extra run that measures peak memory")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON: stages (name -> median s), total_seconds, peak_mb, n_hits, device, ...")
+    parser.set_defaults(func=run_cli)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.events < 1:
+        raise ConfigError(f"--events must be >= 1, got {args.events}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    if args.run is None and args.preset is not None:
+        from trackstudy.models.encoder import PRESETS
+        from trackstudy.models.heads import FAMILIES
+
+        if args.preset not in PRESETS:
+            raise ConfigError(f"--preset {args.preset!r}: choose from {', '.join(PRESETS)}")
+        if args.family not in FAMILIES:
+            raise ConfigError(f"--family {args.family!r}: choose from {', '.join(FAMILIES)}")
+    events = load_events(args.data, args.events)
+    t0 = time.perf_counter()
+    model, run_config, how = latency_model(args.run or "", preset=args.preset or "small", family=args.family,
+                                           backend=args.backend, device=args.device)
+    locality, pixel_only = run_settings(run_config)
+    result = measure_latency(model, events, locality=locality, pixel_only=pixel_only, n_runs=args.events,
+                             warmup=args.warmup, memory=not args.no_memory, progress=not args.json)
+    result.info.update(model=how, n_params=int(sum(p.numel() for p in model.parameters())),
+                       data=str(args.data), bench_seconds=time.perf_counter() - t0)
+    if args.json:
+        print(json.dumps(result.summary(), indent=2))
+    else:
+        print(f"model: {how} ({result.info['n_params']:,} parameters)")
+        print(format_result(result))
+        cmp = compare_with_paper(result)
+        print("\nnext to the paper (" + PAPER_TABLE1["device"] + "):")
+        print(cmp.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    return 0
+
+
+__all__ = ["DEFAULT_FAMILY", "PAPER_TABLE1", "STAGES", "LatencyResult", "compare_with_paper", "format_result",
+           "latency_model", "load_events", "measure_latency", "measure_peak", "paper_table", "preset_model",
+           "register_cli", "run_settings"]

@@ -1,0 +1,297 @@
+"""Inference: hits of one event -> Kaggle submission, with every stage timed.
+
+The pipeline of the FlexAttention tracking paper (its Table 1), stage by stage::
+
+    clustering       pixel selection (pixel-only models), projection onto the R = 91 mm cylinder
+                     / z = +-920 mm planes and locality clustering (trackstudy.locality)
+    features         per-hit input features -> tensors on the device
+    masks            the attention metadata of the model's backend, built once per event and read
+                     by every layer: FlexAttention BlockMask, cluster packing, LSH plan or dense mask
+                     (trackstudy.models.attention.AttentionContext / trackstudy.locality.masks)
+    encoder          the network's forward pass (no_grad; bfloat16 autocast on CUDA)
+    track_formation  model outputs -> tracks (model.form_tracks)
+
+Usage::
+
+    model, run_config = trackstudy.training.checkpoint.load_run("runs/NAME")
+    sub, t = predict_event(model, hits, locality=run_config["locality"],
+                           pixel_only=run_config["data"]["train"]["pixel_only"])
+    t  # {"clustering": s, "features": s, "masks": s, "encoder": s, "track_formation": s, "total": s, "n_hits": N}
+
+Times are wall seconds with the device synchronised at every stage boundary; on CUDA each stage
+is measured with CUDA events (``torch.cuda.Event(enable_timing=True)``) recorded at the same
+boundaries. Every hit of the input ends up in the submission: hits a pixel-only model does not
+see (strip volumes) become one-hit tracks with their own ids, like every hit that track
+formation leaves alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+
+from trackstudy.config import PIXEL_VOLUMES
+from trackstudy.device import autocast_context, resolve_device, synchronize
+from trackstudy.errors import ConfigError, DataError
+
+#: Stages timed by :func:`predict_event`, in pipeline order (plus "total").
+STAGES = ("clustering", "features", "masks", "encoder", "track_formation")
+#: Keys accepted in the ``locality`` section (the run config's).
+LOCALITY_KEYS = ("method", "params", "vertex_scan")
+
+
+# --------------------------------------------------------------------------------------------
+# timing
+
+
+class StageClock:
+    """Times named stages on ``device``: ``with clock("encoder"): ...``.
+
+    The device is synchronised before and after each stage, so every stage owns the kernels it
+    queued. On CUDA the stage time comes from CUDA events recorded at the two boundaries; elsewhere
+    from ``time.perf_counter``. ``clock.seconds`` maps stage name -> seconds (summed if repeated).
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.seconds: dict[str, float] = {}
+        self._cuda = device.type == "cuda"
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        synchronize(self.device)
+        if self._cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self._cuda:
+                end.record()
+                end.synchronize()
+                dt = start.elapsed_time(end) / 1e3  # ms -> s
+            else:
+                synchronize(self.device)
+                dt = time.perf_counter() - t0
+            self.seconds[name] = self.seconds.get(name, 0.0) + dt
+
+
+# --------------------------------------------------------------------------------------------
+# inputs
+
+
+def check_locality(locality: Mapping | None) -> dict:
+    """The ``locality`` section normalised to {"method", "params", "vertex_scan"} (method "none"
+    when None). Raises ConfigError naming an unknown key, method or parameter."""
+    from trackstudy.locality.clustering import METHODS, resolve_params, vertex_scan_regions
+
+    if locality is None:
+        return {"method": "none", "params": {}, "vertex_scan": False}
+    if not isinstance(locality, Mapping):
+        raise ConfigError(f"locality: expected a mapping with keys {', '.join(LOCALITY_KEYS)}, "
+                          f"got {type(locality).__name__}")
+    unknown = sorted(set(locality) - set(LOCALITY_KEYS))
+    if unknown:
+        raise ConfigError(f"locality: unknown key {unknown[0]!r}; valid keys: {', '.join(LOCALITY_KEYS)}")
+    method = str(locality.get("method") or "none").lower()
+    params = dict(locality.get("params") or {})
+    vertex_scan = locality.get("vertex_scan", False)
+    if method != "none":
+        if method not in METHODS:
+            raise ConfigError(f"locality.method={method!r}: expected 'none' or one of {', '.join(METHODS)}")
+        resolve_params(method, params)
+        vertex_scan_regions(vertex_scan)
+    elif params:
+        raise ConfigError("locality.params given but locality.method is 'none'")
+    return {"method": method, "params": params, "vertex_scan": vertex_scan}
+
+
+def select_pixel_hits(hits: pd.DataFrame, *, source: str = "hits") -> np.ndarray:
+    """Boolean (N,) mask of the hits in the pixel volumes 7, 8, 9 (needs ``volume_id``)."""
+    if "volume_id" not in hits.columns:
+        raise DataError(f"{source}: column 'volume_id' is missing (needed to select the pixel volumes "
+                        f"{', '.join(map(str, PIXEL_VOLUMES))} for a pixel-only model)")
+    return hits["volume_id"].isin(PIXEL_VOLUMES).to_numpy()
+
+
+def cluster_hits(hits: pd.DataFrame, locality: Mapping | None) -> np.ndarray | None:
+    """Locality cluster labels (N,) int64 of ``hits`` (projection + clustering), or None when the
+    method is "none" (full attention over the event)."""
+    from trackstudy.locality.clustering import cluster_xyz
+
+    loc = check_locality(locality)
+    if loc["method"] == "none":
+        return None
+    x, y, z = (hits[c].to_numpy(np.float64) for c in ("x", "y", "z"))
+    return np.asarray(cluster_xyz(x, y, z, loc["method"], vertex_scan=loc["vertex_scan"], **loc["params"]),
+                      dtype=np.int64)
+
+
+def hit_angles(hits: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(eta, phi) float32 (N,) of the hit positions (pseudorapidity, radians)."""
+    x, y, z = (hits[c].to_numpy(np.float64) for c in ("x", "y", "z"))
+    r = np.hypot(x, y)
+    return (np.arcsinh(z / np.maximum(r, 1e-3)).astype(np.float32),
+            np.arctan2(y, x).astype(np.float32))
+
+
+def build_masks(ctx, backend: str, lsh=None) -> None:
+    """Build (and cache in ``ctx``) the attention metadata ``backend`` reads in every layer."""
+    if backend in ("dense", "explicit"):
+        ctx.dense_mask()
+    elif backend == "flex":
+        ctx.flex_layout()
+    elif backend == "packed":
+        ctx.packing()
+    elif backend == "lsh":
+        ctx.lsh_plan(lsh)
+    else:
+        raise ConfigError(f"attention backend {backend!r} unknown")
+
+
+def _model_device(model) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+# --------------------------------------------------------------------------------------------
+# one event
+
+
+@torch.no_grad()
+def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_id: int = 0, device=None,
+                  pixel_only: bool = False, backend: str | None = None) -> tuple[pd.DataFrame, dict]:
+    """Run one event through the whole pipeline; returns ``(submission, timings)``.
+
+    model: a :class:`trackstudy.models.heads.TrackModel` (e.g. from ``load_run``).
+    hits: the event's hits (hit_id, x, y, z in mm; volume_id when ``pixel_only``); no truth needed.
+    locality: the run config's locality section ({method, params, vertex_scan}); None or method
+        "none" = no clustering (full attention over the event).
+    device: where to run (None: where the model is; otherwise the model is moved there).
+    pixel_only: the model was trained on pixel hits only: only volumes 7, 8, 9 go through it.
+    backend: attention backend override (default: the model's ``encoder_cfg.attention``).
+
+    submission: DataFrame [event_id, hit_id, track_id] (int64), one row per input hit, input order.
+    timings: seconds per stage of :data:`STAGES`, "total" (wall time of the whole call) and "n_hits"
+    (hits through the network).
+    """
+    from trackstudy.models.attention import BACKENDS, AttentionContext
+    from trackstudy.models.features import hit_features
+    from trackstudy.postprocessing.track_formation import submission
+
+    if not isinstance(hits, pd.DataFrame):
+        raise DataError(f"predict_event: hits must be a pandas DataFrame, got {type(hits).__name__}")
+    for col in ("hit_id", "x", "y", "z"):
+        if col not in hits.columns:
+            raise DataError(f"predict_event: hits of event {event_id} have no {col!r} column")
+    loc = check_locality(locality)
+    dev = _model_device(model) if device is None else resolve_device(device)
+    if _model_device(model) != dev:
+        model.to(dev)
+    backend = backend or model.encoder_cfg.attention
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")
+    was_training = model.training
+    model.eval()
+    clock = StageClock(dev)
+    t_start = time.perf_counter()
+    try:
+        with clock("clustering"):
+            keep = select_pixel_hits(hits, source=f"event {event_id} hits") if pixel_only else None
+            sel = hits.loc[keep] if keep is not None else hits
+            if len(sel) == 0:
+                raise DataError(f"event {event_id}: no hits to run"
+                                + (" in the pixel volumes 7, 8, 9" if pixel_only else ""))
+            labels = cluster_hits(sel, loc)
+        with clock("features"):
+            x = torch.from_numpy(hit_features(sel, model.feature_cfg, source=f"event {event_id} hits"))
+            x = x[None].to(dev)  # (1, N, F)
+            eta, phi = (torch.from_numpy(a)[None].to(dev) for a in hit_angles(sel))
+            lab = None if labels is None else torch.from_numpy(labels)[None].to(dev)
+        with clock("masks"):
+            ctx = AttentionContext(torch.ones(1, len(sel), dtype=torch.bool, device=dev), lab, eta, phi)
+            build_masks(ctx, backend, model.encoder_cfg.lsh)
+        with clock("encoder"), autocast_context(dev):
+            out = model(x, ctx, backend=backend)
+        with clock("track_formation"):
+            out = {k: v.float() for k, v in out.items()}  # bf16 under autocast -> float32 for numpy
+            sub = model.form_tracks(out, sel["hit_id"].to_numpy(), event_id=event_id, cluster=labels)
+            if keep is not None and not keep.all():
+                # hits the model never saw: one-hit tracks with fresh ids, rows in input order
+                track = np.empty(len(hits), dtype=np.int64)
+                track[keep] = sub["track_id"].to_numpy()
+                n_other = int((~keep).sum())
+                track[~keep] = int(sub["track_id"].max()) + 1 + np.arange(n_other)
+                sub = submission(event_id, hits["hit_id"].to_numpy(), track)
+    finally:
+        model.train(was_training)
+    synchronize(dev)
+    timings = {name: clock.seconds.get(name, 0.0) for name in STAGES}
+    timings["total"] = time.perf_counter() - t_start
+    timings["n_hits"] = int(len(sel))
+    return sub, timings
+
+
+# --------------------------------------------------------------------------------------------
+# many events
+
+
+def _iter_inputs(events) -> Iterable[tuple[int, pd.DataFrame]]:
+    from trackstudy.data.io import Event, iter_events
+
+    if isinstance(events, (str, os.PathLike)):
+        events = iter_events(events, parts=("hits",))
+    for i, ev in enumerate(events):
+        if isinstance(ev, Event):
+            yield int(ev.event_id), ev.hits
+        elif isinstance(ev, pd.DataFrame):
+            yield i, ev
+        elif isinstance(ev, tuple) and len(ev) == 2 and isinstance(ev[1], pd.DataFrame):
+            yield int(ev[0]), ev[1]
+        else:
+            raise DataError(f"predict_events: item {i} is a {type(ev).__name__}; expected an Event, a hits "
+                            "DataFrame or an (event_id, hits) pair")
+
+
+def predict_events(model, events, *, locality: Mapping | None, device=None, pixel_only: bool = False,
+                   backend: str | None = None, n_events: int | None = None,
+                   progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`predict_event` over many events with a progress bar.
+
+    events: a folder of TrackML events (hits are read, nothing else), or an iterable of
+    :class:`~trackstudy.data.io.Event`, hits DataFrames (event id = position) or (event_id, hits)
+    pairs; at most ``n_events`` of them. Returns ``(submission of all events, timings)`` with one
+    timings row per event (event_id, the stages, total, n_hits).
+    """
+    from itertools import islice
+
+    from tqdm.auto import tqdm
+
+    if n_events is not None and int(n_events) < 1:
+        raise ConfigError(f"n_events={n_events}: must be >= 1")
+    loc = check_locality(locality)
+    subs, rows = [], []
+    items = _iter_inputs(events)
+    if n_events is not None:
+        items = islice(items, int(n_events))
+    for event_id, hits in tqdm(items, desc="predict", unit="event", total=n_events, disable=not progress):
+        sub, t = predict_event(model, hits, locality=loc, event_id=event_id, device=device,
+                               pixel_only=pixel_only, backend=backend)
+        subs.append(sub)
+        rows.append({"event_id": event_id, **t})
+    if not subs:
+        raise DataError("predict_events: no events given")
+    return pd.concat(subs, ignore_index=True), pd.DataFrame(rows)
+
+
+__all__ = ["LOCALITY_KEYS", "STAGES", "StageClock", "build_masks", "check_locality", "cluster_hits", "hit_angles",
+           "predict_event", "predict_events", "select_pixel_hits"]
