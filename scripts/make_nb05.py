@@ -23,34 +23,35 @@ vs η (HEP convention: markers at bin centres, x error = half bin, Clopper-Pears
 the fake rate vs the tracks' η, and barrel vs endcap.
 
 Models: the training-free baselines (truth, random, DBSCAN on helix-unrolled features), computed here on
-the data (the smoke parameters use a coarser DBSCAN scan than `params/baselines.yaml`), plus every
-submission the study has written under `runs/` (`runs/<model>/submission.csv`,
-glob set by `submissions_glob`).
+the data (the smoke parameters use a coarser DBSCAN scan than `params/baselines.yaml`), and the models
+trained by notebook 03 (`runs/<run_prefix>_<model>`), run here on the held-out events.
 
-Inputs: a TrackML-format dataset with truth (`data_dir`; empty = `data/nb05_smoke`, simulated here when
-missing). Outputs: the tables and figures below (the report keeps them). Definitions of every metric:
-`trackstudy.metrics.matching`."""
+Inputs: held-out events with truth (`data_dir`, or simulated with the training settings and `eval_seed`).
+Outputs: the tables and figures below, and `summary.json` (headline metrics per model, with training time
+and device) at `summary_path`. Definitions of every metric: `trackstudy.metrics.matching`."""
 
-PARAMETERS = """data_dir = ""  # dataset folder with truth; "" = data/nb05_smoke (simulated if missing)
-runs_dir = ""  # where model submissions live; "" = runs/
-submissions_glob = "*/submission*.csv*"  # model submissions under runs_dir
+PARAMETERS = """model = "contrastive"  # the study's trained models (notebook 03), comma-separated
+run_prefix = "smoke"  # runs/<run_prefix>_<model>
+data_dir = ""  # held-out events with truth (empty is simulated with the training settings and eval_seed)
+train_pileup = 20.0  # the training data's pile-up (notebook 03)
+tracks = "10:50"  # the training data's particles per event (notebook 03)
+train_pixel_only = True  # the training data's volumes (notebook 03)
+eval_events = 4  # held-out events (never used in training or tuning)
+eval_seed = 1001  # seed of the held-out events
 baselines = "truth,random,dbscan-helix"  # baselines computed on the fly (comma-separated)
 volumes = "pixel"  # evaluate on these volumes: pixel, all, or e.g. 7,8,9
-n_events = 2  # events evaluated (0 = all)
 pt_min = 0.9  # GeV, reconstructable particles
 min_hits = 3  # reconstructable particles / track candidates
 dbscan_n_curvature = 21  # DBSCAN-helix curvature steps (params/baselines.yaml: 41)
 dbscan_z0_step = 10.0  # DBSCAN-helix vertex-z step in mm (params/baselines.yaml: 5)
-sim_events = 2  # events simulated when data_dir has none
-sim_mu = 10.0  # pile-up of the simulated smoke dataset
-sim_seed = 0"""
+summary_path = "reports/summary.json"  # headline metrics per model (relative to the project root)"""
 
 CELLS = [
     ("md", "Setup: the study's metric, baseline and plot functions."),
     ("code", """import matplotlib.pyplot as plt
 
 from trackstudy.metrics import summary_table
-from trackstudy.metrics.study import collect_evaluations, ensure_dataset
+from trackstudy.metrics.study import collect_evaluations
 from trackstudy.plots.efficiency import (
     efficiency_tables,
     plot_efficiency,
@@ -58,17 +59,26 @@ from trackstudy.plots.efficiency import (
     plot_region_summary,
     region_table,
 )"""),
-    ("md", "The dataset (simulated with `trackstudy.data.simulate` when the folder has no events)."),
-    ("code", """data = ensure_dataset(data_dir, n_events=sim_events, mu=sim_mu, seed=sim_seed)
-print(data)"""),
-    ("md", "Evaluate the baselines and every submission found. `sources` says where each model came from "
-           "and why a submission was skipped (e.g. written for other events)."),
+    ("md", "The held-out events (simulated once with the training settings and their own seed), and each trained "
+           "model's submission on them (`runs/<run_prefix>_<model>/submission_<data>.csv`, by `trackstudy.inference`)."),
+    ("code", """from trackstudy import study
+
+models = study.parse_models(model)
+data = study.eval_dataset(train_pileup=train_pileup, tracks=tracks, pixel_only=train_pixel_only,
+                          eval_events=eval_events, eval_seed=eval_seed, data_dir=data_dir)
+trained = [m for m in models if (study.run_dir(run_prefix, m) / "model.pt").is_file()]
+missing = sorted(set(models) - set(trained))
+print(data, "| trained models:", trained, "| not trained yet (run notebook 03):", missing)
+submissions = study.predict_runs(trained, run_prefix, data)"""),
+    ("md", "Evaluate the baselines and the models' submissions. `sources` says where each model came from."),
     ("code", """evaluations, sources = collect_evaluations(
-    data, baselines=baselines, runs_dir=runs_dir, submissions_glob=submissions_glob,
-    n_events=n_events or None, pt_min=pt_min, min_hits=min_hits, volumes=volumes,
+    data, baselines=baselines, submissions_glob=f"{run_prefix}_*/submission_{data.name}.csv",
+    n_events=eval_events or None, pt_min=pt_min, min_hits=min_hits, volumes=volumes,
     baseline_overrides={"dbscan-helix": {"n_curvature": dbscan_n_curvature,
                                          "z0_range": [-100.0, 100.0, dbscan_z0_step]}},
 )
+summary_file = study.write_summary(evaluations, models=trained, run_prefix=run_prefix, data=data, path=summary_path)
+print("summary:", summary_file)
 sources"""),
     ("md", "## Scores\nMeans over events; fractions of reconstructable particles "
            "(pT > `pt_min`, >= `min_hits` hits, |η| < 4) and of track candidates (>= `min_hits` hits)."),

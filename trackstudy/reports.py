@@ -151,6 +151,8 @@ def run_study(params_file: str | os.PathLike, selection: list[str] | None = None
 
     params = load_params(params_file)
     out_dir = Path(out_dir)
+    # notebook 05 writes the headline metrics of every model next to the reports
+    params["summary_path"] = str((out_dir / "summary.json").resolve())
     out_dir.mkdir(parents=True, exist_ok=True)
     device = device_description()
     results = []

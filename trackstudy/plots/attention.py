@@ -83,7 +83,8 @@ def plot_locality_summary(summary: pd.DataFrame, *, metric: str = "frac_local", 
         _, ax = plt.subplots(figsize=(5, 4))
     s = summary.assign(excess=summary[metric] - summary[f"baseline_{metric}"])
     table = s.pivot_table(index="layer", columns="head", values="excess", aggfunc="mean")
-    lim = float(np.nanmax(np.abs(table.to_numpy()))) or 1.0
+    # at least +-0.05 on the colour scale: rounding-level differences must not look like structure
+    lim = max(float(np.nanmax(np.abs(table.to_numpy()))), 0.05)
     im = ax.imshow(table.to_numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
     ax.set(xlabel="head", ylabel="layer", title=f"{metric} − uniform baseline")
     ax.set_xticks(range(table.shape[1]))

@@ -1,0 +1,73 @@
+"""trackstudy.study: the flat notebook parameters -> run configs, folders and the summary."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from trackstudy import study
+from trackstudy.config import RUNS_DIR
+from trackstudy.errors import ConfigError
+from trackstudy.metrics.evaluate import Evaluation
+
+
+def test_parse_models():
+    assert study.parse_models("contrastive") == ["contrastive"]
+    assert study.parse_models(" enc_cla, jm ,") == ["enc_cla", "jm"]
+    with pytest.raises(ConfigError, match="'gnn' is not a model family"):
+        study.parse_models("contrastive,gnn")
+    with pytest.raises(ConfigError, match="twice"):
+        study.parse_models("jm,jm")
+    with pytest.raises(ConfigError, match="got nothing"):
+        study.parse_models(" , ")
+
+
+def test_run_dir():
+    assert study.run_dir("study", "jm") == RUNS_DIR / "study_jm"
+    for bad in ("", "../x", ".hidden"):
+        with pytest.raises(ConfigError, match="run_prefix"):
+            study.run_dir(bad, "jm")
+
+
+def test_training_config_base_and_overrides(tmp_path):
+    base = tmp_path / "enc_reg_base.yaml"
+    base.write_text("model: {preset: small, backend: dense}\ntrain: {steps: 77, lr: 0.01}\n"
+                    "data: {train: {n_events: 5, pileup: 200}}\n")
+    cfg = study.training_config("enc_reg", base_config=str(tmp_path / "{model}_base.yaml"), backend="packed",
+                                train_pileup=20.0, tracks="10:50", n_train_events=9, n_val_events=3, train_seed=4)
+    assert cfg["model"]["family"] == "enc_reg"
+    assert cfg["model"]["preset"] == "small"        # empty parameter: the base config's value
+    assert cfg["model"]["backend"] == "packed"      # given: replaces it
+    assert cfg["train"]["steps"] == 77 and cfg["train"]["lr"] == 0.01
+    # the data parameters always apply (the held-out events are simulated from them)
+    assert cfg["data"]["train"]["n_events"] == 9 and cfg["data"]["train"]["pileup"] == 20.0
+    assert cfg["data"]["train"]["seed"] == 4 and cfg["data"]["val"]["seed"] == 5
+    assert cfg["data"]["val"]["tracks"] == "10:50" and cfg["tune"]["n_events"] == 3
+    whole = study.training_config("contrastive", tracks="", n_val_events=2)
+    assert whole["data"]["train"]["tracks"] is None
+
+
+def test_training_config_errors(tmp_path):
+    with pytest.raises(ConfigError):
+        study.training_config("contrastive", base_config=str(tmp_path / "missing.yaml"))
+    with pytest.raises(ConfigError, match="backend"):
+        study.training_config("contrastive", backend="sparse")
+
+
+def test_write_summary(tmp_path, monkeypatch):
+    monkeypatch.setattr(study, "RUNS_DIR", tmp_path)
+    run = tmp_path / "t_contrastive"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"train_seconds": 12.5, "steps": 30, "device": "cpu",
+                                                  "n_params": 1000, "preset": "tiny", "backend": "packed"}))
+    headline = {"trackml_score": 0.9, "dm_efficiency": 0.95, "perfect_efficiency": 0.8, "lhc_efficiency": 0.96,
+                "fake_rate": 0.01, "duplicate_rate": 0.02, "n_events": 2}
+    evs = {"truth": Evaluation(None, None, None, {**headline, "trackml_score": 1.0}, "truth"),
+           "t_contrastive": Evaluation(None, None, None, headline, "t_contrastive")}
+    path = study.write_summary(evs, models=["contrastive"], run_prefix="t", data="d", path=tmp_path / "s.json")
+    doc = json.loads(path.read_text())
+    assert doc["models"]["truth"]["kind"] == "baseline" and doc["models"]["truth"]["trackml_score"] == 1.0
+    trained = doc["models"]["t_contrastive"]
+    assert trained["kind"] == "trained" and trained["train_seconds"] == 12.5 and trained["device"] == "cpu"
+    assert trained["dm_efficiency"] == 0.95 and trained["fake_rate"] == 0.01

@@ -1,0 +1,60 @@
+"""``trackstudy train --config FILE.yaml --out runs/NAME [--resume] [--set section.key=value ...]``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from trackstudy.errors import ConfigError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model from a YAML run config",
+        description="Train a track-finding transformer (model family, preset, attention backend, locality, "
+                    "simulated or given data, optimiser and steps all come from the YAML config; see "
+                    "params/train_smoke.yaml and params/bench/). Writes OUT/config.yaml, checkpoints/last.pt, "
+                    "model.pt, log_steps.csv, log_val.csv and summary.json. Ctrl-C writes a checkpoint; "
+                    "--resume continues from it and reaches the same result as an uninterrupted run. "
+                    "Under `torchrun --nproc-per-node K` it trains with DistributedDataParallel.",
+    )
+    p.add_argument("--config", required=True, metavar="FILE", help="run config (YAML)")
+    p.add_argument("--out", required=True, metavar="DIR", help="run directory, e.g. runs/NAME")
+    p.add_argument("--resume", action="store_true", help="continue the run in OUT from its last checkpoint")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
+                   help="override a config value (YAML syntax), e.g. --set train.steps=5; repeatable")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from trackstudy.training import load_yaml, resolve_config, set_value, train
+
+    cfg = load_yaml(args.config)
+    for assignment in args.overrides:
+        set_value(cfg, assignment)
+    try:
+        cfg = resolve_config(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"{args.config}: {exc}") from None
+    summary = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
+    if "family" not in summary:  # a non-zero DDP rank
+        return 0
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    v = summary.get("validation") or {}
+    print(f"{summary['family']} ({summary['preset']}, {summary['backend']}) on {summary['device']}: "
+          f"{summary['steps']} steps in {summary['train_seconds']:.0f} s ({summary['stopped']}), "
+          f"best val loss {summary['best_val_loss'] if summary['best_val_loss'] is not None else float('nan'):.4f}")
+    if v:
+        print(f"validation ({v.get('n_events', 0)} events): trackml_score {_f(v.get('trackml_score'))}, "
+              f"dm_efficiency {_f(v.get('dm_efficiency'))}, fake_rate {_f(v.get('fake_rate'))}")
+    print(f"wrote {summary['model_file']}", file=sys.stdout)
+    return 0
+
+
+def _f(x) -> str:
+    return "-" if x is None else f"{x:.4f}"

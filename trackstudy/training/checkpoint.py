@@ -1,0 +1,159 @@
+"""Saving and loading trained runs (the shared run-directory contract).
+
+A run directory ``runs/NAME/`` holds::
+
+    config.yaml            the resolved training config
+    checkpoints/last.pt    full training state (see :func:`save_checkpoint`)
+    model.pt               the final model: {"model_config", "state_dict", "run_config", "step"}
+    log_steps.csv, log_val.csv, summary.json
+
+Every file is written atomically (temporary file + rename) and every ``.pt`` file holds only
+tensors and plain containers, so it loads with ``torch.load(..., weights_only=True)``.
+
+Public API::
+
+    save_model(run_dir, model, run_config, step=0) -> Path        # writes run_dir/model.pt
+    load_run(run_dir, device="auto", backend=None) -> (model in eval mode on device, run_config)
+    save_checkpoint(path, state) -> Path;  load_checkpoint(path) -> dict
+    unwrap_model(model) -> TrackModel      # strips DistributedDataParallel / torch.compile wrappers
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from trackstudy.data.io import atomic_write_bytes
+from trackstudy.device import resolve_device
+from trackstudy.errors import ConfigError, DataError
+from trackstudy.models.heads import TrackModel, model_from_config
+
+MODEL_FILE = "model.pt"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.pt"
+CONFIG_FILE = "config.yaml"
+
+__all__ = ["CHECKPOINT_DIR", "CONFIG_FILE", "LAST_CHECKPOINT", "MODEL_FILE", "checkpoint_path", "load_checkpoint",
+           "load_run", "model_state_dict", "save_checkpoint", "save_model", "torch_save_atomic", "unwrap_model"]
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain module inside DistributedDataParallel (``.module``) and torch.compile (``._orig_mod``)."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def model_state_dict(model: nn.Module) -> dict:
+    """State dict of the unwrapped model, tensors detached and moved to the CPU (device-neutral files)."""
+    return {k: v.detach().cpu() for k, v in unwrap_model(model).state_dict().items()}
+
+
+def torch_save_atomic(obj, path: str | os.PathLike) -> Path:
+    """``torch.save`` to ``path`` through a temporary file + rename (overwrites)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue(), force=True)
+
+
+def checkpoint_path(run_dir: str | os.PathLike) -> Path:
+    """``run_dir/checkpoints/last.pt``."""
+    return Path(run_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
+    """Write a training-state dict (model/optimiser/scheduler state dicts, step, epoch, RNG
+    states, configs; tensors and plain containers only) atomically."""
+    return torch_save_atomic(state, path)
+
+
+def _torch_load(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise DataError(f"{path}: {what} not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: say which one
+        raise DataError(f"{path}: cannot load {what} ({type(exc).__name__}: {exc})") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: {what} must hold a dict, got {type(obj).__name__}")
+    return obj
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """A training-state dict written by :func:`save_checkpoint` (tensors on the CPU)."""
+    state = _torch_load(Path(path), "training checkpoint")
+    for key in ("model", "model_config", "step"):
+        if key not in state:
+            raise DataError(f"{path}: training checkpoint has no {key!r} entry")
+    return state
+
+
+def save_model(run_dir: str | os.PathLike, model: nn.Module, run_config: dict, step: int = 0) -> Path:
+    """Write ``run_dir/model.pt`` = {"model_config", "state_dict", "run_config", "step"} atomically
+    (the model may be wrapped in DDP / torch.compile). Returns the path."""
+    inner = unwrap_model(model)
+    if not isinstance(inner, TrackModel):
+        raise ConfigError(f"save_model: expected a TrackModel, got {type(inner).__name__}")
+    obj = {"model_config": inner.config_dict(), "state_dict": model_state_dict(inner),
+           "run_config": dict(run_config or {}), "step": int(step)}
+    return torch_save_atomic(obj, Path(run_dir) / MODEL_FILE)
+
+
+def _read_run_config(run_dir: Path) -> dict:
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        return {}
+    import yaml
+
+    with open(path) as f:
+        cfg = yaml.safe_load(f)
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def load_run(run_dir: str | os.PathLike, device: str | torch.device = "auto", *,
+             backend: str | None = None) -> tuple[TrackModel, dict]:
+    """The trained model of ``run_dir`` (eval mode, on ``device``) and its run config.
+
+    Reads ``model.pt``; a run without one (interrupted before the end) falls back to
+    ``checkpoints/last.pt``. ``backend`` replaces the encoder's default attention backend (e.g.
+    "flex" on CUDA for a model trained with "packed" on the CPU: the backends are exact, so the
+    weights are the same function). Raises DataError naming the file when nothing loadable is there.
+    """
+    from trackstudy.config import resolve_path
+
+    run_dir = resolve_path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(f"{run_dir}: run directory not found")
+    model_file = run_dir / MODEL_FILE
+    if model_file.is_file():
+        obj = _torch_load(model_file, "model file")
+        for key in ("model_config", "state_dict"):
+            if key not in obj:
+                raise DataError(f"{model_file}: model file has no {key!r} entry")
+        model_cfg, state_dict = obj["model_config"], obj["state_dict"]
+        run_config = obj.get("run_config") or _read_run_config(run_dir)
+    elif checkpoint_path(run_dir).is_file():
+        obj = load_checkpoint(checkpoint_path(run_dir))
+        model_cfg, state_dict = obj["model_config"], obj["model"]
+        run_config = obj.get("config") or _read_run_config(run_dir)
+    else:
+        raise DataError(f"{run_dir}: neither {MODEL_FILE} nor {CHECKPOINT_DIR}/{LAST_CHECKPOINT} found "
+                        "(train first: trackstudy train --config FILE.yaml --out RUN_DIR)")
+    model_cfg = dict(model_cfg)
+    if backend is not None:
+        model_cfg["encoder"] = {**model_cfg["encoder"], "attention": backend}
+    model = model_from_config(model_cfg)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        raise DataError(f"{run_dir}: weights do not match the model config ({exc})") from None
+    dev = resolve_device(device)
+    return model.to(dev).eval(), dict(run_config)

@@ -1,0 +1,368 @@
+"""The training run configuration: defaults, validation, ``--set`` overrides, YAML in and out.
+
+A run config is a YAML mapping with five sections of flat keys (a few keys hold a mapping)::
+
+    model:    family, preset, backend, encoder: {EncoderConfig fields}, head: {HeadConfig fields},
+              binning: {n_phi, n_theta, n_p}, features: {FeatureConfig fields}
+    locality: method (none|dbscan|window|density|grid), params: {...}, vertex_scan
+    data:     train: {dir, n_events, pileup, seed, tracks, pixel_only}, val: {...}, online, root
+    train:    steps, batch_size, lr, min_lr, weight_decay, warmup_steps, schedule, clip_grad,
+              eval_every, checkpoint_every, patience, seed, device, compile, max_minutes, ...
+    tune:     n_events, metric, grid (one mapping param -> values, or a list of them)
+
+:func:`resolve_config` fills every missing key with :data:`DEFAULTS` and validates every key:
+an unknown key is a ConfigError naming it and listing the valid ones, a value of the wrong type
+or out of range is a ConfigError naming ``section.key`` and what was expected.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+from trackstudy.errors import ConfigError
+
+FAMILIES = ("enc_cla", "enc_reg", "jm", "contrastive")
+PRESET_NAMES = ("tiny", "small", "paper", "cms")
+TRAIN_BACKENDS = ("dense", "flex", "packed", "lsh")
+LOCALITY_METHODS = ("none", "dbscan", "window", "density", "grid")
+SCHEDULES = ("cosine", "constant", "plateau")
+
+_DATASET_DEFAULTS = {"dir": "", "n_events": 100, "pileup": 200.0, "seed": 0, "tracks": None, "pixel_only": True}
+
+#: Every key of a run config with its default value.
+DEFAULTS: dict = {
+    "model": {
+        "family": "contrastive",
+        "preset": "small",
+        "backend": "dense",
+        "encoder": {},
+        "head": {},
+        "binning": {"n_phi": 15, "n_theta": 15, "n_p": 4},
+        "features": {},
+    },
+    "locality": {"method": "none", "params": {}, "vertex_scan": False},
+    "data": {
+        "train": dict(_DATASET_DEFAULTS),
+        "val": {**_DATASET_DEFAULTS, "n_events": 20, "seed": 1},
+        "online": False,  # fresh simulated training events every epoch (data.train describes them)
+        "root": "",  # folder of simulated datasets (sim/) and tensor caches (processed/); "" = data/
+        "cache": True,
+        "augment": False,  # random rotations about z and mirrors of the training events (detector symmetries)
+    },
+    "train": {
+        "steps": 1000,
+        "batch_size": 4,  # events per optimiser step (per process under DDP)
+        "lr": 1e-3,
+        "min_lr": 1e-5,  # end of the cosine schedule
+        "weight_decay": 0.01,
+        "warmup_steps": 50,
+        "schedule": "cosine",
+        "plateau_factor": 0.5,
+        "plateau_patience": 2,
+        "clip_grad": 1.0,  # max gradient norm (0 = no clipping)
+        "eval_every": 100,
+        "checkpoint_every": 200,
+        "patience": 0,  # early stopping: evaluations without improvement (0 = never stop early)
+        "seed": 0,
+        "device": "auto",
+        "compile": False,
+        "max_minutes": 0.0,  # wall-clock cap of the optimisation loop (0 = none)
+        "schedule_by_time": False,  # cosine over min(steps, max_minutes): annealed even when the clock stops it
+        "restore_best": True,  # the final model holds the weights of the best validation loss
+        "eval_batch_size": 8,
+        "num_threads": 0,  # CPU threads of torch (0 = torch's default); 1 is fastest on a busy, shared CPU
+    },
+    "tune": {
+        "n_events": 20,  # validation events used to tune track formation (0 = skip tuning)
+        "metric": "trackml_score",  # or dm_efficiency, ..., score_and_dm (mean of trackml_score and dm_efficiency)
+        "grid": None,  # None: the family's default grid (DEFAULT_GRIDS)
+    },
+}
+
+#: Track-formation grids tuned at the end of training, per family. A list of mappings is tuned
+#: one after the other (each from the family's base parameters) and the best point wins.
+DEFAULT_GRIDS: dict = {
+    "contrastive": [
+        {"method": ["knn"], "k": [4, 6, 8, 12, 16],
+         "threshold": [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995],
+         "mutual": [False, True]},
+        {"method": ["dbscan"], "eps": [0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4], "min_samples": [1, 2, 3]},
+        {"method": ["hdbscan"], "min_cluster_size": [2, 3, 4], "min_samples": [1, 2, 3], "selection": ["eom", "leaf"]},
+    ],
+    "enc_reg": [
+        {"algorithm": ["dbscan"], "eps": [0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12], "min_samples": [1, 2, 3]},
+        {"algorithm": ["hdbscan"], "min_cluster_size": [2, 3, 4, 5], "min_samples": [1, 2, 3]},
+    ],
+    "enc_cla": [{"min_prob": [0.0, 0.1, 0.2, 0.3, 0.5], "split_by_cluster": [False, True]}],
+    "jm": [{"min_prob": [0.0, 0.1, 0.2, 0.3, 0.5], "split_by_cluster": [False, True]}],
+}
+
+#: Keys that may differ between a checkpoint's config and the config given to ``resume``: they
+#: change how long or how a run proceeds, not what it computes up to where it stopped.
+RESUMABLE_CHANGES = ("train.steps", "train.max_minutes", "train.checkpoint_every", "train.device",
+                     "train.compile", "train.patience", "train.num_threads", "tune.n_events", "tune.metric",
+                     "tune.grid")
+
+# Mapping-valued keys whose inner keys are checked elsewhere (EncoderConfig, HeadConfig, ...).
+_FREE_MAPPINGS = {"model.encoder", "model.head", "model.features", "locality.params"}
+
+
+def _type_name(t) -> str:
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string", dict: "a mapping"}.get(t, str(t))
+
+
+def _check_type(value, default, where: str):
+    """``value`` coerced to the type of ``default`` (int -> float allowed), or ConfigError."""
+    if default is None:
+        return value
+    t = type(default)
+    if value is None and t is str:
+        return ""
+    if t is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if t is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, t) or (t is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {_type_name(t)}, got {value!r}")
+    return value
+
+
+def _merge(defaults: dict, given, where: str) -> dict:
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(given).__name__}")
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        name = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise ConfigError(f"unknown config key {name!r}; valid keys{' in ' + where if where else ''}: "
+                          f"{', '.join(defaults)}")
+    out = {}
+    for key, default in defaults.items():
+        path = f"{where}.{key}" if where else key
+        if key not in given:
+            out[key] = copy.deepcopy(default)
+        elif path in _FREE_MAPPINGS:
+            value = given[key] if given[key] is not None else {}
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+            out[key] = copy.deepcopy(value)
+        elif isinstance(default, dict):
+            out[key] = _merge(default, given[key], path)
+        else:
+            out[key] = _check_type(given[key], default, path)
+    return out
+
+
+def _positive(cfg, path: str, allow_zero: bool = False):
+    section, key = path.split(".", 1)
+    node = cfg[section]
+    for part in key.split(".")[:-1]:
+        node = node[part]
+    v = node[key.split(".")[-1]]
+    if v < 0 or (v == 0 and not allow_zero):
+        raise ConfigError(f"{path}: must be {'>= 0' if allow_zero else '> 0'}, got {v!r}")
+
+
+def _choice(value, choices, path: str):
+    if value not in choices:
+        raise ConfigError(f"{path}: {value!r} unknown; choose from {', '.join(map(str, choices))}")
+
+
+def _check_dataset(d: dict, where: str, online: bool = False) -> None:
+    if d["n_events"] < 0 or (d["n_events"] == 0 and not d["dir"]):
+        raise ConfigError(f"{where}.n_events: must be >= 1 for a simulated dataset (0 = all events of dir), "
+                          f"got {d['n_events']}")
+    if not 0 <= d["pileup"] <= 1000:
+        raise ConfigError(f"{where}.pileup: must be in [0, 1000], got {d['pileup']}")
+    if d["tracks"] is not None:
+        from trackstudy.data.simulate import parse_tracks
+
+        if isinstance(d["tracks"], (list, tuple)) and len(d["tracks"]) == 2:
+            d["tracks"] = f"{int(d['tracks'][0])}:{int(d['tracks'][1])}"
+        if not isinstance(d["tracks"], str):
+            raise ConfigError(f"{where}.tracks: expected 'MIN:MAX' (e.g. '10:50') or null, got {d['tracks']!r}")
+        try:
+            parse_tracks(d["tracks"])
+        except ConfigError as exc:
+            raise ConfigError(f"{where}.tracks: {exc}") from None
+    if online and d["dir"]:
+        raise ConfigError(f"{where}.dir: data.online simulates fresh events; leave dir empty")
+
+
+def resolve_config(config: dict | str | os.PathLike | None) -> dict:
+    """A complete, validated run config from a mapping or a YAML file (missing keys -> DEFAULTS).
+
+    Model-level fields (encoder, head, features) are checked by building their dataclasses, and the
+    locality parameters by the clustering module, so mistakes surface before any data is made.
+    """
+    if config is None:
+        config = {}
+    if isinstance(config, (str, os.PathLike)):
+        config = load_yaml(config)
+    cfg = _merge(DEFAULTS, config, "")
+    m, loc, data, tr, tu = cfg["model"], cfg["locality"], cfg["data"], cfg["train"], cfg["tune"]
+    _choice(m["family"], FAMILIES, "model.family")
+    _choice(m["preset"], PRESET_NAMES, "model.preset")
+    _choice(m["backend"], TRAIN_BACKENDS, "model.backend")
+    for k in ("n_phi", "n_theta", "n_p"):
+        if m["binning"][k] < 1:
+            raise ConfigError(f"model.binning.{k}: must be >= 1, got {m['binning'][k]}")
+    _check_model_parts(m)
+    _choice(loc["method"], LOCALITY_METHODS, "locality.method")
+    if not isinstance(loc["vertex_scan"], (bool, str)):
+        raise ConfigError("locality.vertex_scan: expected true/false or 'endcap'/'barrel'/'all', "
+                          f"got {loc['vertex_scan']!r}")
+    if loc["method"] == "none":
+        if loc["params"]:
+            raise ConfigError(f"locality.params: given {sorted(loc['params'])} but locality.method is 'none'")
+    else:
+        from trackstudy.locality.clustering import resolve_params
+
+        try:
+            resolve_params(loc["method"], dict(loc["params"]))
+        except ConfigError as exc:
+            raise ConfigError(f"locality.params: {exc}") from None
+    _check_dataset(data["train"], "data.train", online=data["online"])
+    _check_dataset(data["val"], "data.val")
+    for key in ("steps", "batch_size", "eval_every", "checkpoint_every", "eval_batch_size"):
+        _positive(cfg, f"train.{key}")
+    for key in ("lr",):
+        _positive(cfg, f"train.{key}")
+    for key in ("min_lr", "weight_decay", "warmup_steps", "clip_grad", "patience", "max_minutes", "num_threads"):
+        _positive(cfg, f"train.{key}", allow_zero=True)
+    _choice(tr["schedule"], SCHEDULES, "train.schedule")
+    if tr["schedule_by_time"] and not tr["max_minutes"]:
+        raise ConfigError("train.schedule_by_time: needs a time budget, train.max_minutes > 0")
+    if not 0 < tr["plateau_factor"] < 1:
+        raise ConfigError(f"train.plateau_factor: must be in (0, 1), got {tr['plateau_factor']}")
+    from trackstudy.device import DEVICE_CHOICES
+
+    if not (tr["device"] in DEVICE_CHOICES or tr["device"].startswith("cuda:")):
+        raise ConfigError(f"train.device: {tr['device']!r} unknown; choose from {', '.join(DEVICE_CHOICES)} "
+                          "or e.g. 'cuda:1'")
+    _positive(cfg, "tune.n_events", allow_zero=True)
+    from trackstudy.metrics import HEADLINE_KEYS
+
+    _choice(tu["metric"], tuple(k for k in HEADLINE_KEYS if k not in ("fake_rate", "duplicate_rate"))
+            + ("dm_efficiency_pt1", "score_and_dm"), "tune.metric")
+    tu["grid"] = normalise_grid(tu["grid"], m["family"])
+    return cfg
+
+
+def _check_model_parts(m: dict) -> None:
+    from dataclasses import fields
+
+    from trackstudy.models.encoder import EncoderConfig
+    from trackstudy.models.features import FeatureConfig
+    from trackstudy.models.heads import HeadConfig
+
+    for name, cls, skip in (("encoder", EncoderConfig, ()), ("head", HeadConfig, ("family", "n_classes")),
+                            ("features", FeatureConfig, ())):
+        valid = [f.name for f in fields(cls) if f.name not in skip]
+        unknown = sorted(set(m[name]) - set(valid))
+        if unknown:
+            raise ConfigError(f"unknown config key 'model.{name}.{unknown[0]}'; valid keys in model.{name}: "
+                              f"{', '.join(valid)}")
+    if "attention" in m["encoder"]:
+        raise ConfigError("model.encoder.attention: set the attention backend with model.backend")
+    try:
+        feats = FeatureConfig(**m["features"])
+        EncoderConfig.preset(m["preset"], n_features=feats.n_features, **m["encoder"])
+        HeadConfig(family=m["family"], n_classes=1, **m["head"])
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model: {exc}") from None
+
+
+def normalise_grid(grid, family: str) -> list[dict]:
+    """The tuning grid as a list of {param: [values]} (None -> the family's default grid)."""
+    if grid is None:
+        return copy.deepcopy(DEFAULT_GRIDS[family])
+    grids = grid if isinstance(grid, list) else [grid]
+    out = []
+    for i, g in enumerate(grids):
+        if not isinstance(g, dict) or not g:
+            raise ConfigError(f"tune.grid[{i}]: expected a non-empty mapping parameter -> list of values, got {g!r}")
+        out.append({str(k): list(v) if isinstance(v, (list, tuple)) else [v] for k, v in g.items()})
+    return out
+
+
+def set_value(cfg: dict, assignment: str) -> dict:
+    """Apply one ``section.key=value`` (or ``section.sub.key=value``) override; the value is YAML
+    (``3``, ``0.5``, ``true``, ``null``, ``[1, 2]``, ``'10:50'``). Returns ``cfg`` (modified)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected section.key=value, e.g. train.steps=100")
+    path, text = assignment.split("=", 1)
+    keys = [k for k in path.strip().split(".") if k]
+    if len(keys) < 2:
+        raise ConfigError(f"--set {assignment!r}: the key must name a section and a key, e.g. train.steps")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {assignment!r}: the value is not valid YAML ({exc})") from None
+    if keys[0] not in DEFAULTS:
+        raise ConfigError(f"--set {path}: unknown section {keys[0]!r}; valid sections: {', '.join(DEFAULTS)}")
+    node = cfg
+    for k in keys[:-1]:
+        if not isinstance(node.get(k), dict):
+            node[k] = {}
+        node = node[k]
+    node[keys[-1]] = value
+    return cfg
+
+
+def load_yaml(path: str | os.PathLike) -> dict:
+    """A YAML mapping from ``path`` (relative paths from the project root when not found as given)."""
+    from trackstudy.config import resolve_path
+
+    p = Path(path)
+    if not p.is_file():
+        p = resolve_path(path)
+    if not p.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        with open(p) as f:
+            cfg = yaml.safe_load(f)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({exc})") from None
+    if cfg is None:
+        return {}
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{p}: expected a mapping of sections (model, locality, data, train, tune), "
+                          f"got {type(cfg).__name__}")
+    return cfg
+
+
+def dump_yaml(cfg: dict) -> str:
+    """YAML text of a config (sections in the canonical order)."""
+    return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None, width=120)
+
+
+def config_hash(obj) -> str:
+    """Short stable hash of a JSON-able object (cache keys)."""
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two configs."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        path = f"{prefix}.{k}" if prefix else k
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict) and path not in ("tune.grid",):
+            out += diff_keys(va, vb, path)
+        elif va != vb:
+            out.append(path)
+    return out
+
+
+__all__ = ["DEFAULTS", "DEFAULT_GRIDS", "FAMILIES", "LOCALITY_METHODS", "RESUMABLE_CHANGES", "SCHEDULES",
+           "TRAIN_BACKENDS", "config_hash", "diff_keys", "dump_yaml", "load_yaml", "normalise_grid",
+           "resolve_config", "set_value"]
