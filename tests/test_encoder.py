@@ -166,3 +166,18 @@ def test_training_step_reduces_a_loss_with_packed_backend():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("backend", ["dense", "packed"])
+def test_no_grad_in_place_path_equals_autograd_and_keeps_the_input(backend):
+    # without autograd the blocks update the residual stream in place: same numbers, caller's x untouched
+    model, x, ctx = _setup(backend=backend)
+    x = torch.nan_to_num(x)
+    x_copy = x.clone()
+    with_grad = model(x, ctx)
+    with torch.no_grad():
+        no_grad = model(x, ctx)
+    with torch.inference_mode():
+        inference = model(x, ctx)
+    assert torch.equal(with_grad.detach(), no_grad) and torch.equal(no_grad, inference)
+    assert torch.equal(x, x_copy)

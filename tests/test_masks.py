@@ -167,3 +167,13 @@ def test_block_mask_density_agrees_with_measures_block_fraction():
     bm = masks.block_mask_for_sorted(s, compile=False)
     assert T == -(-n // 128) * 128  # the padding tail only fills the last tile
     assert masks.block_mask_density(bm) == pytest.approx(measures.block_fraction(labels, 128))
+
+
+def test_pack_clusters_does_not_depend_on_label_values():
+    # labels are only compared for equality: huge ids (e.g. hashed) pack exactly like small ones
+    labels, pad = _random_batch(lengths=(150, 97, 40))
+    huge = torch.where(pad, labels * (2 ** 40) + 5, labels)
+    a, b = masks.pack_clusters(labels, pad), masks.pack_clusters(huge, pad)
+    assert torch.equal(a.singles, b.singles) and len(a.bins) == len(b.bins)
+    for x, y in zip(a.bins, b.bins):
+        assert torch.equal(x.index, y.index) and torch.equal(x.valid, y.valid)

@@ -249,18 +249,26 @@ def flex_attention(q, k, v, ctx: AttentionContext):
 
 
 def packed_attention(q, k, v, ctx: AttentionContext):
-    """Block-diagonal attention by packing clusters into padded SDPA batches."""
+    """Block-diagonal attention by packing clusters into padded SDPA batches.
+
+    Memory: each bin gathers its rows of q, k and v straight from their (B*T, H, hs) row views
+    (in the encoder these are strided views of the fused qkv projection, so nothing is copied
+    up front) and writes its real rows into one preallocated output; the only full-size
+    temporary is that output (B*T, H, hs), plus one bin's (n, H, C, hs) tensors at a time."""
     B, H, T, hs = q.shape
     pk = ctx.packing()
-    qkv = torch.stack([q, k, v], dim=2).permute(0, 3, 2, 1, 4).reshape(B * T, 3, H, hs)  # one row per hit
-    pieces = [v.transpose(1, 2).reshape(B * T, H, hs).index_select(0, pk.singles)]  # one key: its value
+    q, k, v = (t.transpose(1, 2).reshape(B * T, H, hs) for t in (q, k, v))  # one row per hit (a view if possible)
+    out = v.new_empty((B * T, H, hs))  # every row is written once: singles, then the bins' real slots
+    out.index_copy_(0, pk.singles, v.index_select(0, pk.singles))  # one key: its own value
     for b in pk.bins:
         n, C = b.index.shape
-        packed = qkv.index_select(0, b.index.reshape(-1)).view(n, C, 3, H, hs)
-        packed = packed.permute(2, 0, 3, 1, 4)  # (3, n, H, C, hs)
-        ob = F.scaled_dot_product_attention(packed[0], packed[1], packed[2], attn_mask=b.valid[:, None, None, :])
-        pieces.append(ob.transpose(1, 2).reshape(n * C, H, hs).index_select(0, b.valid_slots))  # (m, H, hs)
-    out = torch.cat(pieces).index_select(0, pk.gather_back)  # (B*T, H, hs)
+        idx = b.index.reshape(-1)
+        qb, kb, vb = (t.index_select(0, idx).view(n, C, H, hs).transpose(1, 2) for t in (q, k, v))  # (n, H, C, hs)
+        ob = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=b.valid[:, None, None, :])
+        del qb, kb, vb
+        ob = ob.transpose(1, 2).reshape(n * C, H, hs).index_select(0, b.valid_slots)  # (m, H, hs) real slots
+        out.index_copy_(0, b.targets, ob.to(out.dtype))  # SDPA may return autocast's dtype
+        del ob
     return out.view(B, T, H, hs).transpose(1, 2), None
 
 

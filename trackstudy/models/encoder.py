@@ -140,6 +140,7 @@ class SelfAttention(nn.Module):
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
         y, weights = attend(q, k, v, ctx, backend, lsh=self.lsh, need_weights=need_weights)
+        del q, k, v  # frees the (B, T, 3C) projection before c_proj (autograd keeps what it saved)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y)), weights
 
@@ -157,7 +158,9 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block."""
+    """Pre-norm transformer block. Without autograd (no_grad / inference_mode) the residual
+    stream is updated in place: the input ``x`` is overwritten, which saves two (B, T, C)
+    tensors per block (the encoder owns that tensor)."""
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
@@ -168,9 +171,15 @@ class Block(nn.Module):
 
     def forward(self, x, ctx: AttentionContext, backend: str, need_weights: bool = False):
         a, weights = self.attn(self.ln_1(x), ctx, backend, need_weights)
-        x = x + a
-        x = x + self.mlp(self.ln_2(x))
+        x = _residual_add(x, a)
+        del a
+        x = _residual_add(x, self.mlp(self.ln_2(x)))
         return x, weights
+
+
+def _residual_add(x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+    """x + branch; in place when autograd is off (autograd would need x, e.g. for LayerNorm)."""
+    return x + branch if torch.is_grad_enabled() else x.add_(branch)
 
 
 class Encoder(nn.Module):
