@@ -266,3 +266,11 @@ def test_cuda_track_formation_matches_cpu():
         a, b = (tracks_from_embeddings(np.arange(300), emb, cluster=cluster,
                                        params=EmbeddingTrackParams(device=dev, **kw)) for dev in ("cpu", "cuda"))
         assert _same_partition(a.track_id, b.track_id)
+
+
+def test_hdbscan_on_a_cluster_smaller_than_min_samples_gives_noise_not_an_error():
+    from trackstudy.postprocessing.track_formation import _sk_cluster
+
+    pts = np.random.default_rng(0).normal(size=(3, 4))
+    labels = _sk_cluster(pts, "hdbscan", eps=0.1, min_samples=5, min_cluster_size=2)
+    assert labels.tolist() == [-1, -1, -1]

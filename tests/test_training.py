@@ -338,3 +338,12 @@ def test_plateau_schedule_packed_locality_and_online_data(data_root, tmp_path):
     assert summary["backend"] == "packed" and summary["backend_requested"] == "flex"
     assert any("packed" in n for n in summary["notices"])
     assert summary["data"]["train"]["online"] and summary["steps"] == 4
+
+
+@pytest.mark.slow
+def test_torch_compile_option(data_root, tmp_path):
+    cfg = tiny_config(data_root, train={"steps": 3, "compile": True, "eval_every": 3, "checkpoint_every": 3})
+    summary = train(cfg, tmp_path / "run", progress=False)
+    assert summary["steps"] == 3
+    obj = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    assert not any(k.startswith("_orig_mod.") for k in obj["state_dict"])  # saved unwrapped

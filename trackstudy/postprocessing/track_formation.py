@@ -232,7 +232,9 @@ def _sk_cluster(points: np.ndarray, algorithm: str, eps: float, min_samples: int
         return np.zeros(0, dtype=np.int64)
     if algorithm == "dbscan":
         return DBSCAN(eps=eps, min_samples=min_samples or 1).fit(points).labels_
-    if len(points) < max(2, min_cluster_size):
+    if len(points) < max(2, min_cluster_size, min_samples or 0):
+        # too few points for HDBSCAN (sklearn raises when min_samples exceeds them): all noise,
+        # and noise hits get their own track ids downstream
         return np.full(len(points), -1)
     return HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples, cluster_selection_method=selection,
                    copy=True).fit(points).labels_

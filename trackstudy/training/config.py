@@ -93,11 +93,12 @@ DEFAULT_GRIDS: dict = {
          "threshold": [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995],
          "mutual": [False, True]},
         {"method": ["dbscan"], "eps": [0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4], "min_samples": [1, 2, 3]},
-        {"method": ["hdbscan"], "min_cluster_size": [2, 3, 4], "min_samples": [1, 2, 3], "selection": ["eom", "leaf"]},
+        # min_samples <= min_cluster_size: sklearn's HDBSCAN rejects a locality cluster smaller than min_samples
+        {"method": ["hdbscan"], "min_cluster_size": [2, 3, 4], "min_samples": [1, 2], "selection": ["eom", "leaf"]},
     ],
     "enc_reg": [
         {"algorithm": ["dbscan"], "eps": [0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12], "min_samples": [1, 2, 3]},
-        {"algorithm": ["hdbscan"], "min_cluster_size": [2, 3, 4, 5], "min_samples": [1, 2, 3]},
+        {"algorithm": ["hdbscan"], "min_cluster_size": [2, 3, 4, 5], "min_samples": [1, 2]},
     ],
     "enc_cla": [{"min_prob": [0.0, 0.1, 0.2, 0.3, 0.5], "split_by_cluster": [False, True]}],
     "jm": [{"min_prob": [0.0, 0.1, 0.2, 0.3, 0.5], "split_by_cluster": [False, True]}],

@@ -24,6 +24,7 @@ result equals that of an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -34,6 +35,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -418,9 +420,21 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- steps
     def _forward_loss(self, batch: dict):
-        with autocast_context(self.device):
+        with autocast_context(self.device), self._compile_warnings():
             out = self.net(batch["x"], make_context(batch))
             return self.model.loss(out, batch)
+
+    @contextlib.contextmanager
+    def _compile_warnings(self):
+        """With torch.compile, silence a torch-internal warning raised while dynamo traces the model
+        (tests turn warnings into errors)."""
+        if not self.cfg["train"]["compile"]:
+            yield
+            return
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"The \.grad attribute of a Tensor that is not a leaf",
+                                    category=UserWarning)
+            yield
 
     def _train_step(self, idx) -> dict:
         t0 = time.perf_counter()
