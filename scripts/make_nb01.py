@@ -13,7 +13,7 @@ cells = [
 What a TrackML event looks like, and how the built-in simulator compares with the real TrackML files.
 
 **Inputs**: a simulated dataset (made on demand under `data/sim/` from `pileup`, `n_events`, `seed`) or any
-TrackML folder given as `data_dir`; the real samples in `shared/data/trackml/` (a reduced event with truth,
+TrackML folder given as `data_dir`; the real samples in `data/real/` (copies of `shared/data/trackml/`: a reduced event with truth,
 the full-size hits of event 1001 and the particles of events 1000 and 1001).
 
 **Outputs**: the event statistics table, x-y and r-z views, pT / eta / nhits distributions, the simulator

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 TESTS_DIR = Path(__file__).resolve().parent
-MINI_DIR = TESTS_DIR / "data"  # copy of the real reduced TrackML event shared/data/trackml/mini
+MINI_DIR = TESTS_DIR.parent / "data" / "real" / "mini"  # the real reduced TrackML event (copy of shared/data/trackml/mini)
 
 
 @pytest.fixture(scope="session")

@@ -56,7 +56,10 @@ def test_measure_latency_stats_summary_and_paper(mini_dir):
     assert paper == {"hit clustering & mask building": 6.0, "transformer encoder forward": 20.0,
                      "track candidate formation": 47.0, "total": 73.0}
     ours = cmp[[c for c in cmp.columns if c.startswith("ours ms")][0]]
-    assert ours.iloc[:3].sum() <= ours.iloc[3] * 1.01
+    assert (ours > 0).all()
+    # per run the stages partition the total (medians of parts need not add up to the median total)
+    stage_sum = res.timings[[s for s in bench.STAGES if s != "total"]].sum(axis=1)
+    assert (stage_sum <= res.timings["total"] * 1.01).all()
     assert "median ms" in bench.format_result(res)
     assert list(bench.paper_table()["paper_ms"]) == [6.0, 20.0, 47.0, 73.0]
 

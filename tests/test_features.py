@@ -37,7 +37,7 @@ def test_beam_line_hit_is_finite():
 def test_real_event_features_in_range():
     from trackstudy.data.io import read_event, select_volumes
     from trackstudy.config import ROOT
-    ev = select_volumes(read_event(ROOT / "tests" / "data", parts=("hits",)))
+    ev = select_volumes(read_event(ROOT / "data" / "real" / "mini", parts=("hits",)))
     f = hit_features(ev.hits)
     assert np.isfinite(f).all()
     assert np.abs(f).max() <= 1.01  # pixel detector scales keep features within [-1, 1]

@@ -20,7 +20,7 @@ from trackstudy.postprocessing.track_formation import EmbeddingTrackParams, Para
 @pytest.fixture(scope="module")
 def tiny_event():
     """~150 pixel hits of the real mini event: 25 particles with pT > 0.9 GeV plus some noise."""
-    ev = select_volumes(read_event(ROOT / "tests" / "data"))
+    ev = select_volumes(read_event(ROOT / "data" / "real" / "mini"))
     df = merge_event(ev)
     rng = np.random.default_rng(0)
     pids = df.loc[(df.particle_id != 0) & (df.pt > 0.9), "particle_id"].unique()

@@ -65,7 +65,7 @@ def test_profile_hand_computed():
 
 @pytest.fixture(scope="module")
 def small_event():
-    df = merge_event(select_volumes(read_event(ROOT / "tests" / "data")))
+    df = merge_event(select_volumes(read_event(ROOT / "data" / "real" / "mini")))
     return df.iloc[:60].reset_index(drop=True)
 
 

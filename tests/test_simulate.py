@@ -16,7 +16,7 @@ from trackstudy.data.simulate import (
 )
 from trackstudy.errors import ConfigError, DataError
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data" / "real" / "mini"
 QUIET = dict(noise_fraction=0.0, material_scale=0.0, interaction_per_mm=0.0, smear=False)
 
 

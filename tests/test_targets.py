@@ -81,7 +81,7 @@ def test_noise_class_and_regression_targets():
 
 
 def test_real_event_targets():
-    ev = select_volumes(read_event(ROOT / "tests" / "data"))
+    ev = select_volumes(read_event(ROOT / "data" / "real" / "mini"))
     df = merge_event(ev)
     b = RoadBinning.fit(df, n_phi=4, n_theta=4, n_p=2)
     t = event_targets(df, b)
@@ -120,7 +120,7 @@ def test_collate_pads_with_documented_values():
 
 
 def test_make_sample_and_collate():
-    ev = select_volumes(read_event(ROOT / "tests" / "data"))
+    ev = select_volumes(read_event(ROOT / "data" / "real" / "mini"))
     df = merge_event(ev).iloc[:40]
     cluster = np.arange(40) // 10
     s = make_sample(df, binning=RoadBinning.fit(merge_event(ev), 2, 2, 2), cluster=cluster)

@@ -183,7 +183,7 @@ def test_tune_with_real_metrics_on_truth_embeddings():
     from trackstudy.config import ROOT
     from trackstudy.data.io import read_event, select_volumes
 
-    ev = select_volumes(read_event(ROOT / "tests" / "data"))
+    ev = select_volumes(read_event(ROOT / "data" / "real" / "mini"))
     truth = ev.truth
     # perfect embeddings: one-hot of the particle (noise hits random) -> DM efficiency 1 at high threshold
     rng = np.random.default_rng(0)

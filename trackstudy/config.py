@@ -14,9 +14,11 @@ REPORTS_DIR = ROOT / "reports"
 PARAMS_DIR = ROOT / "params"
 NOTEBOOKS_DIR = ROOT / "notebooks"
 RUNS_DIR = ROOT / "runs"
-#: The real TrackML samples shipped beside the project (see shared/data/trackml/README.md).
-#: Override with the TRACKSTUDY_TRACKML environment variable.
-SHARED_TRACKML_DIR = Path(os.environ.get("TRACKSTUDY_TRACKML", ROOT.parent / "shared" / "data" / "trackml"))
+#: The real TrackML samples the study compares with: copies committed in data/real/ (``mini``: a
+#: reduced event with truth; ``full``: the full-size hits of event 1001 and the particles of
+#: events 1000 and 1001; see data/real/README.md). Override with the TRACKSTUDY_TRACKML
+#: environment variable (a folder holding ``mini/`` and ``full/``).
+SHARED_TRACKML_DIR = Path(os.environ.get("TRACKSTUDY_TRACKML", ROOT / "data" / "real"))
 #: The TrackML detector geometry, shipped gzipped inside the package.
 DETECTORS_CSV = PACKAGE_DIR / "data" / "detectors.csv.gz"
 

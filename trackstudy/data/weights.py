@@ -14,7 +14,7 @@ Definition of the challenge (trackml-library ``weights.py``, accuracy phase), re
 
 ``phase=2`` gives the throughput-phase (Codalab) variant, which also zeroes the hits of
 particles whose generation (bits 24-35 of the particle id) is not 0, i.e. secondaries; the
-reduced real event in tests/data (a throughput-phase event) carries those weights.
+reduced real event in data/real/mini (a throughput-phase event) carries those weights.
 The challenge took a particle's hit count from the particles file's ``nhits``; here it is
 counted in ``truth``, which is the same number for a complete event (and stays consistent
 for a volume selection or a subset of particles).
