@@ -29,6 +29,8 @@ model = "contrastive"  # the study's models (notebook 03); the first one is time
 run_prefix = "smoke"  # runs/<run_prefix>_<model>
 train_config = "params/train_smoke.yaml"  # trained here when there is no run; empty: an untrained model
 latency_preset = "tiny"  # encoder preset of an untrained model (when there is no run)
+latency_backend = ""  # attention backend of the timed pipeline; empty: the model's own
+latency_locality = ""  # locality clustering of the timed pipeline (dbscan, grid, ...); empty: the run's own
 device = "auto"  # where the pipeline runs: auto (CUDA, MPS, CPU), cpu, cuda
 latency_data = "mini"  # "mini" (real reduced event), "full" (real full-size event 1001, hits only) or a folder
 latency_events = 3  # timed runs, cycling over the events (study: 20)
@@ -59,6 +61,8 @@ torch.set_num_threads(threads or torch.get_num_threads())"""),
 net, run_config, how = latency_model(run_dir, study_run=study_run, train_config=train_config, preset=latency_preset,
                                      device=device)
 locality, pixel_only = run_settings(run_config)
+if latency_locality:  # a model trained with full attention runs here with sparse attention: same weights
+    locality = {"method": latency_locality, "params": {}, "vertex_scan": False}
 print(how)
 print(f"{sum(p.numel() for p in net.parameters()):,} parameters, attention backend {net.encoder_cfg.attention}, "
       f"locality {(locality or {}).get('method', 'none')}, pixel hits only: {pixel_only}")"""),
@@ -72,7 +76,7 @@ The device is synchronised at each stage boundary (CUDA events on a GPU). Peak m
 more run after the timed ones: its growth during the run and the whole process at its peak."""),
     ("code", """events = load_events(latency_data, latency_events)
 latency = measure_latency(net, events, locality=locality, pixel_only=pixel_only, n_runs=latency_events,
-                          warmup=latency_warmup)
+                          warmup=latency_warmup, backend=latency_backend or None)
 print(latency.headline())
 latency.stats().round(2)"""),
     ("md", """### Next to the paper

@@ -111,6 +111,15 @@ def test_cli_json_with_run(run_dir, mini_dir, capsys):
     assert out["backend"] == "packed" and "trained run" in out["model"]
 
 
+def test_cli_locality_override(run_dir, mini_dir, capsys):
+    # the run clusters with DBSCAN; --locality none times it with full attention over the event
+    rc = main(["bench", "latency", "--run", str(run_dir), "--data", str(mini_dir), "--events", "1", "--warmup", "0",
+               "--no-memory", "--locality", "none", "--backend", "dense", "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["backend"] == "dense" and out["n_hits"] == 2783
+
+
 def test_cli_text_with_preset(mini_dir, capsys):
     rc = main(["bench", "latency", "--preset", "tiny", "--data", str(mini_dir), "--events", "1", "--warmup", "0",
                "--no-memory", "--backend", "lsh", "--threads", "1"])
@@ -126,6 +135,7 @@ def test_cli_text_with_preset(mini_dir, capsys):
     (["--preset", "tiny", "--data", "/nonexistent/folder"], "/nonexistent/folder"),
     (["--run", "/nonexistent/run", "--data", "DATA"], "run directory not found"),
     (["--preset", "tiny", "--data", "DATA", "--threads", "0"], "--threads"),
+    (["--preset", "tiny", "--data", "DATA", "--locality", "bogus"], "bogus"),
 ])
 def test_cli_errors_one_line(args, message, mini_dir, capsys):
     args = [str(mini_dir) if a == "DATA" else a for a in args]

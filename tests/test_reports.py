@@ -52,6 +52,9 @@ def test_run_notebook_injects_declared_parameters_and_writes_offline_html(tmp_pa
     assert "n is 5" in json.dumps(executed.cells[-1].outputs)
     page = (out / "07_t.html").read_text()
     assert "Plotly.newPlot" in page and 'src="https://cdn.plot.ly' not in page  # plotly.js embedded
+    again = reports.executed_result(out / "07_t.ipynb")  # what a later --only run keeps in the index
+    assert again["status"] == "ok" and again["parameters"] == {"n": 5} and again["html"] == "07_t.html"
+    assert reports.executed_result(out / "missing.ipynb") is None
     index = reports.write_index([result], out, "p.yaml", "cpu")
     assert "07_t.html" in index.read_text()
 

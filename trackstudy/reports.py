@@ -144,6 +144,26 @@ device: {html.escape(device)}; total {total:.0f} s.</p>
     return atomic_write_bytes(out_dir / "index.html", page.encode(), force=True)
 
 
+def executed_result(ipynb: Path) -> dict | None:
+    """The index row of a notebook papermill executed earlier (from its papermill metadata), or
+    None when there is none."""
+    import nbformat
+
+    if not ipynb.is_file():
+        return None
+    try:
+        meta = nbformat.read(ipynb, as_version=4).metadata.get("papermill", {})
+    except (OSError, ValueError):
+        return None
+    if "duration" not in meta:
+        return None
+    html_file = ipynb.with_suffix(".html")
+    failed = meta.get("exception")
+    return {"notebook": ipynb.stem, "status": "failed" if failed else "ok",
+            "error": "see the report" if failed else None, "seconds": round(float(meta["duration"] or 0.0), 1),
+            "parameters": dict(meta.get("parameters", {})), "html": html_file.name if html_file.exists() else None}
+
+
 def run_study(params_file: str | os.PathLike, selection: list[str] | None = None,
               out_dir: str | os.PathLike = REPORTS_DIR, log_output: bool = False) -> list[dict]:
     """Run the notebooks in order with one parameter file; returns one result dict per notebook."""
@@ -155,13 +175,23 @@ def run_study(params_file: str | os.PathLike, selection: list[str] | None = None
     params["summary_path"] = str((out_dir / "summary.json").resolve())
     out_dir.mkdir(parents=True, exist_ok=True)
     device = device_description()
+    # with a selection, the other notebooks executed earlier into out_dir stay in the index
+    runs_json = out_dir / "runs.json"
+    earlier = {}
+    if selection:
+        for nb in notebooks():
+            row = executed_result(out_dir / nb.name)
+            if row is not None:
+                earlier[nb.stem] = row
     results = []
     for nb in (bar := tqdm(notebooks(selection), desc="notebooks", unit="nb")):
         bar.set_postfix_str(nb.stem)
         results.append(run_notebook(nb, params, out_dir, log_output=log_output))
-        write_index(results, out_dir, str(params_file), device)
-    atomic_write_bytes(out_dir / "runs.json", json.dumps(
-        {"params": str(params_file), "device": device, "notebooks": results}, indent=1).encode(), force=True)
+        merged = {**earlier, **{r["notebook"]: r for r in results}}
+        write_index([merged[k] for k in sorted(merged)], out_dir, str(params_file), device)
+    results_all = [merged[k] for k in sorted(merged)] if results else []
+    atomic_write_bytes(runs_json, json.dumps(
+        {"params": str(params_file), "device": device, "notebooks": results_all}, indent=1).encode(), force=True)
     return results
 
 

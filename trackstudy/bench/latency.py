@@ -354,6 +354,10 @@ def register_cli(subparsers) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs (default 1; compiles flex)")
     parser.add_argument("--backend", default=None,
                         help="attention backend (default: the run's; for --preset flex on CUDA, packed on CPU)")
+    parser.add_argument("--locality", default=None, metavar="METHOD",
+                        help="locality clustering of the pipeline (none, dbscan, window, density, grid; default: "
+                             "the run's). A run trained with full attention can be timed with sparse attention "
+                             "(e.g. --locality dbscan --backend packed): same weights, same cost as a sparse model")
     parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-memory", action="store_true", help="skip the extra run that measures peak memory")
@@ -384,6 +388,8 @@ def run_cli(args: argparse.Namespace) -> int:
     model, run_config, how = latency_model(args.run or "", preset=args.preset or "small", family=args.family,
                                            backend=args.backend, device=args.device)
     locality, pixel_only = run_settings(run_config)
+    if args.locality is not None:
+        locality = {"method": args.locality, "params": {}, "vertex_scan": False}
     result = measure_latency(model, events, locality=locality, pixel_only=pixel_only, n_runs=args.events,
                              warmup=args.warmup, memory=not args.no_memory, progress=not args.json)
     result.info.update(model=how, n_params=int(sum(p.numel() for p in model.parameters())),
