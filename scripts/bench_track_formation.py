@@ -38,7 +38,7 @@ def synthetic_event(n_hits: int | None, method: str = "grid", seed: int = 0):
     # pseudo-tracks of 4-8 hits within each locality cluster
     order = np.argsort(labels, kind="stable")
     track = np.empty(len(hits), dtype=np.int64)
-    start, tid = 0, 0
+    tid = 0
     bounds = np.flatnonzero(np.diff(labels[order])) + 1
     for seg in np.split(order, bounds):
         i = 0

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 TESTS_DIR = Path(__file__).resolve().parent
 MINI_DIR = TESTS_DIR.parent / "data" / "real" / "mini"  # the real reduced TrackML event (copy of shared/data/trackml/mini)
@@ -25,3 +26,14 @@ def mini_copy(tmp_path) -> Path:
     for f in out.iterdir():
         f.chmod(0o644)
     return out
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """Run torch single-threaded: on the shared test machine OpenMP threads spinning against other
+    jobs make tiny kernels up to 100x slower. Test modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -11,14 +11,7 @@ from trackstudy.models.attention import BACKENDS, AttentionContext, attend
 from trackstudy.models.lsh import LSHConfig, lsh_buckets, lsh_pair_fraction, lsh_plan, lsh_projections
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The test machine is shared: OpenMP threads spinning against other jobs make tiny kernels
-    100x slower, so these tests run torch single-threaded."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 LENGTHS = (150, 97, 40)
 H, HS = 2, 8

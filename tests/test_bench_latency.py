@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from trackstudy.bench import latency as bench
 from trackstudy.cli import main
@@ -16,13 +15,7 @@ from trackstudy.training.checkpoint import save_model
 DBSCAN = {"method": "dbscan", "params": {}, "vertex_scan": False}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The test machine is shared: OpenMP threads spinning against other jobs slow tiny kernels."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from trackstudy.bench import scaling as bench
 from trackstudy.cli import main
@@ -15,13 +14,7 @@ from trackstudy.errors import ConfigError
 matplotlib.use("Agg")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The test machine is shared: OpenMP threads spinning against other jobs slow tiny kernels."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import json
 
 import pandas as pd
 import pytest
-import torch
 
 from trackstudy.cli import main
 from trackstudy.config import PARAMS_DIR
@@ -16,13 +15,7 @@ from trackstudy.training.data import dataset_folder
 SMOKE = PARAMS_DIR / "train_smoke.yaml"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The test machine is shared: OpenMP threads spinning against other jobs slow tiny kernels."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

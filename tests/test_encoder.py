@@ -8,14 +8,7 @@ from trackstudy.models.attention import AttentionContext
 from trackstudy.models.encoder import PRESETS, Encoder, EncoderConfig, parameter_count, preset_parameter_counts
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The test machine is shared: OpenMP threads spinning against other jobs make tiny kernels
-    100x slower, so these tests run torch single-threaded."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 LENGTHS = (120, 75, 33)
 

@@ -8,14 +8,7 @@ from trackstudy.errors import ConfigError, DataError
 from trackstudy.locality import masks
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The test machine is shared: OpenMP threads spinning against other jobs make tiny kernels
-    100x slower, so these tests run torch single-threaded."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _random_batch(seed=0, lengths=(150, 97, 40), n_clusters=12):

@@ -21,13 +21,7 @@ TUNE_GRIDS = {"contrastive": {"k": [4, 8], "threshold": [0.5, 0.9]}, "enc_reg": 
               "enc_cla": {"min_prob": [0.0, 0.3]}, "jm": {"min_prob": [0.0]}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The test machine is shared: OpenMP threads spinning against other jobs slow tiny kernels."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
