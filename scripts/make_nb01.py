@@ -1,11 +1,15 @@
-"""Write notebooks/01_dataset_exploration.ipynb (run: python scripts/make_nb01.py)."""
+"""Write notebooks/01_dataset_exploration.ipynb (run: python scripts/make_nb01.py [--force])."""
 
-from pathlib import Path
+from notebook_builder import main
 
-import nbformat as nbf
 
-ROOT = Path(__file__).resolve().parents[1]
-md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
+def md(source: str) -> tuple[str, str]:
+    return ("md", source)
+
+
+def code(source: str) -> tuple[str, str]:
+    return ("code", source)
+
 
 cells = [
     md("""# 01 · Dataset exploration
@@ -24,7 +28,7 @@ n_events = 2         # events to read (and to simulate)
 pileup = 20.0        # mean pile-up interactions of the simulated events
 seed = 1             # simulator seed
 pixel_only = False   # simulate / read the pixel volumes (7, 8, 9) only
-pt_min = 0.9         # GeV: the reconstructable-particle threshold""", metadata={"tags": ["parameters"]}),
+pt_min = 0.9         # GeV: the reconstructable-particle threshold"""),
     code("""import matplotlib.pyplot as plt
 
 import trackstudy as ts
@@ -64,10 +68,6 @@ plt.show()"""),
     code("""event_plots.event_browser([ts.select_volumes(e) for e in events], pt_min=pt_min)"""),
 ]
 
-nb = nbf.v4.new_notebook(cells=cells, metadata={
-    "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-    "language_info": {"name": "python"},
-})
-out = ROOT / "notebooks" / "01_dataset_exploration.ipynb"
-nbf.write(nb, out)
-print(out)
+if __name__ == "__main__":
+    # cells[0]: the title, cells[1]: the parameters cell (tagged by the builder)
+    main("01_dataset_exploration.ipynb", cells[0][1], cells[1][1], cells[2:])

@@ -3,19 +3,7 @@
     .venv/bin/python scripts/make_nb02.py [--force]
 """
 
-from __future__ import annotations
-
-import argparse
-import os
-import sys
-import tempfile
-from pathlib import Path
-
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "notebooks" / "02_projection_clustering.ipynb"
+from notebook_builder import main
 
 TITLE = """# 02 · Projection and clustering: locality for sparse attention
 
@@ -120,39 +108,6 @@ plot_scan(scan_table);"""),
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    cells = [new_markdown_cell(TITLE), new_code_cell(PARAMS, metadata={"tags": ["parameters"]})]
-    for kind, src in CELLS:
-        cells.append(new_markdown_cell(src) if kind == "md" else new_code_cell(src))
-    nb.cells = cells
-    return nb
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--force", action="store_true", help="overwrite an existing notebook")
-    p.add_argument("--out", type=Path, default=OUT, help=f"output path (default {OUT.relative_to(ROOT)})")
-    args = p.parse_args(argv)
-    if args.out.exists() and not args.force:
-        print(f"{args.out}: exists (use --force to overwrite)", file=sys.stderr)
-        return 2
-    nb = build()
-    nbformat.validate(nb)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{args.out.name}.", suffix=".tmp", dir=args.out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            nbformat.write(nb, f)
-        os.replace(tmp, args.out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    print(f"wrote {args.out}")
-    return 0
-
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main("02_projection_clustering.ipynb", TITLE, PARAMS, CELLS)

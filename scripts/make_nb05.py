@@ -3,17 +3,7 @@
     python scripts/make_nb05.py [--force]
 """
 
-from __future__ import annotations
-
-import argparse
-
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-from trackstudy.config import NOTEBOOKS_DIR
-from trackstudy.data.io import atomic_write_bytes
-
-NAME = "05_efficiency_pt_eta.ipynb"
+from notebook_builder import main
 
 TITLE = """# 05 · Tracking efficiency vs pT and η
 
@@ -112,26 +102,6 @@ plt.show()"""),
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    cells = [new_markdown_cell(TITLE), new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]})]
-    for kind, src in CELLS:
-        cells.append(new_markdown_cell(src) if kind == "md" else new_code_cell(src))
-    nb.cells = cells
-    return nb
-
-
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--force", action="store_true", help="overwrite the notebook if it exists")
-    args = ap.parse_args(argv)
-    nb = build()
-    nbformat.validate(nb)
-    path = atomic_write_bytes(NOTEBOOKS_DIR / NAME, nbformat.writes(nb).encode() + b"\n", force=args.force)
-    print(path)
-
 
 if __name__ == "__main__":
-    main()
+    main("05_efficiency_pt_eta.ipynb", TITLE, PARAMETERS, CELLS)

@@ -4,6 +4,7 @@ cell, then alternating markdown and code cells; python3 kernel; committed withou
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
@@ -25,6 +26,7 @@ def build(title: str, parameters: str, cells: list[tuple[str, str]]) -> nbformat
 def main(name: str, title: str, parameters: str, cells: list[tuple[str, str]], argv=None) -> None:
     ap = argparse.ArgumentParser(description=f"write notebooks/{name}")
     ap.add_argument("--force", action="store_true", help="overwrite the notebook if it exists")
+    ap.add_argument("--out", type=Path, default=NOTEBOOKS_DIR / name, help=f"output path (default notebooks/{name})")
     args = ap.parse_args(argv)
     nb = build(title, parameters, cells)
-    print(atomic_write_bytes(NOTEBOOKS_DIR / name, nbformat.writes(nb).encode() + b"\n", force=args.force))
+    print(atomic_write_bytes(args.out, nbformat.writes(nb).encode() + b"\n", force=args.force))
