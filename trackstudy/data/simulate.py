@@ -6,8 +6,8 @@ Physics, in the order an event is made:
    one hard-scatter vertex (as in the real TrackML events, whose vertex 1 is a hard scatter);
    per-interaction multiplicity, eta and pT spectra, charge and beam spot from the real
    particle lists (``scripts/calibrate_simulator.py`` -> ``simulator_calibration.npz``);
-   displaced particles (decays and material secondaries) with the real vertex (r, z)
-   distribution and momentum directions relative to their vertex position;
+   displaced particles (decays and material secondaries) resampled from the real ones with
+   their vertex, momentum and direction together (rotated in phi, mirrored in z, smeared);
 2. propagation (:mod:`trackstudy.data._propagate`): helices in the 2 T solenoid, analytic
    intersections with each layer's cylinder (barrel) or plane (endcap), then Newton steps to
    the exact plane of every candidate module near that point; a hit on each module whose
@@ -43,6 +43,11 @@ from trackstudy.data.weights import trackml_weights
 from trackstudy.errors import ConfigError, DataError
 
 CALIBRATION_FILE = PACKAGE_DIR / "data" / "simulator_calibration.npz"
+#: Smearing of the resampled real displaced particles (standard deviations): vertex radius and
+#: phi_p - phi_v multiplicative (log), vertex z in mm, log pT and eta additive. Small next to
+#: the spreads themselves (the real |phi_p - phi_v| spans 0.01-3 rad), large enough that no
+#: two events share a particle.
+DISP_SMEAR = {"r": 0.01, "z": 1.0, "logpt": 0.05, "dphi": 0.1, "eta": 0.01}
 SI_X0_MM = 93.7
 
 # lookup margins: how far (mm) the crossing with the layer's reference surface may lie from
@@ -164,15 +169,6 @@ def _from_quantiles(table: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.interp(u, np.linspace(0.0, 1.0, len(table)), table.astype(np.float64))
 
 
-def _from_cell_quantiles(tables: np.ndarray, cell: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Inverse-CDF sampling where each sample has its own quantile table (row ``cell``)."""
-    t = tables.astype(np.float64)
-    x = u * (t.shape[1] - 1)
-    i = np.clip(np.floor(x).astype(np.int64), 0, t.shape[1] - 2)
-    f = x - i
-    return t[cell, i] * (1 - f) + t[cell, i + 1] * f
-
-
 def generate_particles(config: SimulationConfig, rng: np.random.Generator) -> pd.DataFrame:
     """Sample the particles of one event (TrackML particles columns, nhits = 0)."""
     cal = load_calibration()
@@ -211,24 +207,24 @@ def generate_particles(config: SimulationConfig, rng: np.random.Generator) -> pd
     prompt = dict(vx=vtx_xy[vtx_of, 0], vy=vtx_xy[vtx_of, 1], vz=vtx_z[vtx_of],
                   px=pt * np.cos(phi), py=pt * np.sin(phi), pz=pt * np.sinh(eta), q=q, particle_id=pid)
 
-    # displaced particles: vertex from the real (r, z) histogram, direction relative to it
+    # displaced particles: real ones resampled jointly (smoothed bootstrap). Vertex position,
+    # momentum and direction are strongly correlated (a high-pT secondary leaves its vertex
+    # nearly along the line from the beam), so they are drawn together from the real rows,
+    # rotated to a random azimuth, mirrored in z half of the time and lightly smeared so that
+    # events do not repeat the source particles exactly.
     n_disp = int(rng.poisson(float(cal["disp_per_prompt"]) * n_prompt)) if n_prompt else 0
-    hist = cal["disp_rz_hist"].astype(np.float64)
-    cells = rng.choice(hist.size, size=n_disp, p=(hist / hist.sum()).ravel())
-    ir, iz = np.unravel_index(cells, hist.shape)
-    re, ze = cal["disp_r_edges"].astype(np.float64), cal["disp_z_edges"].astype(np.float64)
-    r = re[ir] + rng.random(n_disp) * (re[ir + 1] - re[ir])
-    r = np.maximum(r, 1.0)
-    zv = ze[iz] + rng.random(n_disp) * (ze[iz + 1] - ze[iz])
+    source = cal["disp_rows"].astype(np.float64)
+    lo, hi = source.min(axis=0), source.max(axis=0)  # smearing stays inside the real ranges
+    rows = source[rng.integers(0, len(source), n_disp)]
+    mirror = np.where(rng.random(n_disp) < 0.5, -1.0, 1.0)
+    r = np.maximum(rows[:, 0] * np.exp(rng.normal(0.0, DISP_SMEAR["r"], n_disp)), 1.0)
+    zv = mirror * (rows[:, 1] + rng.normal(0.0, DISP_SMEAR["z"], n_disp))
+    pt_d = np.exp(np.clip(rows[:, 2] + rng.normal(0.0, DISP_SMEAR["logpt"], n_disp), lo[2], hi[2]))
     phv = rng.uniform(-np.pi, np.pi, n_disp)
-    cr_e, cz_e = cal["disp_cell_r"].astype(np.float64), cal["disp_cell_z"].astype(np.float64)
-    cr = np.clip(np.searchsorted(cr_e, r, side="right") - 1, 0, len(cr_e) - 2)
-    cz = np.clip(np.searchsorted(cz_e, zv, side="right") - 1, 0, len(cz_e) - 2)
-    dcell = cr * (len(cz_e) - 1) + cz
-    eta_d = _from_cell_quantiles(cal["disp_cell_eta_q"], dcell, rng.random(n_disp))
-    phi_d = phv + _from_cell_quantiles(cal["disp_cell_dphi_q"], dcell, rng.random(n_disp))
-    pt_d = np.exp(_from_cell_quantiles(cal["disp_cell_logpt_q"], dcell, rng.random(n_disp)))
-    q_d = np.where(rng.random(n_disp) < float(cal["disp_p_plus"]), 1, -1)
+    phi_d = phv + rows[:, 3] * np.exp(rng.normal(0.0, DISP_SMEAR["dphi"], n_disp))
+    eta_max = min(-lo[4], hi[4])  # symmetric, as the rows are mirrored
+    eta_d = mirror * np.clip(rows[:, 4] + rng.normal(0.0, DISP_SMEAR["eta"], n_disp), -eta_max, eta_max)
+    q_d = rows[:, 5].astype(np.int64)
     # ids: generation 1 under a random prompt parent, secondary index counting per parent
     parent = rng.integers(0, max(n_prompt, 1), n_disp)
     srt = np.argsort(parent, kind="stable")
