@@ -22,7 +22,8 @@ def _batch(seed=0, lengths=LENGTHS, labels=True, **ctx_kwargs):
     lab = [torch.randint(0, 12, (n,), generator=g) for n in lengths]
     eta = [torch.randn(n, generator=g) for n in lengths]
     phi = [(torch.rand(n, generator=g) * 2 - 1) * math.pi for n in lengths]
-    ctx = AttentionContext.from_events(lab, eta, phi, compile_block_mask=False, **ctx_kwargs)
+    ctx_kwargs.setdefault("compile_block_mask", False)
+    ctx = AttentionContext.from_events(lab, eta, phi, **ctx_kwargs)
     if not labels:
         ctx = AttentionContext(ctx.pad_mask, None, ctx.eta, ctx.phi)
     B, T = ctx.pad_mask.shape

@@ -113,6 +113,14 @@ def test_cli_locality_override(run_dir, mini_dir, capsys):
     assert out["backend"] == "dense" and out["n_hits"] == 2783
 
 
+def test_cli_locality_params(run_dir, mini_dir, capsys):
+    rc = main(["bench", "latency", "--run", str(run_dir), "--data", str(mini_dir), "--events", "1", "--warmup", "0",
+               "--no-memory", "--locality", "grid", "--locality-param", "cell_u=20", "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["locality"]["method"] == "grid" and out["locality"]["params"] == {"cell_u": "20"}
+
+
 def test_cli_text_with_preset(mini_dir, capsys):
     rc = main(["bench", "latency", "--preset", "tiny", "--data", str(mini_dir), "--events", "1", "--warmup", "0",
                "--no-memory", "--backend", "lsh", "--threads", "1"])
@@ -129,6 +137,9 @@ def test_cli_text_with_preset(mini_dir, capsys):
     (["--run", "/nonexistent/run", "--data", "DATA"], "run directory not found"),
     (["--preset", "tiny", "--data", "DATA", "--threads", "0"], "--threads"),
     (["--preset", "tiny", "--data", "DATA", "--locality", "bogus"], "bogus"),
+    (["--preset", "tiny", "--data", "DATA", "--locality-param", "eps"], "expected NAME=VALUE"),
+    (["--preset", "tiny", "--data", "DATA", "--locality-param", "radius=3"], "radius"),
+    (["--preset", "tiny", "--data", "DATA", "--locality", "none", "--locality-param", "eps=3"], "locality.params"),
 ])
 def test_cli_errors_one_line(args, message, mini_dir, capsys):
     args = [str(mini_dir) if a == "DATA" else a for a in args]

@@ -358,6 +358,9 @@ def register_cli(subparsers) -> None:
                         help="locality clustering of the pipeline (none, dbscan, window, density, grid; default: "
                              "the run's). A run trained with full attention can be timed with sparse attention "
                              "(e.g. --locality dbscan --backend packed): same weights, same cost as a sparse model")
+    parser.add_argument("--locality-param", action="append", default=[], metavar="K=V",
+                        help="clustering parameter, repeatable, as `trackstudy locality --param` (e.g. "
+                             "n_jobs=-1 for DBSCAN on all cores); replaces the run's locality parameters")
     parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-memory", action="store_true", help="skip the extra run that measures peak memory")
@@ -390,10 +393,15 @@ def run_cli(args: argparse.Namespace) -> int:
     locality, pixel_only = run_settings(run_config)
     if args.locality is not None:
         locality = {"method": args.locality, "params": {}, "vertex_scan": False}
+    if args.locality_param:
+        from trackstudy.cli.locality import parse_params
+        from trackstudy.inference import check_locality
+
+        locality = check_locality({**(locality or {}), "params": parse_params(args.locality_param)})
     result = measure_latency(model, events, locality=locality, pixel_only=pixel_only, n_runs=args.events,
                              warmup=args.warmup, memory=not args.no_memory, progress=not args.json)
     result.info.update(model=how, n_params=int(sum(p.numel() for p in model.parameters())),
-                       data=str(args.data), bench_seconds=time.perf_counter() - t0)
+                       data=str(args.data), locality=locality, bench_seconds=time.perf_counter() - t0)
     if args.json:
         print(json.dumps(result.summary(), indent=2))
     else:

@@ -396,7 +396,10 @@ def grid_labels(points: np.ndarray, params: GridParams, period: float | None = N
         width = period / n_cells
         cu = np.floor((u + period / 2) / width - params.offset_u).astype(np.int64) % n_cells
     cv = np.floor(v / params.cell_v - params.offset_v).astype(np.int64)
-    _, labels = np.unique(np.column_stack([cu, cv]), axis=0, return_inverse=True)
+    # one int64 key per cell: np.unique on it is ~10x faster than on (cu, cv) rows (axis=0)
+    cu = cu - cu.min()
+    cv = cv - cv.min()
+    _, labels = np.unique(cu * (int(cv.max()) + 1) + cv, return_inverse=True)
     return _first_seen_order(labels.astype(np.int64).ravel())
 
 
