@@ -25,7 +25,10 @@ MANIFEST = "manifest.json"
 
 def dataset_name(pileup: float, n_events: int, seed: int, pixel_only: bool = False, tracks: str | None = None,
                  hard_scatter: bool = True) -> str:
-    """Folder name of a simulated dataset, e.g. ``mu200-pixel-n5-s1`` or ``mu200-pixel-t10_50-n100-s3``."""
+    """Folder name of a simulated dataset, e.g. ``mu200-pixel-n5-s1-v2`` or ``mu200-pixel-t10_50-n100-s3-v2``
+    (``v2``: :data:`~trackstudy.data.simulate.SIMULATOR_VERSION`, so a new simulator never reuses old events)."""
+    from trackstudy.data.simulate import SIMULATOR_VERSION
+
     name = f"mu{pileup:g}"
     if pixel_only:
         name += "-pixel"
@@ -33,7 +36,7 @@ def dataset_name(pileup: float, n_events: int, seed: int, pixel_only: bool = Fal
         name += "-t" + str(tracks).replace(":", "_")
     if not hard_scatter:
         name += "-nohs"
-    return f"{name}-n{int(n_events)}-s{int(seed)}"
+    return f"{name}-n{int(n_events)}-s{int(seed)}-v{SIMULATOR_VERSION}"
 
 
 def ensure_simulated(n_events: int, pileup: float, seed: int, *, pixel_only: bool = False,
@@ -44,11 +47,12 @@ def ensure_simulated(n_events: int, pileup: float, seed: int, *, pixel_only: boo
     ``tracks``: ``"MIN:MAX"`` keeps a random 10-50-style subset of particles per event.
     Returns the folder (default ``data/sim/<dataset_name(...)>``).
     """
-    from trackstudy.data.simulate import SimulationConfig, parse_tracks, simulate_dataset
+    from trackstudy.data.simulate import SIMULATOR_VERSION, SimulationConfig, parse_tracks, simulate_dataset
 
     config = SimulationConfig(mu=float(pileup), pixel_only=bool(pixel_only), hard_scatter=bool(hard_scatter),
                               tracks=parse_tracks(tracks) if tracks else None)
-    manifest = {"simulator": json.loads(json.dumps(asdict(config))), "n_events": int(n_events), "seed": int(seed)}
+    manifest = {"simulator": json.loads(json.dumps(asdict(config))), "n_events": int(n_events), "seed": int(seed),
+                "simulator_version": SIMULATOR_VERSION}
     out = resolve_path(out_dir) if out_dir else DATA_DIR / "sim" / dataset_name(
         pileup, n_events, seed, pixel_only, tracks, hard_scatter)
     if out.exists():
@@ -82,7 +86,7 @@ def _check_manifest(out: Path, expected: dict) -> None:
     if found != expected:
         diff = [k for k in set(found["simulator"]) | set(expected["simulator"])
                 if found["simulator"].get(k) != expected["simulator"].get(k)]
-        diff += [k for k in ("n_events", "seed") if found.get(k) != expected.get(k)]
+        diff += [k for k in ("n_events", "seed", "simulator_version") if found.get(k) != expected.get(k)]
         raise DataError(f"{out}: holds a different simulation (differs in {', '.join(sorted(diff))}); "
                         f"choose another folder, or delete this one to re-simulate")
     n_found = len(find_events(out))

@@ -43,6 +43,11 @@ from trackstudy.data.weights import trackml_weights
 from trackstudy.errors import ConfigError, DataError
 
 CALIBRATION_FILE = PACKAGE_DIR / "data" / "simulator_calibration.npz"
+#: Version of the simulation: bumped whenever a change alters the events a given config and seed
+#: give. Simulated datasets record it (trackstudy.data.datasets), so a cached dataset of an older
+#: simulator is never taken for a current one. 2: displaced particles resampled jointly from the
+#: real ones (version 1 drew their direction independently of pT).
+SIMULATOR_VERSION = 2
 #: Smearing of the resampled real displaced particles (standard deviations): vertex radius and
 #: phi_p - phi_v multiplicative (log), vertex z in mm, log pT and eta additive. Small next to
 #: the spreads themselves (the real |phi_p - phi_v| spans 0.01-3 rad), large enough that no
