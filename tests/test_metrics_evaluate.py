@@ -12,7 +12,7 @@ import pytest
 from trackstudy.data.io import read_event
 from trackstudy.errors import DataError
 from trackstudy.metrics import evaluate_events, evaluate_submission_file, summary_table, write_submission
-from trackstudy.metrics.study import collect_evaluations, ensure_dataset, find_submissions, resolve_volumes
+from trackstudy.metrics.study import collect_evaluations, find_submissions, resolve_volumes
 
 
 @pytest.fixture(scope="module")
@@ -76,18 +76,8 @@ def test_collect_evaluations_finds_submissions(two_events, tmp_path):
     assert cov["perfect_model"] == 1.0 and cov["truth"] == 1.0 and np.isnan(cov["other_data"])
 
 
-def test_ensure_dataset_keeps_existing(two_events, tmp_path):
-    assert ensure_dataset(two_events) == two_events
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(DataError, match="not a folder"):
-        ensure_dataset(tmp_path / "file")
+def test_resolve_volumes():
     assert resolve_volumes("pixel") == (7, 8, 9) and resolve_volumes("") is None and resolve_volumes("8,9") == (8, 9)
-
-
-def test_ensure_dataset_simulates_when_missing(tmp_path):
-    out = ensure_dataset(tmp_path / "sim", n_events=1, mu=2.0, seed=1)
-    ev = read_event(out)
-    assert ev.truth is not None and len(ev.hits) > 0
 
 
 def test_collect_evaluations_baseline_overrides(two_events, tmp_path):

@@ -1,6 +1,6 @@
-"""Study-level helpers for the efficiency notebook (05): find the dataset (simulating a small one
-when it is missing), compute the training-free baselines on it, pick up every model submission
-the study produced, and evaluate them all the same way."""
+"""Study-level helpers for the efficiency notebook (05): compute the training-free baselines on
+the evaluation data (trackstudy.study.eval_dataset finds or simulates it), pick up every model
+submission the study produced, and evaluate them all the same way."""
 
 from __future__ import annotations
 
@@ -10,13 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trackstudy.config import DATA_DIR, PIXEL_VOLUMES, RUNS_DIR
-from trackstudy.data.io import find_events, iter_events
-from trackstudy.errors import ConfigError, DataError, TrackstudyError
+from trackstudy.config import PIXEL_VOLUMES, RUNS_DIR
+from trackstudy.data.io import iter_events
+from trackstudy.errors import ConfigError, TrackstudyError
 from trackstudy.metrics.evaluate import Evaluation, evaluate_events, evaluate_submission_file
-
-#: Where notebook 05 simulates its smoke dataset when ``data_dir`` is empty.
-DEFAULT_NB05_DATA = DATA_DIR / "nb05_smoke"
 
 
 def resolve_volumes(text: str | None):
@@ -30,23 +27,6 @@ def resolve_volumes(text: str | None):
     except ValueError:
         raise ConfigError(f"volumes={text!r}: expected 'all', 'pixel' or a comma-separated list of "
                           f"volume ids") from None
-
-
-def ensure_dataset(data_dir: str | os.PathLike | None = "", *, n_events: int = 2, mu: float = 10.0,
-                   seed: int = 0, pixel_only: bool = True) -> Path:
-    """The dataset folder to study: ``data_dir`` if it holds events; if it is empty/None the
-    default ``data/nb05_smoke``; a folder without events is filled with ``n_events`` simulated
-    events (trackstudy.data.simulate, pile-up ``mu``, ``seed``). Returns the folder."""
-    folder = Path(data_dir) if data_dir not in (None, "") else DEFAULT_NB05_DATA
-    if folder.is_dir() and find_events(folder):
-        return folder
-    if folder.exists() and not folder.is_dir():
-        raise DataError(f"{folder}: exists and is not a folder")
-    from trackstudy.data.simulate import SimulationConfig, simulate_dataset
-
-    simulate_dataset(folder, int(n_events), SimulationConfig(mu=float(mu), pixel_only=bool(pixel_only)),
-                     seed=int(seed), progress=False)
-    return folder
 
 
 def find_submissions(runs_dir: str | os.PathLike | None = "", pattern: str = "*/submission*.csv*") -> list[Path]:
