@@ -71,3 +71,53 @@ def test_write_summary(tmp_path, monkeypatch):
     trained = doc["models"]["t_contrastive"]
     assert trained["kind"] == "trained" and trained["train_seconds"] == 12.5 and trained["device"] == "cpu"
     assert trained["dm_efficiency"] == 0.95 and trained["fake_rate"] == 0.01
+
+
+def test_train_models_reuses_a_run_only_on_the_same_data(tmp_path, monkeypatch):
+    """A finished run is reused when its config matches and it was trained on the folders the
+    config means today; a run on other data (e.g. an older simulator's dataset) asks for retrain."""
+    import json
+
+    import trackstudy.training
+    from trackstudy.data.datasets import dataset_name
+    from trackstudy.training.config import dump_yaml
+
+    monkeypatch.setattr(study, "RUNS_DIR", tmp_path / "runs")
+    calls = []
+
+    def fake_train(cfg, folder, resume=False, progress=True):
+        calls.append(folder.name)
+        folder.mkdir(parents=True)
+        (folder / "config.yaml").write_text(dump_yaml(cfg))
+        (folder / "model.pt").write_bytes(b"weights")
+        root = tmp_path / "data"
+        data = {part: {"dir": str(root / "sim" / dataset_name(s["pileup"], s["n_events"], s["seed"], s["pixel_only"],
+                                                              s["tracks"]))}
+                for part, s in cfg["data"].items() if part in ("train", "val")}
+        summary = {"family": cfg["model"]["family"], "data": data}
+        (folder / "summary.json").write_text(json.dumps(summary))
+        return summary
+
+    monkeypatch.setattr(trackstudy.training, "train", fake_train)
+    real_config = study.training_config
+
+    def config(model, **kw):
+        cfg = real_config(model, tracks="10:50", n_train_events=3, n_val_events=2, train_seed=4)
+        cfg["data"]["root"] = str(tmp_path / "data")
+        return cfg
+
+    monkeypatch.setattr(study, "training_config", config)
+    first = study.train_models(["contrastive"], "t")
+    assert calls == ["t_contrastive"] and "reused" not in first["contrastive"]
+    again = study.train_models(["contrastive"], "t")
+    assert calls == ["t_contrastive"] and again["contrastive"]["reused"] is True
+    # the run says it trained on a dataset of another simulator version
+    summary_file = tmp_path / "runs" / "t_contrastive" / "summary.json"
+    summary = json.loads(summary_file.read_text())
+    summary["data"]["train"]["dir"] = summary["data"]["train"]["dir"].rsplit("-v", 1)[0] + "-v1"
+    summary_file.write_text(json.dumps(summary))
+    with pytest.raises(ConfigError, match="trained on .*-v1.*retrain=True"):
+        study.train_models(["contrastive"], "t")
+    study.train_models(["contrastive"], "t", retrain=True)
+    assert calls == ["t_contrastive", "t_contrastive"]
+    assert [p.name.startswith("t_contrastive.old-") for p in (tmp_path / "runs").iterdir()].count(True) == 1

@@ -121,7 +121,13 @@ def train_models(models: list[str], run_prefix: str, *, retrain: bool = False, p
         if summary_file.is_file() and (folder / "model.pt").is_file():
             saved = resolve_config(folder / "config.yaml")
             if saved == cfg:
-                out[model] = json.loads(summary_file.read_text())
+                summary = json.loads(summary_file.read_text())
+                stale = _stale_data(summary, cfg)
+                if stale:
+                    raise ConfigError(f"{folder}: its model was trained on {stale[0]}, the config now means {stale[1]} "
+                                      "(e.g. data of an older simulator version); set retrain=True (the old run is "
+                                      f"kept as {folder.name}.old-DATE) or choose another run_prefix")
+                out[model] = summary
                 out[model]["reused"] = True
                 continue
             raise ConfigError(f"{folder}: holds a model trained with another config; set retrain=True "
@@ -129,6 +135,28 @@ def train_models(models: list[str], run_prefix: str, *, retrain: bool = False, p
         resume = (folder / "checkpoints" / "last.pt").is_file()
         out[model] = train(cfg, folder, resume=resume, progress=progress)
     return out
+
+
+def _stale_data(summary: dict, cfg: dict) -> tuple[str, str] | None:
+    """(trained on, now meant) when a finished run's training or validation folder is not the one
+    its config resolves to today (a simulated dataset's folder name carries the simulator
+    version), else None. Runs whose summary does not record its data are taken as they are."""
+    from trackstudy.data.datasets import dataset_name
+    from trackstudy.training.data import data_root
+
+    recorded = summary.get("data") or {}
+    for part in ("train", "val"):
+        spec = cfg["data"][part]
+        if not isinstance(recorded.get(part), dict) or "dir" not in recorded[part]:
+            continue
+        if spec["dir"]:
+            now = resolve_path(spec["dir"])
+        else:
+            now = data_root(cfg["data"]["root"]) / "sim" / dataset_name(
+                spec["pileup"], spec["n_events"], spec["seed"], spec["pixel_only"], spec["tracks"])
+        if Path(recorded[part]["dir"]) != now:
+            return recorded[part]["dir"], str(now)
+    return None
 
 
 def predict_runs(models: list[str], run_prefix: str, data: str | os.PathLike, *, device: str = "auto",
