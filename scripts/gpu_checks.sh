@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# GPU checks in one go (at most 11 minutes on one H100/H200): the CUDA tests, the end-to-end latency
+# GPU checks in one go (the default steps take at most 11 minutes on one H100/H200): the CUDA tests, the end-to-end latency
 # of the paper-size model and of the trained study model on the real full-size event 1001, and the
 # attention scaling benchmark. Writes logs and JSON into $OUT (default ./gpu_checks).
 #
 #   OUT=/tmp/gpu bash scripts/gpu_checks.sh                          # every step
 #   OUT=/tmp/gpu STEPS="tests latency_grid" bash scripts/gpu_checks.sh   # some of them
 #
-# Steps: latency_paper latency_grid latency_dbscan_jobs latency_study tests scaling.
+# Steps: latency_paper latency_grid latency_dbscan_jobs latency_study tests scaling train_gpu
+# (train_gpu is not in the default list: TRAIN_MINUTES of training plus data and scoring).
 # Needs torch with CUDA, numpy, pandas, scipy, scikit-learn, numba, tqdm, pyyaml and pytest (no
 # notebook packages): runs from the source tree with PYTHONPATH, no install. latency_study needs
 # runs/study_contrastive (from `make study`); it is skipped without it.
@@ -52,6 +53,13 @@ for s in $STEPS; do
         tests/test_device.py tests/test_losses.py tests/test_track_formation.py tests/test_encoder.py \
         tests/test_masks.py tests/test_inference.py tests/test_training.py > "$OUT/pytest_gpu.log" 2>&1
     echo "rc=$?"; tail -n 30 "$OUT/pytest_gpu.log" ;;
+  train_gpu)
+    step "training: contrastive 10-50 benchmark on the GPU (bf16 autocast), 2 minutes, 100 held-out events"
+    timeout 240 python3 scripts/bench_training.py params/bench/contrastive_10-50.yaml --events 100 \
+        --out runs/gpu_contrastive_10-50 --set train.max_minutes=${TRAIN_MINUTES:-2} --device cuda \
+        > "$OUT/train_gpu.log" 2>&1
+    echo "rc=$?"; tr '\r' '\n' < "$OUT/train_gpu.log" | grep -av "step/s\|event/s\|it/s" | tail -n 30
+    cp runs/gpu_contrastive_10-50/heldout.json runs/gpu_contrastive_10-50/summary.json "$OUT/" 2>/dev/null ;;
   scaling)
     step "scaling: paper preset, dense vs flex vs packed, 4k-55k hits"
     timeout 110 "${CLI[@]}" bench scaling --preset paper --hits 4000,16000,55000 --backends dense,flex,packed \

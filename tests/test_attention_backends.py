@@ -27,7 +27,7 @@ def _batch(seed=0, lengths=LENGTHS, labels=True, **ctx_kwargs):
     if not labels:
         ctx = AttentionContext(ctx.pad_mask, None, ctx.eta, ctx.phi)
     B, T = ctx.pad_mask.shape
-    q, k, v = (torch.randn(B, H, T, HS, generator=g) for _ in range(3))
+    q, k, v = (torch.randn(B, H, T, HS, generator=g).to(ctx.pad_mask.device) for _ in range(3))
     # padding rows hold garbage: it must not matter
     q, k, v = (t.masked_fill(~ctx.pad_mask[:, None, :, None], 1e3) for t in (q, k, v))
     return q, k, v, ctx
@@ -40,7 +40,7 @@ def _real(t, ctx):
 def _outputs_and_grads(backend, q, k, v, ctx, **kw):
     q, k, v = (t.clone().requires_grad_(True) for t in (q, k, v))
     out, _ = attend(q, k, v, ctx, backend, **kw)
-    w = torch.randn(out.shape, generator=torch.Generator().manual_seed(9))
+    w = torch.randn(out.shape, generator=torch.Generator().manual_seed(9)).to(out.device)
     ((out * w).masked_fill(~ctx.pad_mask[:, None, :, None], 0).sum()).backward()
     return out, (q.grad, k.grad, v.grad)
 
@@ -98,7 +98,6 @@ def test_flex_refuses_cpu_backward():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_flex_gradients_equal_dense_on_cuda():
     q, k, v, ctx = _batch(compile_block_mask=True, device="cuda")
-    q, k, v = (t.cuda() for t in (q, k, v))
     ref, ref_grads = _outputs_and_grads("dense", q, k, v, ctx)
     out, grads = _outputs_and_grads("flex", q, k, v, ctx)
     torch.testing.assert_close(_real(out, ctx), _real(ref, ctx), atol=1e-5, rtol=0)
