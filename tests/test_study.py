@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -73,10 +74,9 @@ def test_write_summary(tmp_path, monkeypatch):
     assert trained["dm_efficiency"] == 0.95 and trained["fake_rate"] == 0.01
 
 
-def test_train_models_reuses_a_run_only_on_the_same_data(tmp_path, monkeypatch):
+def test_train_models_reuses_a_run_only_on_the_same_data(tmp_path, monkeypatch, capsys):
     """A finished run is reused when its config matches and it was trained on the folders the
-    config means today; a run on other data (e.g. an older simulator's dataset) asks for retrain."""
-    import json
+    config means today; a run on other data (e.g. an older simulator's dataset) is retrained."""
 
     import trackstudy.training
     from trackstudy.data.datasets import dataset_name
@@ -116,8 +116,15 @@ def test_train_models_reuses_a_run_only_on_the_same_data(tmp_path, monkeypatch):
     summary = json.loads(summary_file.read_text())
     summary["data"]["train"]["dir"] = summary["data"]["train"]["dir"].rsplit("-v", 1)[0] + "-v1"
     summary_file.write_text(json.dumps(summary))
-    with pytest.raises(ConfigError, match="trained on .*-v1.*retrain=True"):
-        study.train_models(["contrastive"], "t")
+    retrained = study.train_models(["contrastive"], "t")
+    assert calls == ["t_contrastive", "t_contrastive"] and "reused" not in retrained["contrastive"]
+    assert "-v1, the config now means" in capsys.readouterr().out
+    old = [p for p in (tmp_path / "runs").iterdir() if p.name.startswith("t_contrastive.old-")]
+    assert len(old) == 1 and (old[0] / "model.pt").is_file()  # kept aside, not deleted
+    # a project moved elsewhere keeps its runs: only the folder names are compared
+    summary = json.loads(summary_file.read_text())
+    summary["data"]["train"]["dir"] = "/elsewhere/sim/" + Path(summary["data"]["train"]["dir"]).name
+    summary_file.write_text(json.dumps(summary))
+    assert study.train_models(["contrastive"], "t")["contrastive"]["reused"] is True
     study.train_models(["contrastive"], "t", retrain=True)
-    assert calls == ["t_contrastive", "t_contrastive"]
-    assert [p.name.startswith("t_contrastive.old-") for p in (tmp_path / "runs").iterdir()].count(True) == 1
+    assert calls == ["t_contrastive"] * 3

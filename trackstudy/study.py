@@ -105,8 +105,10 @@ def train_models(models: list[str], run_prefix: str, *, retrain: bool = False, p
     """Train each model of the study into ``runs/<run_prefix>_<model>`` and return their summaries.
 
     A run whose folder already holds a finished model with the same config is reused (its
-    summary is read back); one with a checkpoint but no final model is resumed; ``retrain``
-    starts over in a fresh folder (the old one is renamed aside, never deleted).
+    summary is read back), unless it was trained on other data than the config now means (e.g. a
+    dataset of an older simulator version): then it is retrained; one with a checkpoint but no
+    final model is resumed; ``retrain`` starts over in a fresh folder (the old one is renamed
+    aside, never deleted).
     """
     from trackstudy.training import train
     from trackstudy.training.config import resolve_config
@@ -116,18 +118,20 @@ def train_models(models: list[str], run_prefix: str, *, retrain: bool = False, p
         cfg = training_config(model, **config_kwargs)
         folder = run_dir(run_prefix, model)
         summary_file = folder / "summary.json"
+        if folder.exists() and not retrain and summary_file.is_file() and (folder / "model.pt").is_file():
+            stale = _stale_data(json.loads(summary_file.read_text()), cfg)
+            if stale and resolve_config(folder / "config.yaml") == cfg:
+                # same config, other data underneath (a dataset of an older simulator version):
+                # the model the config asks for is not this one; keep it aside and train anew
+                print(f"{folder.name}: trained on {stale[0]}, the config now means {stale[1]}; "
+                      f"retraining (the old run is kept as {folder.name}.old-DATE)", flush=True)
+                retrain = True
         if folder.exists() and retrain:
-            folder.rename(folder.with_name(f"{folder.name}.old-{time.strftime('%Y%m%d-%H%M%S')}"))
+            folder.rename(_aside(folder))
         if summary_file.is_file() and (folder / "model.pt").is_file():
             saved = resolve_config(folder / "config.yaml")
             if saved == cfg:
-                summary = json.loads(summary_file.read_text())
-                stale = _stale_data(summary, cfg)
-                if stale:
-                    raise ConfigError(f"{folder}: its model was trained on {stale[0]}, the config now means {stale[1]} "
-                                      "(e.g. data of an older simulator version); set retrain=True (the old run is "
-                                      f"kept as {folder.name}.old-DATE) or choose another run_prefix")
-                out[model] = summary
+                out[model] = json.loads(summary_file.read_text())
                 out[model]["reused"] = True
                 continue
             raise ConfigError(f"{folder}: holds a model trained with another config; set retrain=True "
@@ -137,10 +141,23 @@ def train_models(models: list[str], run_prefix: str, *, retrain: bool = False, p
     return out
 
 
+def _aside(folder: Path) -> Path:
+    """A free name beside ``folder`` to keep an old run under: ``<name>.old-DATE`` (``-2``, ... when
+    two runs are set aside within the same second)."""
+    base = folder.with_name(f"{folder.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+    aside, n = base, 1
+    while aside.exists():
+        n += 1
+        aside = base.with_name(f"{base.name}-{n}")
+    return aside
+
+
 def _stale_data(summary: dict, cfg: dict) -> tuple[str, str] | None:
-    """(trained on, now meant) when a finished run's training or validation folder is not the one
-    its config resolves to today (a simulated dataset's folder name carries the simulator
-    version), else None. Runs whose summary does not record its data are taken as they are."""
+    """(trained on, now meant) when a finished run's training or validation data folder is not
+    the one its config resolves to today, else None. Folder names are compared (a simulated
+    dataset's name carries its settings and the simulator version), so a project moved to
+    another path keeps its runs. Runs whose summary does not record its data are taken as
+    they are."""
     from trackstudy.data.datasets import dataset_name
     from trackstudy.training.data import data_root
 
@@ -154,7 +171,7 @@ def _stale_data(summary: dict, cfg: dict) -> tuple[str, str] | None:
         else:
             now = data_root(cfg["data"]["root"]) / "sim" / dataset_name(
                 spec["pileup"], spec["n_events"], spec["seed"], spec["pixel_only"], spec["tracks"])
-        if Path(recorded[part]["dir"]) != now:
+        if Path(recorded[part]["dir"]).name != now.name:
             return recorded[part]["dir"], str(now)
     return None
 
