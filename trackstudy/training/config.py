@@ -58,6 +58,7 @@ DEFAULTS: dict = {
     "train": {
         "steps": 1000,
         "batch_size": 4,  # events per optimiser step (per process under DDP)
+        "length_buckets": 0,  # > 1: batches of similar event sizes, sorted within runs of this many batches
         "lr": 1e-3,
         "min_lr": 1e-5,  # end of the cosine schedule
         "weight_decay": 0.01,
@@ -236,7 +237,8 @@ def resolve_config(config: dict | str | os.PathLike | None) -> dict:
         _positive(cfg, f"train.{key}")
     for key in ("lr",):
         _positive(cfg, f"train.{key}")
-    for key in ("min_lr", "weight_decay", "warmup_steps", "clip_grad", "patience", "max_minutes", "num_threads"):
+    for key in ("min_lr", "weight_decay", "warmup_steps", "clip_grad", "patience", "max_minutes", "num_threads",
+                "length_buckets"):
         _positive(cfg, f"train.{key}", allow_zero=True)
     _choice(tr["schedule"], SCHEDULES, "train.schedule")
     if tr["schedule_by_time"] and not tr["max_minutes"]:

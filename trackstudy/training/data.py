@@ -36,7 +36,7 @@ import torch
 
 from trackstudy.config import DATA_DIR, PIXEL_VOLUMES, resolve_path
 from trackstudy.data.io import Event, atomic_write_bytes, find_events, merge_event, read_event, select_volumes
-from trackstudy.errors import DataError
+from trackstudy.errors import ConfigError, DataError
 from trackstudy.models.features import FeatureConfig
 from trackstudy.models.targets import RoadBinning, class_targets, make_sample
 
@@ -312,15 +312,33 @@ def add_class_targets(samples: list[dict], binning: RoadBinning, noise: str = "c
         s["cls_target"] = class_targets(df, binning, noise=noise)
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> list:
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1,
+                  lengths=None, length_buckets: int = 0) -> list:
     """Index arrays of this rank's batches in ``epoch``: a permutation of ``n`` events drawn from
     (seed, epoch), cut into global batches of ``batch_size * world_size`` events, each rank taking
     its slice. Every rank gets the same number of batches; a dataset smaller than one global batch
-    is repeated to fill it."""
-    perm = np.random.default_rng([int(seed), int(epoch)]).permutation(n)
+    is repeated to fill it.
+
+    Length bucketing (``length_buckets`` > 1 and ``lengths``, the hits of each event): the
+    permutation is cut into runs of ``length_buckets`` global batches, each run is sorted by
+    length before being cut into batches, and the batches are then shuffled. A batch is padded to
+    its longest event, so batches of similar lengths spend far less on padding (attention grows
+    with the square of the padded length), while every batch still mixes events from across the
+    epoch's permutation. Deterministic in (seed, epoch) like the plain order."""
+    rng = np.random.default_rng([int(seed), int(epoch)])
+    perm = rng.permutation(n)
     per_step = batch_size * world_size
     n_batches = max(1, n // per_step)
     perm = np.resize(perm, n_batches * per_step)
+    if length_buckets > 1 and lengths is not None:
+        lengths = np.asarray(lengths)
+        if len(lengths) != n:
+            raise ConfigError(f"epoch_batches: {len(lengths)} lengths for {n} events")
+        run = length_buckets * per_step
+        for r0 in range(0, len(perm), run):
+            seg = perm[r0:r0 + run]
+            perm[r0:r0 + run] = seg[np.argsort(lengths[seg], kind="stable")]
+        perm = perm.reshape(n_batches, per_step)[rng.permutation(n_batches)].ravel()
     return [perm[(j * world_size + rank) * batch_size:(j * world_size + rank + 1) * batch_size]
             for j in range(n_batches)]
 

@@ -314,6 +314,15 @@ class Trainer:
         if len(self.val) == 0:
             raise DataError("data.val: no validation events")
 
+    def _train_lengths(self):
+        """Hits of each training event (for length bucketing); None for online data, whose events
+        are only simulated when their batch comes."""
+        if self.train_set is None or not self.cfg["train"]["length_buckets"]:
+            return None
+        if getattr(self, "_lengths", None) is None:
+            self._lengths = np.array([len(s["x"]) for s in self.train_set.samples])
+        return self._lengths
+
     def _train_sample(self, epoch: int, index: int) -> dict:
         """Training sample ``index``; online data are simulated when first needed in an epoch (each
         DDP rank simulates only the events of its own batches)."""
@@ -578,7 +587,8 @@ class Trainer:
             try:
                 while self.step < steps and not self.stopped:
                     batches = tdata.epoch_batches(n_train, tr["batch_size"], tr["seed"], self.epoch, info.rank,
-                                                  info.world_size)
+                                                  info.world_size, lengths=self._train_lengths(),
+                                                  length_buckets=tr["length_buckets"])
                     while self.batch_in_epoch < len(batches) and self.step < steps and not self.stopped:
                         t0 = time.perf_counter()
                         consistent = False
