@@ -128,3 +128,10 @@ def test_train_models_reuses_a_run_only_on_the_same_data(tmp_path, monkeypatch, 
     assert study.train_models(["contrastive"], "t")["contrastive"]["reused"] is True
     study.train_models(["contrastive"], "t", retrain=True)
     assert calls == ["t_contrastive"] * 3
+    # a stale first model does not make the study retrain the models after it
+    study.train_models(["enc_reg"], "t")
+    summary = json.loads(summary_file.read_text())
+    summary["data"]["val"]["dir"] += "-old"
+    summary_file.write_text(json.dumps(summary))
+    both = study.train_models(["contrastive", "enc_reg"], "t")
+    assert calls == ["t_contrastive"] * 3 + ["t_enc_reg", "t_contrastive"] and both["enc_reg"]["reused"] is True

@@ -118,24 +118,23 @@ def train_models(models: list[str], run_prefix: str, *, retrain: bool = False, p
         cfg = training_config(model, **config_kwargs)
         folder = run_dir(run_prefix, model)
         summary_file = folder / "summary.json"
-        if folder.exists() and not retrain and summary_file.is_file() and (folder / "model.pt").is_file():
-            stale = _stale_data(json.loads(summary_file.read_text()), cfg)
-            if stale and resolve_config(folder / "config.yaml") == cfg:
-                # same config, other data underneath (a dataset of an older simulator version):
-                # the model the config asks for is not this one; keep it aside and train anew
-                print(f"{folder.name}: trained on {stale[0]}, the config now means {stale[1]}; "
-                      f"retraining (the old run is kept as {folder.name}.old-DATE)", flush=True)
-                retrain = True
-        if folder.exists() and retrain:
-            folder.rename(_aside(folder))
-        if summary_file.is_file() and (folder / "model.pt").is_file():
-            saved = resolve_config(folder / "config.yaml")
-            if saved == cfg:
-                out[model] = json.loads(summary_file.read_text())
-                out[model]["reused"] = True
+        fresh = retrain
+        if not retrain and summary_file.is_file() and (folder / "model.pt").is_file():
+            if resolve_config(folder / "config.yaml") != cfg:
+                raise ConfigError(f"{folder}: holds a model trained with another config; set retrain=True "
+                                  f"(the old run is kept as {folder.name}.old-DATE) or choose another run_prefix")
+            summary = json.loads(summary_file.read_text())
+            stale = _stale_data(summary, cfg)
+            if not stale:
+                out[model] = {**summary, "reused": True}
                 continue
-            raise ConfigError(f"{folder}: holds a model trained with another config; set retrain=True "
-                              f"(the old run is kept as {folder.name}.old-DATE) or choose another run_prefix")
+            # same config, other data underneath (a dataset of an older simulator version):
+            # the model the config asks for is not this one; keep it aside and train anew
+            print(f"{folder.name}: trained on {stale[0]}, the config now means {stale[1]}; "
+                  f"retraining (the old run is kept as {folder.name}.old-DATE)", flush=True)
+            fresh = True
+        if folder.exists() and fresh:
+            folder.rename(_aside(folder))
         resume = (folder / "checkpoints" / "last.pt").is_file()
         out[model] = train(cfg, folder, resume=resume, progress=progress)
     return out
@@ -158,19 +157,13 @@ def _stale_data(summary: dict, cfg: dict) -> tuple[str, str] | None:
     dataset's name carries its settings and the simulator version), so a project moved to
     another path keeps its runs. Runs whose summary does not record its data are taken as
     they are."""
-    from trackstudy.data.datasets import dataset_name
-    from trackstudy.training.data import data_root
+    from trackstudy.training.data import data_root, spec_folder
 
     recorded = summary.get("data") or {}
     for part in ("train", "val"):
-        spec = cfg["data"][part]
         if not isinstance(recorded.get(part), dict) or "dir" not in recorded[part]:
             continue
-        if spec["dir"]:
-            now = resolve_path(spec["dir"])
-        else:
-            now = data_root(cfg["data"]["root"]) / "sim" / dataset_name(
-                spec["pileup"], spec["n_events"], spec["seed"], spec["pixel_only"], spec["tracks"])
+        now = spec_folder(cfg["data"][part], data_root(cfg["data"]["root"]))
         if Path(recorded[part]["dir"]).name != now.name:
             return recorded[part]["dir"], str(now)
     return None
