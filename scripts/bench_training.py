@@ -26,12 +26,11 @@ import time
 from pathlib import Path
 
 from trackstudy.config import RUNS_DIR, resolve_path
-from trackstudy.data.datasets import dataset_name, ensure_simulated
 from trackstudy.inference import STAGES, predict_events
 from trackstudy.metrics import evaluate_submission_file, write_submission
 from trackstudy.training import load_run, resolve_config, set_value, train
 from trackstudy.training.config import load_yaml
-from trackstudy.training.data import data_root
+from trackstudy.training.data import data_root, dataset_folder
 
 
 def main(argv=None) -> int:
@@ -61,9 +60,9 @@ def main(argv=None) -> int:
     used = {cfg["data"]["train"]["seed"], spec["seed"]}
     if args.seed in used:
         raise SystemExit(f"--seed {args.seed} is used by the training or validation data; choose another")
-    name = dataset_name(spec["pileup"], args.events, args.seed, spec["pixel_only"], spec["tracks"])
-    folder = ensure_simulated(args.events, spec["pileup"], args.seed, pixel_only=spec["pixel_only"],
-                              tracks=spec["tracks"], out_dir=data_root(cfg["data"]["root"]) / "sim" / name)
+    # the held-out events: simulated like the validation data, with their own count and seed
+    folder = dataset_folder({**spec, "dir": "", "n_events": args.events, "seed": args.seed},
+                            data_root(cfg["data"]["root"]))
     model, run_config = load_run(out, args.device)
     sub, timings = predict_events(model, folder, locality=run_config["locality"],
                                   pixel_only=run_config["data"]["train"]["pixel_only"])

@@ -16,7 +16,7 @@ OUT=${OUT:-gpu_checks}
 STEPS=${STEPS:-latency_paper latency_grid latency_dbscan_jobs latency_study tests scaling}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-CLI=(python3 -c "from trackstudy.cli import main; import sys; sys.exit(main(sys.argv[1:]))")
+CLI=(python3 -m trackstudy)
 LATENCY=(bench latency --data data/real/full --events 20 --warmup 3 --device cuda --backend flex --json)
 step() { echo; echo "=== $* ($(date +%T))"; }
 show() { echo "rc=$1"; tail -c 1600 "$2"; }

@@ -47,7 +47,7 @@ BATCH_KEYS = ("x", "hit_id", "eta", "phi", "cluster", "particle_id", "pt", "reg_
 
 __all__ = ["BATCH_KEYS", "CACHE_VERSION", "Dataset", "OnlineEvents", "add_class_targets", "augment_sample",
            "cache_key", "data_root", "dataset_folder", "epoch_batches", "event_sample", "fit_binning", "load_dataset",
-           "locality_labels", "make_batch"]
+           "locality_labels", "make_batch", "spec_folder"]
 
 
 def data_root(root: str) -> Path:
@@ -222,7 +222,7 @@ def load_dataset(spec: dict, *, feature_cfg: FeatureConfig, locality: dict | Non
     """
     from tqdm.auto import tqdm
 
-    folder = dataset_folder(spec, root, progress=progress) if build else _folder_no_build(spec, root)
+    folder = dataset_folder(spec, root, progress=progress) if build else spec_folder(spec, root)
     events = _event_files(folder, spec["n_events"])
     key = cache_key(_identity(events), feature_cfg=feature_cfg, locality=locality, pixel_only=spec["pixel_only"])
     cache_dir = root / "processed" / key
@@ -255,7 +255,9 @@ def load_dataset(spec: dict, *, feature_cfg: FeatureConfig, locality: dict | Non
     return Dataset(samples, ids, folder, prefixes, spec["pixel_only"], key)
 
 
-def _folder_no_build(spec: dict, root: Path) -> Path:
+def spec_folder(spec: dict, root: Path) -> Path:
+    """The folder a dataset spec means (:func:`dataset_folder`'s answer), without checking or
+    simulating it."""
     from trackstudy.data.datasets import dataset_name
 
     if spec["dir"]:

@@ -319,9 +319,7 @@ class Trainer:
         are only simulated when their batch comes."""
         if self.train_set is None or not self.cfg["train"]["length_buckets"]:
             return None
-        if getattr(self, "_lengths", None) is None:
-            self._lengths = np.array([len(s["x"]) for s in self.train_set.samples])
-        return self._lengths
+        return np.array([len(s["x"]) for s in self.train_set.samples])  # once per epoch: negligible
 
     def _train_sample(self, epoch: int, index: int) -> dict:
         """Training sample ``index``; online data are simulated when first needed in an epoch (each
