@@ -3,7 +3,7 @@ import json
 import pytest
 
 from trackstudy.data.datasets import MANIFEST, dataset_name, ensure_simulated, real_trackml_dir, resolve_data
-from trackstudy.data.io import find_events
+from trackstudy.data.io import find_events, read_event
 from trackstudy.data.simulate import SIMULATOR_VERSION
 from trackstudy.errors import ConfigError, DataError
 
@@ -56,5 +56,10 @@ def test_resolve_data_and_real_dirs(tmp_path, mini_dir):
     with pytest.raises(DataError, match="no such data folder"):
         resolve_data(str(tmp_path / "missing"), n_events=1, pileup=2.0, seed=1)
     assert real_trackml_dir("mini").is_dir()
-    with pytest.raises(ConfigError, match="'mini' or 'full'"):
+    for kind in ("pix1gev", "barrel20"):  # both read and pass validation
+        folder = real_trackml_dir(kind)
+        ev = read_event(folder)
+        assert ev.event_id == {"pix1gev": 1001, "barrel20": 1000}[kind]
+        assert len(ev.hits) == {"pix1gev": 4029, "barrel20": 11382}[kind]
+    with pytest.raises(ConfigError, match="'mini', 'full', 'pix1gev', 'barrel20'"):
         real_trackml_dir("medium")

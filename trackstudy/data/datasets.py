@@ -106,11 +106,17 @@ def resolve_data(data_dir: str | os.PathLike | None, *, n_events: int, pileup: f
     return ensure_simulated(n_events, pileup, seed, pixel_only=pixel_only, tracks=tracks, progress=progress)
 
 
+#: The real TrackML samples shipped in data/real/ (see its README.md).
+REAL_SETS = ("mini", "full", "pix1gev", "barrel20")
+
+
 def real_trackml_dir(kind: str = "mini") -> Path:
     """A folder of the real TrackML samples shipped beside the project: ``mini`` (a reduced event
-    with truth) or ``full`` (full-size hits of event 1001, particles of events 1000 and 1001)."""
-    if kind not in ("mini", "full"):
-        raise ConfigError(f"kind={kind!r}: expected 'mini' or 'full'")
+    with truth), ``full`` (full-size hits of event 1001, particles of events 1000 and 1001),
+    ``pix1gev`` (event 1001: pixel hits of the pT > 1 GeV particles, estimated momenta) or
+    ``barrel20`` (event 1000: barrel hits of 20% of the particles and 20% of the noise)."""
+    if kind not in REAL_SETS:
+        raise ConfigError(f"kind={kind!r}: expected one of {', '.join(map(repr, REAL_SETS))}")
     path = SHARED_TRACKML_DIR / kind
     if not path.is_dir():
         raise DataError(f"{path}: the real TrackML samples are not there (set TRACKSTUDY_TRACKML to their folder)")
