@@ -10,13 +10,13 @@ from trackstudy.models.features import (AVAILABLE_FEATURES, DEFAULT_FEATURES, Fe
 def test_hand_computed_values():
     # hit at (x, y, z) = (100, 100, 200) mm: r = 141.42 mm, phi = pi/4, eta = asinh(200/141.42)
     cfg = FeatureConfig(names=AVAILABLE_FEATURES)
-    f = feature_array([100.0], [100.0], [200.0], cfg)[0]
+    f = feature_array([100.0], [100.0], [200.0], cfg, cluster=[0])[0]
     r = np.sqrt(2) * 100
     expected = {"x": 0.5, "y": 0.5, "z": 200 / 1500, "r": r / 200, "sin_phi": np.sqrt(0.5),
                 "cos_phi": np.sqrt(0.5), "phi": 0.25, "eta": np.arcsinh(200 / r) / 5,
-                "theta": np.arctan2(r, 200) / np.pi}
+                "theta": np.arctan2(r, 200) / np.pi, "dphi_cl": 0.0, "deta_cl": 0.0}  # alone in its cluster
     for name, value in zip(cfg.names, f):
-        assert value == pytest.approx(expected[name], rel=1e-6), name
+        assert value == pytest.approx(expected[name], rel=1e-6, abs=1e-7), name
 
 
 def test_default_order_dtype_and_fixed_scales():

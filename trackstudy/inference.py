@@ -213,7 +213,8 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
                                 + (" in the pixel volumes 7, 8, 9" if pixel_only else ""))
             labels = cluster_hits(sel, loc)
         with clock("features"):
-            x = torch.from_numpy(hit_features(sel, model.feature_cfg, source=f"event {event_id} hits"))
+            x = torch.from_numpy(hit_features(sel, model.feature_cfg, source=f"event {event_id} hits",
+                                              cluster=labels))
             x = x[None].to(dev)  # (1, N, F)
             eta, phi = (torch.from_numpy(a)[None].to(dev) for a in hit_angles(sel))
             lab = None if labels is None else torch.from_numpy(labels)[None].to(dev)

@@ -14,6 +14,16 @@ training and inference alike.
     eta       asinh(z / r) / eta_scale            eta_scale = 5 (pixel hits reach |eta| ~ 4.6); r = 0 is clipped
     theta     atan2(r, z) / pi                    (in [0, 1])
 
+Cluster-relative features (need the hits' locality cluster labels; a locality cluster is a
+narrow window in (eta, phi), where the global features differ between neighbouring tracks only
+in their third decimal):
+
+    dphi_cl   wrap(phi - phi_c) / local_scale     phi_c = circular mean of the cluster's hit phi
+    deta_cl   (eta - eta_c) / local_scale         eta_c = mean of the cluster's hit eta (clipped)
+
+local_scale = 0.1 (rad, units of eta). They depend only on the hit and its own cluster, so a
+cluster's features are the same whether it is run alone or inside its full event.
+
 With the defaults the pixel-detector features lie roughly in [-1, 1]. For the full detector
 (strips up to r ~ 1025 mm, |z| ~ 3000 mm) use :data:`FULL_DETECTOR_SCALES`.
 """
@@ -29,7 +39,9 @@ import pandas as pd
 from trackstudy.errors import ConfigError, DataError
 
 #: Every feature this module can compute, in a canonical order.
-AVAILABLE_FEATURES = ("x", "y", "z", "r", "sin_phi", "cos_phi", "phi", "eta", "theta")
+AVAILABLE_FEATURES = ("x", "y", "z", "r", "sin_phi", "cos_phi", "phi", "eta", "theta", "dphi_cl", "deta_cl")
+#: Features that need the hits' locality cluster labels.
+CLUSTER_FEATURES = ("dphi_cl", "deta_cl")
 #: The default feature list: normalised x, y, z plus r, sin/cos phi and eta.
 DEFAULT_FEATURES = ("x", "y", "z", "r", "sin_phi", "cos_phi", "eta")
 #: Scales (mm, mm, 1) suited to the pixel detector (volumes 7, 8, 9).
@@ -49,6 +61,7 @@ class FeatureConfig:
     xy_scale: float = PIXEL_SCALES["xy_scale"]
     z_scale: float = PIXEL_SCALES["z_scale"]
     eta_scale: float = PIXEL_SCALES["eta_scale"]
+    local_scale: float = 0.1
 
     def __post_init__(self):
         if isinstance(self.names, str):
@@ -62,7 +75,7 @@ class FeatureConfig:
                               f"choose from {', '.join(AVAILABLE_FEATURES)}")
         if len(set(self.names)) != len(self.names):
             raise ConfigError(f"FeatureConfig.names: duplicated feature in {self.names}")
-        for key in ("xy_scale", "z_scale", "eta_scale"):
+        for key in ("xy_scale", "z_scale", "eta_scale", "local_scale"):
             value = getattr(self, key)
             if not (np.isfinite(value) and value > 0):
                 raise ConfigError(f"FeatureConfig.{key} must be a positive number, got {value!r}")
@@ -70,6 +83,11 @@ class FeatureConfig:
     @property
     def n_features(self) -> int:
         return len(self.names)
+
+    @property
+    def needs_clusters(self) -> bool:
+        """True when a feature is relative to the hit's locality cluster (see CLUSTER_FEATURES)."""
+        return any(n in CLUSTER_FEATURES for n in self.names)
 
     def to_dict(self) -> dict:
         """Plain dict (lists, floats) for checkpoints loaded with weights_only=True."""
@@ -82,14 +100,40 @@ class FeatureConfig:
         return cls(**{**d, "names": tuple(d["names"])})
 
 
-def feature_array(x, y, z, cfg: FeatureConfig | None = None) -> np.ndarray:
-    """(N, F) float32 features of hits at positions x, y, z (mm), columns in ``cfg.names`` order."""
+def _cluster_offsets(eta: np.ndarray, ph: np.ndarray, cluster) -> tuple[np.ndarray, np.ndarray]:
+    """(eta - eta_c, wrap(phi - phi_c)) of each hit relative to its cluster's centre (mean eta,
+    circular mean phi). Grouped sums with np.bincount: one pass, no Python loop over clusters."""
+    c = np.asarray(cluster)
+    if c.shape != eta.shape or not np.issubdtype(c.dtype, np.integer):
+        raise DataError(f"cluster-relative features: cluster labels must be {eta.shape[0]} integers, "
+                        f"got {c.dtype} {c.shape}")
+    if c.size and c.min() < 0:
+        raise DataError(f"cluster-relative features: cluster label {int(c.min())} < 0 "
+                        "(every hit needs a locality cluster)")
+    _, inv = np.unique(c, return_inverse=True)
+    inv = inv.reshape(-1)
+    n = np.bincount(inv).astype(np.float64)
+    eta_c = np.bincount(inv, weights=eta) / n
+    phi_c = np.arctan2(np.bincount(inv, weights=np.sin(ph)), np.bincount(inv, weights=np.cos(ph)))
+    dphi = np.mod(ph - phi_c[inv] + np.pi, 2 * np.pi) - np.pi
+    return eta - eta_c[inv], dphi
+
+
+def feature_array(x, y, z, cfg: FeatureConfig | None = None, cluster=None) -> np.ndarray:
+    """(N, F) float32 features of hits at positions x, y, z (mm), columns in ``cfg.names`` order.
+    ``cluster``: (N,) locality labels, needed by the cluster-relative features only."""
     cfg = cfg or FeatureConfig()
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     z = np.asarray(z, dtype=np.float64)
     r = np.hypot(x, y)
     ph = np.arctan2(y, x)
+    if cfg.needs_clusters:
+        if cluster is None:
+            raise ConfigError(f"features {[n for n in cfg.names if n in CLUSTER_FEATURES]} are relative to the "
+                              "hit's locality cluster: they need cluster labels (a locality.method other than "
+                              "'none')")
+        deta, dphi = _cluster_offsets(np.arcsinh(z / np.maximum(r, _MIN_R_MM)), ph, cluster)
     cols = []
     for name in cfg.names:
         if name == "x":
@@ -110,11 +154,17 @@ def feature_array(x, y, z, cfg: FeatureConfig | None = None) -> np.ndarray:
             cols.append(np.arcsinh(z / np.maximum(r, _MIN_R_MM)) / cfg.eta_scale)
         elif name == "theta":
             cols.append(np.arctan2(r, z) / np.pi)
+        elif name == "dphi_cl":
+            cols.append(dphi / cfg.local_scale)
+        elif name == "deta_cl":
+            cols.append(deta / cfg.local_scale)
     return np.stack(cols, axis=-1).astype(np.float32, copy=False).reshape(len(x), len(cols))
 
 
-def hit_features(hits: pd.DataFrame, cfg: FeatureConfig | None = None, *, source: str = "hits") -> np.ndarray:
-    """(N, F) float32 features of the rows of a hits DataFrame (columns x, y, z in mm).
+def hit_features(hits: pd.DataFrame, cfg: FeatureConfig | None = None, *, source: str = "hits",
+                 cluster=None) -> np.ndarray:
+    """(N, F) float32 features of the rows of a hits DataFrame (columns x, y, z in mm);
+    ``cluster`` (N,) locality labels for the cluster-relative features.
 
     Raises DataError naming the column when x, y or z is missing or not finite.
     """
@@ -128,7 +178,7 @@ def hit_features(hits: pd.DataFrame, cfg: FeatureConfig | None = None, *, source
         bad = ~np.isfinite(values.astype(np.float64))
         if bad.any():
             raise DataError(f"{source}: column {col!r} has a non-finite value at row {int(np.argmax(bad))}")
-    return feature_array(hits["x"].to_numpy(), hits["y"].to_numpy(), hits["z"].to_numpy(), cfg)
+    return feature_array(hits["x"].to_numpy(), hits["y"].to_numpy(), hits["z"].to_numpy(), cfg, cluster)
 
 
 def feature_names(cfg: FeatureConfig | None = None) -> list[str]:
@@ -141,5 +191,5 @@ def select_features(names: Sequence[str], **scales) -> FeatureConfig:
     return FeatureConfig(names=tuple(names), **scales)
 
 
-__all__ = ["AVAILABLE_FEATURES", "DEFAULT_FEATURES", "FULL_DETECTOR_SCALES", "PIXEL_SCALES", "FeatureConfig",
+__all__ = ["AVAILABLE_FEATURES", "CLUSTER_FEATURES", "DEFAULT_FEATURES", "FULL_DETECTOR_SCALES", "PIXEL_SCALES", "FeatureConfig",
            "feature_array", "feature_names", "hit_features", "select_features"]

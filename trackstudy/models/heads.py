@@ -40,7 +40,7 @@ from trackstudy.errors import ConfigError, DataError
 from trackstudy.models.attention import AttentionContext
 from trackstudy.models.encoder import Encoder, EncoderConfig
 from trackstudy.models.features import FeatureConfig, hit_features
-from trackstudy.models.losses import contrastive_loss, joint_loss, masked_cross_entropy, masked_mse
+from trackstudy.models.losses import contrastive_loss, joint_loss, masked_bce, masked_cross_entropy, masked_mse
 from trackstudy.models.targets import REG_TARGETS, RoadBinning
 from trackstudy.postprocessing import track_formation as tf
 
@@ -55,7 +55,10 @@ class HeadConfig:
     n_classes: road classes of EncCla/JM (from the RoadBinning), noise: "class" (an extra output
     for noise hits) or "ignore" (noise excluded from the cross-entropy); n_latent: free latents of
     EncReg/JM; cla_layers: Y of JM X:Y (X is the encoder config's n_layers); alpha, beta: JM loss
-    weights; embed_dim, temperature, pt_min: contrastive.
+    weights; embed_dim, temperature, pt_min: contrastive; filter_weight > 0 adds to the contrastive
+    model a hit filter (a logit per hit: does the hit belong to a particle with pT > filter_pt GeV?),
+    trained with binary cross-entropy weighted by filter_weight, which track formation uses to
+    leave the hits of low-pT particles and noise out of track candidates (hepattn's hit filter).
     """
 
     family: str = "contrastive"
@@ -68,6 +71,8 @@ class HeadConfig:
     embed_dim: int = 32
     temperature: float = 0.05
     pt_min: float = 0.9
+    filter_weight: float = 0.0
+    filter_pt: float = 0.9
 
     def __post_init__(self):
         if self.family not in FAMILIES:
@@ -84,6 +89,9 @@ class HeadConfig:
                 raise ConfigError(f"HeadConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.temperature <= 0:
             raise ConfigError(f"HeadConfig.temperature must be > 0, got {self.temperature}")
+        if self.filter_weight < 0 or self.filter_pt < 0:
+            raise ConfigError(f"HeadConfig: filter_weight and filter_pt must be >= 0, got {self.filter_weight}, "
+                              f"{self.filter_pt}")
         if self.alpha < 0 or self.beta < 0:
             raise ConfigError(f"HeadConfig: alpha and beta must be >= 0, got {self.alpha}, {self.beta}")
 
@@ -226,7 +234,7 @@ class TrackModel(nn.Module):
         self.eval()
         try:
             t0 = time.perf_counter()
-            x = torch.as_tensor(hit_features(hits, self.feature_cfg))[None].to(device)
+            x = torch.as_tensor(hit_features(hits, self.feature_cfg, cluster=cluster))[None].to(device)
             r = np.hypot(hits["x"].to_numpy(np.float64), hits["y"].to_numpy(np.float64))
             eta = torch.as_tensor(np.arcsinh(hits["z"].to_numpy(np.float64) / np.maximum(r, 1e-3)),
                                   dtype=torch.float32)[None]
@@ -324,13 +332,15 @@ class JointModel(TrackModel):
 
 
 class ContrastiveModel(TrackModel):
-    """Encoder + linear projection to an ``embed_dim`` embedding per hit (contrastive loss)."""
+    """Encoder + linear projection to an ``embed_dim`` embedding per hit (contrastive loss), and
+    optionally (``head_cfg.filter_weight > 0``) a hit-filter logit per hit."""
 
     family = "contrastive"
 
     def __init__(self, encoder_cfg, head_cfg, feature_cfg=None, binning=None, track_params=None):
         super().__init__(encoder_cfg, head_cfg, feature_cfg, binning, track_params)
         self.projection = nn.Linear(encoder_cfg.d_model, head_cfg.embed_dim)
+        self.hit_filter = nn.Linear(encoder_cfg.d_model, 1) if head_cfg.filter_weight > 0 else None
 
     def default_track_params(self):
         return tf.EmbeddingTrackParams()
@@ -338,13 +348,22 @@ class ContrastiveModel(TrackModel):
     def forward(self, x, ctx=None, *, backend=None):
         ctx = self._ctx(x, ctx)
         h = self._encode("encoder", self.encoder, x, ctx, backend)
-        return {"embedding": _zero_padding(self.projection(h), ctx.pad_mask)}  # (B, T, embed_dim)
+        out = {"embedding": _zero_padding(self.projection(h), ctx.pad_mask)}  # (B, T, embed_dim)
+        if self.hit_filter is not None:
+            out["filter"] = _zero_padding(self.hit_filter(h), ctx.pad_mask)[..., 0]  # (B, T) logits
+        return out
 
     def loss(self, outputs, batch):
         loss, parts = contrastive_loss(outputs["embedding"], batch["particle_id"], batch["pt"], batch["pad_mask"],
                                        batch.get("cluster"), temperature=self.head_cfg.temperature,
                                        pt_min=self.head_cfg.pt_min)
-        return loss, {"loss": parts["contrastive"], "n_anchors": parts["n_anchors"], "floor": parts["floor"]}
+        out = {"loss": parts["contrastive"], "n_anchors": parts["n_anchors"], "floor": parts["floor"]}
+        if self.hit_filter is not None:
+            target = (batch["particle_id"] > 0) & (batch["pt"] > self.head_cfg.filter_pt)
+            bce = masked_bce(outputs["filter"], target, batch["pad_mask"])
+            loss = loss + self.head_cfg.filter_weight * bce
+            out.update({"loss": float(loss.detach()), "filter_bce": float(bce.detach())})
+        return loss, out
 
 
 MODEL_CLASSES = {"enc_cla": EncCla, "enc_reg": EncReg, "jm": JointModel, "contrastive": ContrastiveModel}

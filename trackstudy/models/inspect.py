@@ -77,7 +77,7 @@ def event_attention(model, hits: pd.DataFrame, *, cluster=None, max_hits: int = 
     from trackstudy.models.features import hit_features
 
     device = next(model.parameters()).device
-    x = torch.as_tensor(hit_features(hits, model.feature_cfg))[None].to(device)
+    x = torch.as_tensor(hit_features(hits, model.feature_cfg, cluster=cluster))[None].to(device)
     eta, phi = _hit_angles(hits)
     lab = None if cluster is None else torch.as_tensor(np.asarray(cluster, dtype=np.int64))[None]
     ctx = AttentionContext(torch.ones(1, n, dtype=torch.bool), lab, device=device)

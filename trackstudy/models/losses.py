@@ -64,6 +64,18 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     return err.sum() / n
 
 
+def masked_bce(logits: torch.Tensor, target: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy with logits over the hits where ``pad_mask`` (B, T) is True;
+    logits (B, T) float, target (B, T) bool or 0/1."""
+    if logits.shape != target.shape:
+        raise ConfigError(f"masked_bce: logits shape {tuple(logits.shape)} != target shape {tuple(target.shape)}")
+    n = pad_mask.sum()
+    if n == 0:
+        return _zero_like_graph(logits)
+    err = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
+    return err.masked_fill(~pad_mask, 0.0).sum() / n
+
+
 def _capacities(max_size: int, growth: float) -> torch.Tensor:
     """Padded block sizes: 2, 4, 8, then multiples of 8 growing by ``growth`` (up to max_size)."""
     caps = [2, 4, 8]
@@ -194,5 +206,6 @@ def joint_loss(reg_loss: torch.Tensor, cla_loss: torch.Tensor, alpha: float = 1.
     return alpha * reg_loss + beta * cla_loss
 
 
-__all__ = ["cluster_blocks", "contrastive_loss", "event_cluster_labels", "joint_loss", "masked_cross_entropy",
+__all__ = ["cluster_blocks", "contrastive_loss", "event_cluster_labels", "joint_loss", "masked_bce",
+           "masked_cross_entropy",
            "masked_mse"]

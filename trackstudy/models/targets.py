@@ -273,7 +273,8 @@ def make_sample(df: pd.DataFrame, *, feature_cfg=None, binning: RoadBinning | No
 
     if "hit_id" not in df.columns:
         raise DataError(f"{source}: column 'hit_id' is missing")
-    out = {"x": hit_features(df, feature_cfg, source=source), "hit_id": df["hit_id"].to_numpy().astype(np.int64)}
+    out = {"x": hit_features(df, feature_cfg, source=source, cluster=cluster),
+           "hit_id": df["hit_id"].to_numpy().astype(np.int64)}
     x, y, z = (df[c].to_numpy(np.float64) for c in ("x", "y", "z"))
     r = np.hypot(x, y)
     out["eta"] = np.arcsinh(z / np.maximum(r, 1e-3)).astype(np.float32)

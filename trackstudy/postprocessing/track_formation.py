@@ -89,6 +89,15 @@ class EmbeddingTrackParams:
     whole event, chunked). dbscan/hdbscan: ``eps`` (Euclidean on unit vectors), ``min_samples``,
     ``min_cluster_size``, ``selection`` (HDBSCAN "eom"/"leaf"). ``device`` for the knn search and the
     per-cluster DBSCAN graph: "auto" (CUDA when present), "cpu", "cuda".
+
+    Full-event post-processing (every method): ``max_hits`` (0 = no cap) splits a knn track larger
+    than a particle can be by raising the similarity its edges need, step by step, until every
+    piece fits (pieces that never fit become one-hit tracks); ``merge_threshold`` (None = off)
+    joins two tracks of different locality clusters whose mean unit embeddings have a cosine
+    similarity >= it and are each other's nearest such track (one particle cut by the clustering),
+    never beyond ``max_hits``; ``min_filter`` (0 = off, needs the model's hit-filter output)
+    dissolves tracks whose mean hit-filter probability is below it into one-hit tracks, so that the
+    hits of low-pT particles and noise make no track candidates.
     """
 
     method: str = "knn"
@@ -101,8 +110,18 @@ class EmbeddingTrackParams:
     min_cluster_size: int = 2
     selection: str = "eom"
     device: str = "auto"
+    max_hits: int = 0
+    merge_threshold: float | None = None
+    min_filter: float = 0.0
 
     def __post_init__(self):
+        if self.max_hits < 0:
+            raise ConfigError(f"EmbeddingTrackParams.max_hits must be >= 0 (0 = no cap), got {self.max_hits}")
+        if self.merge_threshold is not None and not -1.0 <= self.merge_threshold <= 1.0:
+            raise ConfigError("EmbeddingTrackParams.merge_threshold is a cosine similarity in [-1, 1] (or None), "
+                              f"got {self.merge_threshold}")
+        if not 0.0 <= self.min_filter <= 1.0:
+            raise ConfigError(f"EmbeddingTrackParams.min_filter is a probability in [0, 1], got {self.min_filter}")
         if self.method not in ("knn", "dbscan", "hdbscan"):
             raise ConfigError(f"EmbeddingTrackParams.method must be 'knn', 'dbscan' or 'hdbscan', got {self.method!r}")
         if self.k < 1:
@@ -396,35 +415,122 @@ def components_from_edges(n: int, src: np.ndarray, dst: np.ndarray, *, mutual: b
     return labels.astype(np.int64)
 
 
+def _split_oversized(labels: np.ndarray, src: np.ndarray, dst: np.ndarray, sim: np.ndarray, threshold: float,
+                     max_hits: int, mutual: bool) -> np.ndarray:
+    """Labels with every component larger than ``max_hits`` split by raising the similarity its
+    edges need (threshold + (1 - threshold) * 0.25, 0.5, 0.75, 0.9, 0.97); pieces still too large
+    at the end become one-hit tracks (-1). Only the oversized components are revisited."""
+    labels = labels.copy()
+    n = len(labels)
+    for frac in (0.25, 0.5, 0.75, 0.9, 0.97):
+        sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, dtype=np.int64)
+        big = np.flatnonzero(sizes > max_hits)
+        if big.size == 0:
+            return labels
+        in_big = np.isin(labels, big)
+        cut = threshold + (1.0 - threshold) * frac
+        keep = in_big[src] & in_big[dst] & (labels[src] == labels[dst]) & (sim >= cut)
+        sub = components_from_edges(n, src[keep], dst[keep], mutual=mutual)
+        labels[in_big] = labels.max(initial=-1) + 1 + sub[in_big]  # fresh labels for the pieces
+    sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, dtype=np.int64)
+    labels[(labels >= 0) & (sizes[np.maximum(labels, 0)] > max_hits)] = -1
+    return labels
+
+
+def _merge_across_clusters(labels: np.ndarray, emb: torch.Tensor, cluster: np.ndarray, threshold: float,
+                           max_hits: int) -> np.ndarray:
+    """Join tracks (labels >= 0, at least 2 hits) of different locality clusters whose mean unit
+    embeddings are mutual nearest neighbours with cosine >= threshold; merged size <= max_hits
+    (when > 0). Each track is merged at most once."""
+    ok = labels >= 0
+    if not ok.any():
+        return labels
+    lab = labels[ok]
+    sizes = np.bincount(lab)
+    ntr = len(sizes)
+    cent = torch.zeros(ntr, emb.shape[1], dtype=emb.dtype, device=emb.device)
+    cent.index_add_(0, torch.as_tensor(lab, device=emb.device), emb[torch.as_tensor(np.flatnonzero(ok),
+                                                                                    device=emb.device)])
+    cent = torch.nn.functional.normalize(cent, dim=-1)
+    track_cluster = np.zeros(ntr, dtype=np.int64)
+    track_cluster[lab] = cluster[ok]
+    cand = np.flatnonzero(sizes >= 2)
+    if cand.size < 2:
+        return labels
+    c = cent[torch.as_tensor(cand, device=emb.device)]
+    tc = torch.as_tensor(track_cluster[cand], device=emb.device)
+    best = torch.empty(len(cand), dtype=torch.int64, device=emb.device)
+    best_sim = torch.empty(len(cand), dtype=c.dtype, device=emb.device)
+    rows = max(1, (1 << 24) // len(cand))
+    for r0 in range(0, len(cand), rows):
+        sim = c[r0:r0 + rows] @ c.T  # (rows, M)
+        sim = sim.masked_fill(tc[r0:r0 + rows, None] == tc[None, :], float("-inf"))  # other clusters only
+        best_sim[r0:r0 + rows], best[r0:r0 + rows] = sim.max(dim=1)
+    best, best_sim = best.cpu().numpy(), best_sim.cpu().numpy()
+    a = np.arange(len(cand))
+    mutual = (best[best] == a) & (a < best) & (best_sim >= threshold)
+    if max_hits > 0:
+        mutual &= sizes[cand] + sizes[cand[best]] <= max_hits
+    remap = np.arange(ntr)
+    remap[cand[best[mutual]]] = cand[a[mutual]]
+    out = labels.copy()
+    out[ok] = remap[lab]
+    return out
+
+
+def _filter_tracks(labels: np.ndarray, prob: np.ndarray, min_filter: float) -> np.ndarray:
+    """Labels with every track whose mean hit-filter probability is below ``min_filter`` dissolved
+    into one-hit tracks (-1)."""
+    ok = labels >= 0
+    if not ok.any():
+        return labels
+    lab = labels[ok]
+    mean = np.bincount(lab, weights=prob[ok]) / np.maximum(np.bincount(lab), 1)
+    out = labels.copy()
+    out[ok] = np.where(mean[lab] >= min_filter, lab, -1)
+    return out
+
+
 def tracks_from_embeddings(hit_ids, embedding, *, event_id: int = 0, cluster=None,
-                           params: EmbeddingTrackParams | None = None) -> pd.DataFrame:
+                           params: EmbeddingTrackParams | None = None, hit_filter=None) -> pd.DataFrame:
     """Contrastive: tracks from neighbours in embedding space (see the module docstring).
 
-    embedding (N, D) (need not be normalised); cluster (N,) int locality labels or None.
+    embedding (N, D) (need not be normalised); cluster (N,) int locality labels or None;
+    hit_filter (N,) hit-filter logits of the model (needed when ``params.min_filter`` > 0).
     """
     params = params or EmbeddingTrackParams()
     hit_ids = _np(hit_ids)
     n = len(hit_ids)
     c = _as_cluster(cluster, n)
+    dev = _device(params.device)
+    emb = embedding if isinstance(embedding, torch.Tensor) else torch.from_numpy(np.array(embedding))
+    emb = emb.detach().to(dev, torch.float32)
+    _check_rows(hit_ids, emb, "the embedding")
+    if not torch.isfinite(emb).all():
+        raise DataError("track formation: the embedding contains NaN or inf")
+    emb = torch.nn.functional.normalize(emb, dim=-1)
     if params.method == "knn":
-        dev = _device(params.device)
-        emb = embedding if isinstance(embedding, torch.Tensor) else torch.from_numpy(np.array(embedding))
-        emb = emb.detach().to(dev, torch.float32)
-        _check_rows(hit_ids, emb, "the embedding")
-        if not torch.isfinite(emb).all():
-            raise DataError("track formation: the embedding contains NaN or inf")
-        emb = torch.nn.functional.normalize(emb, dim=-1)
         ct = torch.as_tensor(c, device=dev) if (params.per_cluster and c is not None) else None
         src, dst = knn_edges(emb, params.k, params.threshold, ct)
-        labels = components_from_edges(n, src.cpu().numpy(), dst.cpu().numpy(), mutual=params.mutual)
-        return submission(event_id, hit_ids, labels_to_track_ids(labels))
-    x = _np(embedding).astype(np.float64)
-    _check_rows(hit_ids, x, "the embedding")
-    if not np.isfinite(x).all():
-        raise DataError("track formation: the embedding contains NaN or inf")
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    labels = _cluster_points(x, c if params.per_cluster else None, params.method, params.eps, params.min_samples,
-                             params.min_cluster_size, params.selection, unit=True, device=params.device)
+        s_np, d_np = src.cpu().numpy(), dst.cpu().numpy()
+        labels = components_from_edges(n, s_np, d_np, mutual=params.mutual)
+        if params.max_hits > 0:
+            sim = (emb[src] * emb[dst]).sum(-1).cpu().numpy()
+            labels = _split_oversized(labels, s_np, d_np, sim, params.threshold, params.max_hits, params.mutual)
+    else:
+        x = emb.cpu().numpy().astype(np.float64)
+        labels = _cluster_points(x, c if params.per_cluster else None, params.method, params.eps,
+                                 params.min_samples, params.min_cluster_size, params.selection, unit=True,
+                                 device=params.device)
+    if params.merge_threshold is not None and c is not None:
+        labels = _merge_across_clusters(labels, emb, c, params.merge_threshold, params.max_hits)
+    if params.min_filter > 0:
+        if hit_filter is None:
+            raise ConfigError("EmbeddingTrackParams.min_filter > 0 needs the model's hit-filter output "
+                              "(a contrastive model trained with model.head.filter_weight > 0)")
+        logit = _np(hit_filter).astype(np.float64).reshape(-1)
+        _check_rows(hit_ids, logit, "the hit filter")
+        labels = _filter_tracks(labels, 1.0 / (1.0 + np.exp(-logit)), params.min_filter)
     return submission(event_id, hit_ids, labels_to_track_ids(labels))
 
 
@@ -439,7 +545,7 @@ def form_tracks(outputs: Mapping, hit_ids, *, event_id: int = 0, cluster=None, p
         if "embedding" not in outputs:
             raise ConfigError("EmbeddingTrackParams given but the outputs have no 'embedding'")
         return tracks_from_embeddings(hit_ids, outputs["embedding"], event_id=event_id, cluster=cluster,
-                                      params=params)
+                                      params=params, hit_filter=outputs.get("filter"))
     if isinstance(params, ParamTrackParams) or (params is None and "logits" not in outputs and "params" in outputs):
         if "params" not in outputs:
             raise ConfigError("ParamTrackParams given but the outputs have no 'params'")

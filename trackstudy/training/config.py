@@ -5,7 +5,8 @@ A run config is a YAML mapping with five sections of flat keys (a few keys hold 
     model:    family, preset, backend, encoder: {EncoderConfig fields}, head: {HeadConfig fields},
               binning: {n_phi, n_theta, n_p}, features: {FeatureConfig fields}
     locality: method (none|dbscan|window|density|grid), params: {...}, vertex_scan
-    data:     train: {dir, n_events, pileup, seed, tracks, pixel_only}, val: {...}, online, root
+    data:     train: {dir, n_events, pileup, seed, tracks, pixel_only}, val: {...}, online, root, cache,
+              augment, sequences (event|cluster), min_cluster_hits
     train:    steps, batch_size, lr, min_lr, weight_decay, warmup_steps, schedule, clip_grad,
               eval_every, checkpoint_every, patience, seed, device, compile, max_minutes, ...
     tune:     n_events, metric, grid (one mapping param -> values, or a list of them)
@@ -32,6 +33,7 @@ PRESET_NAMES = ("tiny", "small", "paper", "cms")
 TRAIN_BACKENDS = ("dense", "flex", "packed", "lsh")
 LOCALITY_METHODS = ("none", "dbscan", "window", "density", "grid")
 SCHEDULES = ("cosine", "constant", "plateau")
+SEQUENCES = ("event", "cluster")
 
 _DATASET_DEFAULTS = {"dir": "", "n_events": 100, "pileup": 200.0, "seed": 0, "tracks": None, "pixel_only": True}
 
@@ -54,6 +56,8 @@ DEFAULTS: dict = {
         "root": "",  # folder of simulated datasets (sim/) and tensor caches (processed/); "" = data/
         "cache": True,
         "augment": False,  # random rotations about z and mirrors of the training events (detector symmetries)
+        "sequences": "event",  # "cluster": every locality cluster of a training event is one training sequence
+        "min_cluster_hits": 2,  # smaller clusters are not trained on (data.sequences: cluster)
     },
     "train": {
         "steps": 1000,
@@ -77,6 +81,7 @@ DEFAULTS: dict = {
         "schedule_by_time": False,  # cosine over min(steps, max_minutes): annealed even when the clock stops it
         "restore_best": True,  # the final model holds the weights of the best validation loss
         "eval_batch_size": 8,
+        "eval_tracks": 4,  # validation events whose tracks are formed and scored at every evaluation (0 = none)
         "num_threads": 0,  # CPU threads of torch (0 = torch's default); 1 is fastest on a busy, shared CPU
     },
     "tune": {
@@ -108,8 +113,8 @@ DEFAULT_GRIDS: dict = {
 #: Keys that may differ between a checkpoint's config and the config given to ``resume``: they
 #: change how long or how a run proceeds, not what it computes up to where it stopped.
 RESUMABLE_CHANGES = ("train.steps", "train.max_minutes", "train.checkpoint_every", "train.device",
-                     "train.compile", "train.patience", "train.num_threads", "tune.n_events", "tune.metric",
-                     "tune.grid")
+                     "train.compile", "train.patience", "train.num_threads", "train.eval_tracks", "tune.n_events",
+                     "tune.metric", "tune.grid")
 
 # Mapping-valued keys whose inner keys are checked elsewhere (EncoderConfig, HeadConfig, ...).
 _FREE_MAPPINGS = {"model.encoder", "model.head", "model.features", "locality.params"}
@@ -231,6 +236,15 @@ def resolve_config(config: dict | str | os.PathLike | None) -> dict:
             resolve_params(loc["method"], dict(loc["params"]))
         except ConfigError as exc:
             raise ConfigError(f"locality.params: {exc}") from None
+    _choice(data["sequences"], SEQUENCES, "data.sequences")
+    if data["sequences"] == "cluster":
+        if loc["method"] == "none":
+            raise ConfigError("data.sequences: 'cluster' trains on locality clusters; set locality.method "
+                              f"({', '.join(m for m in LOCALITY_METHODS if m != 'none')})")
+        if data["online"]:
+            raise ConfigError("data.sequences: 'cluster' needs a fixed training set; set data.online: false")
+    if data["min_cluster_hits"] < 1:
+        raise ConfigError(f"data.min_cluster_hits: must be >= 1, got {data['min_cluster_hits']}")
     _check_dataset(data["train"], "data.train", online=data["online"])
     _check_dataset(data["val"], "data.val")
     for key in ("steps", "batch_size", "eval_every", "checkpoint_every", "eval_batch_size"):
@@ -238,7 +252,7 @@ def resolve_config(config: dict | str | os.PathLike | None) -> dict:
     for key in ("lr",):
         _positive(cfg, f"train.{key}")
     for key in ("min_lr", "weight_decay", "warmup_steps", "clip_grad", "patience", "max_minutes", "num_threads",
-                "length_buckets"):
+                "length_buckets", "eval_tracks"):
         _positive(cfg, f"train.{key}", allow_zero=True)
     _choice(tr["schedule"], SCHEDULES, "train.schedule")
     if tr["schedule_by_time"] and not tr["max_minutes"]:
@@ -366,6 +380,6 @@ def diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
-__all__ = ["DEFAULTS", "DEFAULT_GRIDS", "FAMILIES", "LOCALITY_METHODS", "RESUMABLE_CHANGES", "SCHEDULES",
+__all__ = ["DEFAULTS", "DEFAULT_GRIDS", "FAMILIES", "LOCALITY_METHODS", "RESUMABLE_CHANGES", "SCHEDULES", "SEQUENCES",
            "TRAIN_BACKENDS", "config_hash", "diff_keys", "dump_yaml", "load_yaml", "normalise_grid",
            "resolve_config", "set_value"]

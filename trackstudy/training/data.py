@@ -46,7 +46,7 @@ CACHE_VERSION = 2
 BATCH_KEYS = ("x", "hit_id", "eta", "phi", "cluster", "particle_id", "pt", "reg_target", "reg_mask", "cls_target")
 
 __all__ = ["BATCH_KEYS", "CACHE_VERSION", "Dataset", "OnlineEvents", "add_class_targets", "augment_sample",
-           "cache_key", "data_root", "dataset_folder", "epoch_batches", "event_sample", "fit_binning", "load_dataset",
+           "cache_key", "cluster_samples", "data_root", "dataset_folder", "epoch_batches", "event_sample", "fit_binning", "load_dataset",
            "locality_labels", "make_batch", "spec_folder"]
 
 
@@ -87,12 +87,13 @@ def event_sample(event: Event, *, feature_cfg: FeatureConfig, locality: dict | N
 
 
 def augment_sample(sample: dict, rng: np.random.Generator, *, feature_cfg: FeatureConfig, locality: dict | None,
-                   binning: RoadBinning | None = None, noise: str = "class") -> dict:
+                   binning: RoadBinning | None = None, noise: str = "class", recluster: bool = True) -> dict:
     """A randomly transformed copy of a sample, by symmetries of the detector and the field:
     a rotation about the beam axis by a uniform angle, a mirror z -> -z (probability 1/2) and a
     mirror y -> -y with the charges flipped (probability 1/2; a mirrored helix bends the other
     way). Positions and particle momenta move together; features, eta/phi, regression targets,
-    road classes and locality clusters are recomputed from them."""
+    road classes and (with ``recluster``) locality clusters are recomputed from them. A sample
+    that is one locality cluster (:func:`cluster_samples`) keeps its label: ``recluster=False``."""
     from trackstudy.models.features import feature_array
     from trackstudy.models.targets import particle_parameters
 
@@ -108,7 +109,9 @@ def augment_sample(sample: dict, rng: np.random.Generator, *, feature_cfg: Featu
     out = dict(sample)
     out["xyz"] = np.stack([x, y, z], axis=-1)
     out["mom"] = np.stack([px, py, pz, q], axis=-1)
-    out["x"] = feature_array(x, y, z, feature_cfg)
+    if "cluster" in sample and recluster:
+        out["cluster"] = locality_labels(pd.DataFrame({"x": x, "y": y, "z": z}), locality)
+    out["x"] = feature_array(x, y, z, feature_cfg, out.get("cluster"))
     r = np.hypot(x, y)
     out["eta"] = np.arcsinh(z / np.maximum(r, 1e-3)).astype(np.float32)
     out["phi"] = np.arctan2(y, x).astype(np.float32)
@@ -117,10 +120,42 @@ def augment_sample(sample: dict, rng: np.random.Generator, *, feature_cfg: Featu
     reg = np.stack([par["theta"], np.sin(par["phi"]), np.cos(par["phi"]), q], axis=-1)
     reg[~real] = 0.0
     out["reg_target"] = reg.astype(np.float32)
-    if "cluster" in sample:
-        out["cluster"] = locality_labels(pd.DataFrame({"x": x, "y": y, "z": z}), locality)
     if binning is not None:
         add_class_targets([out], binning, noise=noise)
+    return out
+
+
+def cluster_samples(samples: list[dict], min_hits: int = 2) -> list[dict]:
+    """Every locality cluster of the event samples with at least ``min_hits`` hits, as a sample of
+    its own: the cluster's rows of every per-hit array (features computed on the whole event, so a
+    cluster is a window of its event, not a new event) and ``cluster`` set to 0 (one neighbourhood
+    for the loss). ``event`` and ``cluster_label`` record where it came from. Run through the same
+    weights, a cluster alone gives exactly the per-hit outputs it gets inside its full event with a
+    cluster-masked backend: attention never crosses clusters and the rest of the network is per hit.
+    Clusters are ordered by (event, label), so the list is a deterministic function of the samples."""
+    if min_hits < 1:
+        raise ConfigError(f"data.min_cluster_hits: must be >= 1, got {min_hits}")
+    out = []
+    for e, s in enumerate(samples):
+        if "cluster" not in s:
+            raise ConfigError("data.sequences='cluster' needs locality clusters: set locality.method "
+                              "(dbscan, window, density or grid)")
+        c = np.asarray(s["cluster"])
+        n = len(c)
+        order = np.argsort(c, kind="stable")
+        labels, starts, counts = np.unique(c[order], return_index=True, return_counts=True)
+        for lab, st, cnt in zip(labels, starts, counts):
+            if cnt < min_hits:
+                continue
+            idx = order[st:st + cnt]
+            unit = {k: v[idx] for k, v in s.items() if hasattr(v, "__len__") and len(v) == n}
+            unit["cluster"] = np.zeros(cnt, dtype=np.int64)
+            unit["event"] = np.full(cnt, e, dtype=np.int64)
+            unit["cluster_label"] = np.full(cnt, lab, dtype=np.int64)
+            out.append(unit)
+    if not out:
+        raise DataError(f"no locality cluster with >= {min_hits} hits in the training events "
+                        "(data.min_cluster_hits)")
     return out
 
 

@@ -314,18 +314,35 @@ class Trainer:
         if len(self.val) == 0:
             raise DataError("data.val: no validation events")
 
+    def _make_units(self) -> None:
+        """The training sequences: the training events, or (``data.sequences: cluster``) every
+        locality cluster of them with at least ``data.min_cluster_hits`` hits."""
+        if self.train_set is None:
+            self.train_units = None
+            return
+        d = self.cfg["data"]
+        if d["sequences"] == "cluster":
+            self.train_units = tdata.cluster_samples(self.train_set.samples, d["min_cluster_hits"])
+            if self.dist.is_main and self.progress:
+                sizes = np.array([len(u["x"]) for u in self.train_units])
+                print(f"trackstudy train: {len(sizes):,} locality clusters of {len(self.train_set)} events as "
+                      f"training sequences ({sizes.min()}-{sizes.max()} hits, median {int(np.median(sizes))})",
+                      file=sys.stderr)
+        else:
+            self.train_units = self.train_set.samples
+
     def _train_lengths(self):
-        """Hits of each training event (for length bucketing); None for online data, whose events
+        """Hits of each training sequence (for length bucketing); None for online data, whose events
         are only simulated when their batch comes."""
-        if self.train_set is None or not self.cfg["train"]["length_buckets"]:
+        if self.train_units is None or not self.cfg["train"]["length_buckets"]:
             return None
-        return np.array([len(s["x"]) for s in self.train_set.samples])  # once per epoch: negligible
+        return np.array([len(s["x"]) for s in self.train_units])  # once per epoch: negligible
 
     def _train_sample(self, epoch: int, index: int) -> dict:
         """Training sample ``index``; online data are simulated when first needed in an epoch (each
         DDP rank simulates only the events of its own batches)."""
         if self.online is None:
-            sample = self.train_set.samples[index]
+            sample = self.train_units[index]
         else:
             if self._online_epoch != epoch:
                 self._online_samples, self._online_epoch = {}, epoch
@@ -339,7 +356,8 @@ class Trainer:
             rng = np.random.default_rng([int(self.cfg["train"]["seed"]), 7, int(epoch), int(index)])
             sample = tdata.augment_sample(sample, rng, feature_cfg=self.feature_cfg, locality=self.locality,
                                           binning=self.binning,
-                                          noise=self.cfg["model"]["head"].get("noise", "class"))
+                                          noise=self.cfg["model"]["head"].get("noise", "class"),
+                                          recluster=self.cfg["data"]["sequences"] != "cluster")
         return sample
 
     def _prepare_samples(self, samples: list[dict]) -> None:
@@ -501,6 +519,15 @@ class Trainer:
             self.plateau.step(val)
         row = {"step": self.step, "epoch": self.epoch, **res, "best_val_loss": self.best_val_loss,
                "lr": self.optimizer.param_groups[0]["lr"], "train_seconds": self.train_seconds}
+        n_tracks = self.cfg["train"]["eval_tracks"]
+        if n_tracks and self.dist.is_main:
+            # the curve users watch: tracks formed with the current track parameters, scored
+            t0 = time.perf_counter()
+            m = self._validation_metrics(n_tracks)
+            row.update({f"val_{k}": m.get(k) for k in ("trackml_score", "dm_efficiency", "fake_rate",
+                                                       "duplicate_rate", "barrel_dm_efficiency",
+                                                       "endcap_dm_efficiency")})
+            row["val_tracks_seconds"] = time.perf_counter() - t0
         self.val_log.write(row)
         patience = self.cfg["train"]["patience"]
         if patience and self.bad_evals >= patience:
@@ -543,6 +570,7 @@ class Trainer:
         _seed_everything(tr["seed"])
         self._load_data()
         self._build_model(ckpt)
+        self._make_units()
         self.step = self.epoch = self.batch_in_epoch = self.bad_evals = 0
         self.best_val_loss, self.best_step, self.train_seconds = float("inf"), -1, 0.0
         self.stopped, self.epoch_loss = "", [0.0, 0]
@@ -575,7 +603,7 @@ class Trainer:
         tr, info = self.cfg["train"], self.dist
         steps = tr["steps"]
         max_s = tr["max_minutes"] * 60.0
-        n_train = len(self.train_set) if self.train_set is not None else len(self.online)
+        n_train = len(self.train_units) if self.train_units is not None else len(self.online)
         bar = tqdm(total=steps, initial=self.step, desc="train", unit="step",
                    disable=not (self.progress and info.is_main), dynamic_ncols=True)
         if max_s > 0 and self.train_seconds >= max_s and not self.stopped:
@@ -684,7 +712,7 @@ class Trainer:
             "tune": {"metric": self.cfg["tune"]["metric"], "n_events": len(self._tune_indices()),
                      "top": tune_table.head(5).to_dict(orient="records") if tune_table is not None else []},
             "validation": metrics,
-            "data": {"train": (self.train_set.describe() if self.train_set is not None
+            "data": {"train": (self._describe_train() if self.train_set is not None
                                else {"online": True, "n_events_per_epoch": len(self.online)}),
                      "val": self.val.describe(), "pixel_only": self.cfg["data"]["train"]["pixel_only"]},
             "world_size": info.world_size, "ddp": ddp_info, "notices": self.notices,
@@ -695,6 +723,15 @@ class Trainer:
         self.summary = summary
         ddp.barrier(info)
         return summary
+
+    def _describe_train(self) -> dict:
+        out = self.train_set.describe()
+        out["sequences"] = self.cfg["data"]["sequences"]
+        if self.cfg["data"]["sequences"] == "cluster":
+            sizes = [len(u["x"]) for u in self.train_units]
+            out.update({"n_sequences": len(sizes), "mean_sequence_hits": float(np.mean(sizes)),
+                        "max_sequence_hits": int(max(sizes))})
+        return out
 
     def _tune_indices(self) -> list[int]:
         return list(range(min(self.cfg["tune"]["n_events"], len(self.val))))
@@ -746,14 +783,15 @@ class Trainer:
                   f"{best_value:.4f} with {self.model.config_dict()['track_params']}", file=sys.stderr)
         return table.reset_index(drop=True)
 
-    def _validation_metrics(self) -> dict:
-        """Headline metrics of the tuned model on every validation event."""
+    def _validation_metrics(self, n_events: int | None = None) -> dict:
+        """Headline metrics of the model with its current track parameters on the first
+        ``n_events`` validation events (all by default)."""
         import pandas as pd
 
         from trackstudy.metrics import evaluate_events
         from trackstudy.postprocessing.track_formation import form_tracks
 
-        idx = list(range(len(self.val)))
+        idx = list(range(len(self.val) if n_events is None else min(n_events, len(self.val))))
         outs = self.event_outputs(idx)
         subs = [form_tracks(o, self.val.samples[i]["hit_id"], event_id=self.val.event_ids[i],
                             cluster=self.val.samples[i].get("cluster"), params=self.model.track_params)
