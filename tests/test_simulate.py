@@ -358,6 +358,59 @@ def test_cli_errors(tmp_path, capsys, extra, message):
     assert not (tmp_path / "x").exists()
 
 
+def test_cli_simulate_like_real_sets(tmp_path):
+    from trackstudy.data.cuts import hits_per_particle_layer
+
+    pix = tmp_path / "pix"
+    assert main(["simulate", "--out", str(pix), "--pileup", "10", "--seed", "2", "--quiet", "--like", "pix1gev"]) == 0
+    ev = read_event(pix)
+    assert set(ev.hits["volume_id"]) <= set(PIXEL_VOLUMES) and (ev.truth["particle_id"] != 0).all()
+    assert (np.hypot(ev.particles["px"], ev.particles["py"]) >= 1.0).all()
+    assert (hits_per_particle_layer(ev)["n"] == 1).all()
+    assert ev.truth["weight"].sum() == pytest.approx(1.0, abs=1e-5)
+    # barrel20 with an override: every noise hit kept
+    bar = tmp_path / "bar"
+    assert main(["simulate", "--out", str(bar), "--pileup", "10", "--seed", "2", "--quiet", "--like", "barrel20",
+                 "--noise-keep", "1"]) == 0
+    ev = read_event(bar)
+    assert set(ev.hits["volume_id"]) <= {8, 13, 17} and (hits_per_particle_layer(ev)["n"] == 1).all()
+    # the same event uncut, reduced by hand: the same particles are a fifth of those with barrel hits
+    full = tmp_path / "full"
+    assert main(["simulate", "--out", str(full), "--pileup", "10", "--seed", "2", "--quiet"]) == 0
+    whole = read_event(full)
+    barrel = whole.truth[whole.hits["volume_id"].isin([8, 13, 17]).to_numpy()]
+    n_barrel = barrel.loc[barrel["particle_id"] != 0, "particle_id"].nunique()
+    assert ev.truth.loc[ev.truth["particle_id"] != 0, "particle_id"].nunique() == int(0.2 * n_barrel)
+    assert (ev.truth["particle_id"] == 0).sum() == (barrel["particle_id"] == 0).sum()
+    # options alone, no --like
+    own = tmp_path / "own"
+    assert main(["simulate", "--out", str(own), "--pileup", "5", "--seed", "2", "--quiet", "--volumes", "8",
+                 "--min-pt", "0.5", "--drop-double-hits", "--no-noise"]) == 0
+    ev = read_event(own)
+    assert set(ev.hits["volume_id"]) == {8} and (ev.truth["particle_id"] != 0).all()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--like", "pix2gev"], "--like 'pix2gev': expected one of pix1gev, barrel20, mini"),
+    (["--volumes", "8,x"], "--volumes '8,x': expected comma-separated volume ids"),
+    (["--volumes", ""], "--volumes '': expected"),
+    (["--min-pt", "fast"], "--min-pt 'fast': expected a transverse momentum >= 0"),
+    (["--min-pt", "-1"], "--min-pt '-1': expected"),
+    (["--min-pt", "nan"], "--min-pt 'nan': expected"),
+    (["--one-hit-per-layer", "outermost"], "--one-hit-per-layer 'outermost': expected innermost or first"),
+    (["--one-hit-per-layer", "innermost", "--drop-double-hits"], "--drop-double-hits keeps the first hit id"),
+    (["--particle-fraction", "0"], "--particle-fraction '0': expected a fraction 0 < F <= 1"),
+    (["--particle-fraction", "20%"], "--particle-fraction '20%': expected"),
+    (["--noise-keep", "1.5"], "--noise-keep '1.5': expected a fraction 0 <= F <= 1"),
+    (["--noise-keep", "0.2", "--no-noise"], "--no-noise and --noise-keep contradict"),
+])
+def test_cli_cut_errors(tmp_path, capsys, extra, message):
+    assert main(["simulate", "--out", str(tmp_path / "x"), "--quiet", *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.slow
 def test_mu200_event_looks_like_a_real_one(det):
     # README facts (means of real events): 10,792 particles, 1,465 with pT > 0.9 GeV, 102,001 hits,

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from trackstudy.config import B_FIELD_T, PACKAGE_DIR, PIXEL_VOLUMES
+from trackstudy.data.cuts import EventCuts, cut_event, resolve_cuts
 from trackstudy.data.detector import Detector, _module_edge_points
 from trackstudy.data.io import Event, OutputExistsError, coerce_table, event_prefix, write_event
 from trackstudy.data.weights import trackml_weights
@@ -595,16 +596,21 @@ def event_rngs(seed: int, n_events: int, start: int = 0) -> list[np.random.Gener
 def simulate_dataset(out_dir: str | os.PathLike, n_events: int, config: SimulationConfig | None = None,
                      seed: int = 0, force: bool = False, first_event_id: int = 1000,
                      particles_from: str | os.PathLike | None = None, progress: bool = True,
-                     compress: bool = True, detector: Detector | None = None) -> list[Path]:
+                     compress: bool = True, detector: Detector | None = None,
+                     cuts: EventCuts | str | None = None) -> list[Path]:
     """Simulate ``n_events`` events into ``out_dir`` (TrackML layout); returns their prefixes.
 
     Event i (0-based) gets id ``first_event_id + i`` and the random stream (seed, i).
     ``particles_from``: re-simulate the particles of this particles file for every event
-    (ids kept). Existing event files are refused without ``force`` (checked before any work).
+    (ids kept). ``cuts``: reduce every event after simulation with
+    :func:`trackstudy.data.cuts.cut_event` (an EventCuts or a name such as ``"barrel20"``), drawing
+    from the event's own stream. Existing event files are refused without ``force`` (checked
+    before any work).
     """
     from tqdm.auto import tqdm
 
     config = config or SimulationConfig()
+    cuts = resolve_cuts(cuts) if cuts is not None else None
     if int(n_events) < 1:
         raise ConfigError(f"n_events={n_events}: must be >= 1")
     if int(first_event_id) < 0:
@@ -631,6 +637,8 @@ def simulate_dataset(out_dir: str | os.PathLike, n_events: int, config: Simulati
             ev = simulate_from_particles(given, rng, config, detector, eid)
         else:
             ev = simulate_event(config, rng, eid, detector)
+        if cuts is not None:
+            ev = cut_event(ev, cuts, rng=rng)
         out.append(write_event(ev, out_dir, force=force, compress=compress))
     return out
 
