@@ -313,6 +313,25 @@ def test_config_errors():
         SimulationConfig(tracks=(0, 5))
     assert parse_tracks("10:50") == (10, 50) and parse_tracks("7") == (7, 7)
     assert SimulationConfig(tracks="3:4").tracks == (3, 4)
+    with pytest.raises(ConfigError, match="endcap_interaction_scale"):
+        SimulationConfig(endcap_interaction_scale=-1)
+
+
+def test_endcap_interaction_scale_acts_on_endcap_modules_only(det):
+    # 200 forward tracks (eta 2.5, pT 2 GeV: pixel barrel layer 1, then the endcap disks) and 200 central
+    # ones (eta 0: barrel only), with a certain stop at the first endcap crossing (scale 1e6) or none (0)
+    p = pd.concat([one_particle(pt=2.0, eta=eta, phi=0.03 * i, pid=i + 1 + 1000 * k)
+                   for k, eta in enumerate((2.5, 0.0)) for i in range(200)], ignore_index=True)
+    counts = {}
+    for scale in (0.0, 1e6):
+        cfg = SimulationConfig(noise_fraction=0.0, interaction_per_mm=1e-4, endcap_interaction_scale=scale)
+        ev = simulate_from_particles(p, 5, cfg, det)
+        counts[scale] = ev.particles.set_index("particle_id")["nhits"]
+    fwd = p["particle_id"] < 1000
+    central = p.loc[~fwd, "particle_id"]
+    assert (counts[0.0].loc[central] == counts[1e6].loc[central]).all()  # barrel: same random numbers, same hits
+    n_ec_crossings = counts[1e6].loc[p.loc[fwd, "particle_id"]]
+    assert n_ec_crossings.mean() < 0.5 * counts[0.0].loc[p.loc[fwd, "particle_id"]].mean()
 
 
 def test_particles_input_errors(det):

@@ -108,12 +108,13 @@ def _cylinder_s(x, y, ux, uy, kappa, radius, eps):
 def propagate(x0, y0, z0, px0, py0, pz0, q, rnd_n, rnd_u,
               lay_type, lay_r, lay_z, lay_lo, lay_hi, lay_nphi, lay_nq, lay_q0, lay_q1, lay_cell0,
               cell_ptr, cell_mod, mod_c, mod_rot, mod_hu0, mod_hu1, mod_hv, mod_xx0, mod_tmat,
-              b_field, max_turn, inefficiency, p_interaction, max_path, mass, capacity):
+              b_field, max_turn, inefficiency, mod_pint, max_path, mass, capacity):
     """Propagate every particle; return (n_hits, particle index, module row, true x y z,
     true px py pz, local u v, hit order within the particle) with n_hits = -1 on overflow.
 
     rnd_n: (n, K, 2) standard normals (multiple scattering), rnd_u: (n, K, 2) uniforms
     (inefficiency, nuclear interaction); K bounds the module crossings of one particle.
+    mod_pint: per module, the probability per mm of its effective material that a particle stops there.
     max_path: no hit where the path in the sensor exceeds max_path x its thickness
     (grazing incidence; the particle still crosses the material).
     """
@@ -324,7 +325,7 @@ def propagate(x0, y0, z0, px0, py0, pz0, q, rnd_n, rnd_u,
                     k += 1
                     break
                 p = math.sqrt(e * e - mass * mass)
-                if rnd_u[i, k, 1] < p_interaction * mod_tmat[m] / cosi:
+                if rnd_u[i, k, 1] < mod_pint[m] * mod_tmat[m] / cosi:
                     stop = True
                     k += 1
                     break

@@ -79,6 +79,8 @@ class SimulationConfig:
     interaction_per_mm: probability per mm of silicon-equivalent material that a particle stops
         (nuclear interaction); calibrated (0.012) so that re-simulated real particle lists give the
         real total of hits (real tracks end early far more often than the sensors alone explain).
+    endcap_interaction_scale: factor on ``interaction_per_mm`` in the endcap modules (1: the same
+        probability everywhere). A knob for studying where real tracks end (docs/real_vs_sim.md).
     material_scale: effective material per module crossing relative to the bare sensor thickness
         (services, supports, cooling), used by multiple scattering, energy loss and interactions;
         6 reproduces the mean momentum loss per pixel hit of the real truth (~0.1% at p ~ 0.7 GeV).
@@ -101,6 +103,7 @@ class SimulationConfig:
     noise_fraction: float = 0.15
     inefficiency: float = 0.0
     interaction_per_mm: float = 0.012
+    endcap_interaction_scale: float = 1.0
     material_scale: float = 6.0
     max_turns: float = 0.5
     max_path_over_thickness: float = 10.0
@@ -121,6 +124,8 @@ class SimulationConfig:
             bad("inefficiency", "must be in [0, 1)")
         if float(self.interaction_per_mm) < 0.0:
             bad("interaction_per_mm", "must be >= 0")
+        if float(self.endcap_interaction_scale) < 0.0:
+            bad("endcap_interaction_scale", "must be >= 0")
         if float(self.material_scale) < 0.0:
             bad("material_scale", "must be >= 0")
         if not (0.0 < float(self.max_turns) <= 20.0):
@@ -375,6 +380,8 @@ def propagate_particles(particles: pd.DataFrame, config: SimulationConfig, rng: 
     u_low = rng.random(n)
     qv[low & (u_low >= keep_low)] = 0.0
     tmat = geo.mod_t * float(config.material_scale)
+    endcap = (geo.modules["region"] == "endcap").to_numpy()
+    pint = float(config.interaction_per_mm) * np.where(endcap, float(config.endcap_interaction_scale), 1.0)
     xx0 = tmat / SI_X0_MM
     max_turn = 2.0 * np.pi * float(config.max_turns)
     # output buffer: 24 crossings per particle is plenty for max_turns = 0.5; the kernel reports an
@@ -386,7 +393,7 @@ def propagate_particles(particles: pd.DataFrame, config: SimulationConfig, rng: 
             geo.layers["type"], geo.layers["r"], geo.layers["z"], geo.layers["lo"], geo.layers["hi"],
             geo.layers["nphi"], geo.layers["nq"], geo.layers["q0"], geo.layers["q1"], geo.layers["cell0"],
             geo.cell_ptr, geo.cell_mod, geo.mod_c, geo.mod_rot, geo.mod_hu0, geo.mod_hu1, geo.mod_hv, xx0, tmat,
-            float(config.b_field), max_turn, float(config.inefficiency), float(config.interaction_per_mm),
+            float(config.b_field), max_turn, float(config.inefficiency), pint,
             float(config.max_path_over_thickness), PION_MASS, capacity)
         if nh >= 0:
             break
