@@ -135,11 +135,104 @@ def table(result: dict) -> str:
             sd = m["sim_sd"][key]
             sim = _fmt(m["sim_mean"][key], key) + (f" ± {_fmt(sd, key)}" if sd is not None else "")
             gap = m["gap"][key]
-            lines.append(f"| {method} | {label} | {_fmt(m['real'][key], key)} | {sim} | "
-                         f"{'-' if gap is None else ('%+.3f' % gap if not key.startswith('n_') else f'{gap:+,.0f}')} |")
+            gap_text = "-" if gap is None else (f"{gap:+,.0f}" if key.startswith("n_") else f"{gap:+.3f}")
+            lines.append(f"| {method} | {label} | {_fmt(m['real'][key], key)} | {sim} | {gap_text} |")
     if result["set"] == "pix1gev":
-        lines.append("\n(pix1gev: the real particle momenta are estimates from the hits; every particle has pT > 1 GeV)")
+        lines.append("\n(pix1gev: the real particle momenta are estimates from the hits; every particle has "
+                     "pT > 1 GeV)")
     return "\n".join(lines)
+
+
+def simulator_report(config: SimulationConfig | None = None, seeds=(1, 2)) -> dict:
+    """Where the simulator's response to real particles differs from the real hits (no model needed).
+
+    hit_counts: per-particle ``nhits`` of the full particle lists of events 1000 and 1001 re-simulated
+    (simulated - real, all particles and pT >= 1 GeV) and, as the floor set by the simulator's own
+    randomness, two seeds against each other. barrel20: the real particles of the set re-simulated and
+    cut like it without sampling: per-particle barrel hits, and per layer hits per particle and noise
+    per signal hit (simulated counterpart at mu = 200). mini: double-hit rate per volume (the set keeps
+    every hit of its particles) against its particles re-simulated.
+    """
+    from trackstudy.data.compare import hit_count_difference, layer_summary
+    from trackstudy.data.simulate import read_particles, simulate_from_particles
+
+    config = config or SimulationConfig()
+    out: dict = {"config": {k: v for k, v in config.__dict__.items() if k != "tracks"}, "hit_counts": {}}
+    full = real_trackml_dir("full")
+    for eid in (1000, 1001):
+        real = read_particles(full / f"event00000{eid}-particles.csv.gz")
+        sims = [simulate_from_particles(real, s, config).particles for s in seeds]
+        out["hit_counts"][eid] = {
+            "sim_vs_real": hit_count_difference(sims[0], real, min_hits=1),
+            "sim_vs_real_pt1": hit_count_difference(sims[0], real, pt_min=1.0, min_hits=1),
+            "sim_vs_sim": hit_count_difference(sims[0], sims[1], min_hits=1),
+            "sim_vs_sim_pt1": hit_count_difference(sims[0], sims[1], pt_min=1.0, min_hits=1),
+            "total_ratio": float(sims[0]["nhits"].sum() / real["nhits"].sum()),
+        }
+    b20 = read_event(real_trackml_dir("barrel20"))
+    plist = read_particles(full / "event000001000-particles.csv.gz")
+    plist = plist[plist["particle_id"].isin(b20.particles["particle_id"])]
+    sim = cut_event(simulate_from_particles(plist, seeds[0], config), volumes=LIKE["barrel20"].volumes,
+                    one_hit_per_layer="first", noise=False)  # what barrel20 keeps of each particle
+    real_p = cut_event(b20, noise=False).particles
+    out["barrel20_hits"] = {"sim_vs_real": hit_count_difference(sim.particles, real_p, min_hits=1),
+                            "sim_vs_real_pt1": hit_count_difference(sim.particles, real_p, pt_min=1.0, min_hits=1)}
+    lr = layer_summary(b20)
+    ls = layer_summary(sim)
+    counterpart = simulated_events("barrel20", 1, 200.0, seeds[0])[0]
+    lc = layer_summary(counterpart)
+    n_part = len(b20.particles)
+    layers = pd.DataFrame({"real_reach": lr["particles"] / n_part, "sim_reach": ls["particles"] / n_part,
+                           "real_noise_per_signal": lr["noise"] / (lr["hits"] - lr["noise"]),
+                           "sim_noise_per_signal": lc["noise"] / (lc["hits"] - lc["noise"])})
+    out["barrel20_layers"] = {f"{v}-{lay}": {k: float(x) for k, x in row.items()}
+                              for (v, lay), row in layers.iterrows()}
+    mini = read_event(real_trackml_dir("mini"))
+    msim = simulate_from_particles(mini.particles, seeds[0], config)
+
+    def doubles(ev):
+        s = layer_summary(ev)
+        w = s["particles"] * s["double_hit_rate"]
+        return (w.groupby(level=0).sum() / s["particles"].groupby(level=0).sum()).to_dict()
+    out["double_hit_rate_by_volume"] = {"real_mini": doubles(mini), "sim_mini_particles": doubles(msim)}
+    return out
+
+
+def report_text(rep: dict) -> str:
+    lines = ["per-particle hit counts, simulated - real (particles with >= 1 hit on either side)", "",
+             "| particles | comparison | n | mean | mean abs | equal | off by > 1 |", "|---|---|---|---|---|---|---|"]
+    rows = [(f"event {e}", k, v) for e, d in rep["hit_counts"].items() for k, v in d.items() if k != "total_ratio"]
+    rows += [("barrel20 (barrel hits, one per layer)", k, v) for k, v in rep["barrel20_hits"].items()]
+    for who, k, v in rows:
+        lines.append(f"| {who} | {k} | {v['n']:,} | {v['mean']:+.2f} | {v['mean_abs']:.2f} | {v['equal']:.2f} | "
+                     f"{v['off_by_more_than_one']:.2f} |")
+    lines.append("\ntotal simulated / real hits: " + ", ".join(f"event {e} {d['total_ratio']:.3f}"
+                                                            for e, d in rep["hit_counts"].items()))
+    lines += ["", "barrel20 per layer: fraction of the set's particles with a hit there (its real particles "
+              "re-simulated) and noise per signal hit (simulated counterpart)", "",
+              "| volume-layer | real reach | sim | real noise/signal | sim |", "|---|---|---|---|---|"]
+    for lay, r in rep["barrel20_layers"].items():
+        lines.append(f"| {lay} | {r['real_reach']:.3f} | {r['sim_reach']:.3f} | "
+                     f"{r['real_noise_per_signal']:.3f} | {r['sim_noise_per_signal']:.3f} |")
+    d = rep["double_hit_rate_by_volume"]
+    lines += ["", "double-hit rate by volume (mini: every hit of its particles)", "",
+              "| volume | real | simulated |", "|---|---|---|"]
+    for v in d["real_mini"]:
+        lines.append(f"| {v} | {d['real_mini'][v]:.3f} | {d['sim_mini_particles'].get(v, float('nan')):.3f} |")
+    return "\n".join(lines)
+
+
+def _sim_config(pairs) -> SimulationConfig:
+    kwargs = {}
+    for a in pairs:
+        key, sep, value = a.partition("=")
+        if not sep or key not in SimulationConfig.__dataclass_fields__:
+            raise ConfigError(f"--sim-config {a!r}: expected KEY=VALUE with KEY a SimulationConfig field")
+        try:
+            kwargs[key] = type(getattr(SimulationConfig(), key))(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"--sim-config {a!r}: {value!r} is not a valid {key}") from None
+    return SimulationConfig(**kwargs)
 
 
 def main(argv=None) -> int:
@@ -152,8 +245,19 @@ def main(argv=None) -> int:
     p.add_argument("--no-baseline", action="store_true", help="skip the DBSCAN-helix baseline")
     p.add_argument("--device", default="auto", help="inference device (default auto)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON to FILE")
+    p.add_argument("--hit-counts", action="store_true",
+                   help="no model: where the simulator's hits differ from the real ones (per-particle hit counts, "
+                        "hits per layer, noise per layer, double-hit rate)")
+    p.add_argument("--sim-config", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --hit-counts: a SimulationConfig field, e.g. interaction_per_mm=0.00215")
     args = p.parse_args(argv)
     try:
+        if args.hit_counts:
+            rep = simulator_report(_sim_config(args.sim_config))
+            print(report_text(rep))
+            if args.json:
+                atomic_write_bytes(args.json, json.dumps(rep, indent=1, default=str).encode(), force=True)
+            return 0
         if args.set != "all" and args.set not in SETS:
             raise ConfigError(f"--set {args.set!r}: expected one of {', '.join(SETS)} or all")
         if args.sim_events < 1:

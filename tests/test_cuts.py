@@ -180,3 +180,22 @@ def test_resolve_cuts_and_missing_parts():
         cut_event(Event(1, hits=ev.hits, truth=ev.truth), min_pt=1.0)
     # volumes alone need no truth
     assert ids(cut_event(Event(1, hits=ev.hits), volumes=(7,))) == [9]
+
+
+def test_layer_summary_and_hit_count_difference_by_hand():
+    from trackstudy.data.compare import hit_count_difference, layer_summary
+
+    s = layer_summary(hand_event())
+    # (8, 2): hits 1, 2 (A), 5 (B), 7 (noise): 4 hits, 1 noise, 2 particles, A double -> rate 1/2, 3 / 2 per particle
+    row = s.loc[(8, 2)]
+    assert (row["hits"], row["noise"], row["particles"]) == (4, 1, 2)
+    assert row["double_hit_rate"] == 0.5 and row["hits_per_particle"] == 1.5
+    assert s.loc[(13, 2), "particles"] == 1 and s.loc[(13, 2), "noise"] == 1
+    a = pd.DataFrame({"particle_id": [1, 2, 3, 4], "px": [2.0, 0.5, 1.5, 3.0], "py": 0.0, "nhits": [4, 2, 1, 0]})
+    b = pd.DataFrame({"particle_id": [4, 3, 2, 1], "nhits": [0, 4, 2, 5]})
+    # d = 4-5, 2-2, 1-4, 0-0 = -1, 0, -3, 0
+    d = hit_count_difference(a, b)
+    assert d["n"] == 4 and d["mean"] == -1.0 and d["mean_abs"] == 1.0
+    assert d["equal"] == 0.5 and d["within_one"] == 0.75 and d["off_by_more_than_one"] == 0.25
+    # pT >= 1 GeV: particles 1, 3, 4 -> -1, -3, 0; min_hits 1 drops particle 4
+    assert hit_count_difference(a, b, pt_min=1.0, min_hits=1)["mean"] == -2.0
