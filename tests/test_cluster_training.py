@@ -234,3 +234,25 @@ def test_track_params_with_new_fields_roundtrip():
     assert again.track_params == model.track_params and again.head_cfg.filter_weight == 0.5
     assert again.feature_cfg == CLUSTER_FEATURES
     assert pd.api.types.is_integer_dtype(pd.Series([again.track_params.max_hits]))
+
+
+def test_epoch_batches_by_hit_budget():
+    lengths = np.array([2, 3, 500, 4, 480, 2, 6, 30, 40, 2, 3, 700, 5, 8, 9, 10])
+    a = tdata.epoch_batches(16, 8, seed=1, epoch=0, lengths=lengths, length_buckets=4, batch_hits=1000)
+    b = tdata.epoch_batches(16, 8, seed=1, epoch=0, lengths=lengths, length_buckets=4, batch_hits=1000)
+    assert [x.tolist() for x in a] == [x.tolist() for x in b]  # deterministic in (seed, epoch)
+    assert sorted(np.concatenate(a).tolist()) == list(range(16))  # every sequence once
+    for batch in a:  # within budget (a lone sequence above it stays alone) and the count cap
+        assert len(batch) <= 8
+        assert len(batch) == 1 or len(batch) * lengths[batch].max() <= 1000
+    # worked out: 500, 480 and 700 cannot share a batch (2 x 500 = 1,000 fits, 2 x 700 does not)
+    big = [b for b in a if lengths[b].max() >= 480]
+    assert sum(len(b) for b in big) == 3 and all(len(b) <= 2 for b in big)
+    # DDP: the ranks get the same number of batches and disjoint sequences
+    r0 = tdata.epoch_batches(16, 8, seed=1, epoch=0, rank=0, world_size=2, lengths=lengths, batch_hits=500)
+    r1 = tdata.epoch_batches(16, 8, seed=1, epoch=0, rank=1, world_size=2, lengths=lengths, batch_hits=500)
+    assert len(r0) == len(r1)
+    with pytest.raises(ConfigError, match="length"):
+        tdata.epoch_batches(16, 8, seed=1, epoch=0, batch_hits=1000)
+    with pytest.raises(ConfigError, match="batch_hits"):
+        tconfig.resolve_config({"train": {"batch_hits": 100}, "data": {"online": True}})

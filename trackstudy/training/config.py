@@ -63,6 +63,7 @@ DEFAULTS: dict = {
         "steps": 1000,
         "batch_size": 4,  # events per optimiser step (per process under DDP)
         "length_buckets": 0,  # > 1: batches of similar event sizes, sorted within runs of this many batches
+        "batch_hits": 0,  # > 0: batches cut by padded hits (sequences x longest) instead of by batch_size alone
         "lr": 1e-3,
         "min_lr": 1e-5,  # end of the cosine schedule
         "weight_decay": 0.01,
@@ -243,6 +244,9 @@ def resolve_config(config: dict | str | os.PathLike | None) -> dict:
                               f"({', '.join(m for m in LOCALITY_METHODS if m != 'none')})")
         if data["online"]:
             raise ConfigError("data.sequences: 'cluster' needs a fixed training set; set data.online: false")
+    if tr["batch_hits"] and data["online"]:
+        raise ConfigError("train.batch_hits: cuts batches by the sizes of a fixed training set; "
+                          "data.online simulates its events only when their batch comes (use batch_size)")
     if data["min_cluster_hits"] < 1:
         raise ConfigError(f"data.min_cluster_hits: must be >= 1, got {data['min_cluster_hits']}")
     _check_dataset(data["train"], "data.train", online=data["online"])
@@ -252,7 +256,7 @@ def resolve_config(config: dict | str | os.PathLike | None) -> dict:
     for key in ("lr",):
         _positive(cfg, f"train.{key}")
     for key in ("min_lr", "weight_decay", "warmup_steps", "clip_grad", "patience", "max_minutes", "num_threads",
-                "length_buckets", "eval_tracks"):
+                "length_buckets", "eval_tracks", "batch_hits"):
         _positive(cfg, f"train.{key}", allow_zero=True)
     _choice(tr["schedule"], SCHEDULES, "train.schedule")
     if tr["schedule_by_time"] and not tr["max_minutes"]:

@@ -349,8 +349,38 @@ def add_class_targets(samples: list[dict], binning: RoadBinning, noise: str = "c
         s["cls_target"] = class_targets(df, binning, noise=noise)
 
 
+def _budget_batches(perm, rng, batch_size, batch_hits, rank, world_size, lengths, length_buckets, n) -> list:
+    """Batches cut by a padded-hit budget (see :func:`epoch_batches`)."""
+    if lengths is None:
+        raise ConfigError("train.batch_hits: needs the length of every training sequence")
+    lengths = np.asarray(lengths)
+    if len(lengths) != n:
+        raise ConfigError(f"epoch_batches: {len(lengths)} lengths for {n} events")
+    budget, cap = batch_hits * world_size, batch_size * world_size
+    if length_buckets > 1:
+        # runs of about length_buckets global batches' worth of hits, each sorted by length
+        run = (np.cumsum(lengths[perm]) - lengths[perm]) // (length_buckets * budget)
+        perm = perm[np.lexsort((lengths[perm], run))]
+    batches, start, longest = [], 0, 0
+    for i, j in enumerate(perm):
+        longest_i = max(longest, int(lengths[j]))
+        count = i - start + 1
+        if count > 1 and (count > cap or count * longest_i > budget):
+            batches.append(perm[start:i])
+            start, longest_i = i, int(lengths[j])
+        longest = longest_i
+    batches.append(perm[start:])
+    batches = [batches[k] for k in rng.permutation(len(batches))]
+    out = []
+    for gb in batches:
+        if len(gb) < world_size:  # every rank gets at least one sequence
+            gb = np.resize(gb, world_size)
+        out.append(gb[rank::world_size])
+    return out
+
+
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1,
-                  lengths=None, length_buckets: int = 0) -> list:
+                  lengths=None, length_buckets: int = 0, batch_hits: int = 0) -> list:
     """Index arrays of this rank's batches in ``epoch``: a permutation of ``n`` events drawn from
     (seed, epoch), cut into global batches of ``batch_size * world_size`` events, each rank taking
     its slice. Every rank gets the same number of batches; a dataset smaller than one global batch
@@ -361,9 +391,18 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
     length before being cut into batches, and the batches are then shuffled. A batch is padded to
     its longest event, so batches of similar lengths spend far less on padding (attention grows
     with the square of the padded length), while every batch still mixes events from across the
-    epoch's permutation. Deterministic in (seed, epoch) like the plain order."""
+    epoch's permutation. Deterministic in (seed, epoch) like the plain order.
+
+    Hit budget (``batch_hits`` > 0, needs ``lengths``): batches of sequences whose sizes vary a
+    hundredfold (locality clusters: 2 to ~1,000 hits) are cut so that (sequences x longest
+    sequence) stays within ``batch_hits`` per rank, with at most ``batch_size`` sequences, so every
+    step costs about the same whatever the sizes. With ``length_buckets`` > 1 the permutation is
+    sorted within runs of about ``length_buckets`` batches' worth of hits first. The number of
+    batches per epoch then depends on the lengths; every rank still gets the same number."""
     rng = np.random.default_rng([int(seed), int(epoch)])
     perm = rng.permutation(n)
+    if batch_hits > 0:
+        return _budget_batches(perm, rng, batch_size, batch_hits, rank, world_size, lengths, length_buckets, n)
     per_step = batch_size * world_size
     n_batches = max(1, n // per_step)
     perm = np.resize(perm, n_batches * per_step)

@@ -334,7 +334,8 @@ class Trainer:
     def _train_lengths(self):
         """Hits of each training sequence (for length bucketing); None for online data, whose events
         are only simulated when their batch comes."""
-        if self.train_units is None or not self.cfg["train"]["length_buckets"]:
+        tr = self.cfg["train"]
+        if self.train_units is None or not (tr["length_buckets"] or tr["batch_hits"]):
             return None
         return np.array([len(s["x"]) for s in self.train_units])  # once per epoch: negligible
 
@@ -614,7 +615,7 @@ class Trainer:
                 while self.step < steps and not self.stopped:
                     batches = tdata.epoch_batches(n_train, tr["batch_size"], tr["seed"], self.epoch, info.rank,
                                                   info.world_size, lengths=self._train_lengths(),
-                                                  length_buckets=tr["length_buckets"])
+                                                  length_buckets=tr["length_buckets"], batch_hits=tr["batch_hits"])
                     while self.batch_in_epoch < len(batches) and self.step < steps and not self.stopped:
                         t0 = time.perf_counter()
                         consistent = False
