@@ -63,3 +63,18 @@ def test_resolve_data_and_real_dirs(tmp_path, mini_dir):
         assert len(ev.hits) == {"pix1gev": 4029, "barrel20": 11382}[kind]
     with pytest.raises(ConfigError, match="'mini', 'full', 'pix1gev', 'barrel20'"):
         real_trackml_dir("medium")
+
+
+def test_manifest_without_a_later_default_option_is_the_same_simulation(tmp_path):
+    # a manifest written before a simulator option existed lacks it; at its default the events
+    # are the same, so the dataset is reused; at another value it is another simulation
+    out = tmp_path / "ds"
+    ensure_simulated(1, 2.0, 5, pixel_only=True, out_dir=out, progress=False)
+    manifest = json.loads((out / MANIFEST).read_text())
+    del manifest["simulator"]["endcap_interaction_scale"]
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    assert ensure_simulated(1, 2.0, 5, pixel_only=True, out_dir=out, progress=False) == out
+    manifest["simulator"]["endcap_interaction_scale"] = 2.0
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match="differs in endcap_interaction_scale"):
+        ensure_simulated(1, 2.0, 5, pixel_only=True, out_dir=out, progress=False)

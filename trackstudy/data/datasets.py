@@ -83,6 +83,12 @@ def _check_manifest(out: Path, expected: dict) -> None:
         raise DataError(f"{out}: exists but has no {MANIFEST}; it is not a dataset made by ensure_simulated "
                         f"(choose another folder, or delete this one to re-simulate)")
     found = json.loads(path.read_text())
+    if isinstance(found.get("simulator"), dict):
+        # a simulator option added later, at the default that reproduces the old events byte for
+        # byte, is absent from older manifests: absent means the default, not a different simulation
+        from trackstudy.data.simulate import SimulationConfig, config_dict
+
+        found["simulator"] = {**config_dict(SimulationConfig()), **found["simulator"]}
     if found != expected:
         diff = [k for k in set(found["simulator"]) | set(expected["simulator"])
                 if found["simulator"].get(k) != expected["simulator"].get(k)]
