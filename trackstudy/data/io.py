@@ -104,11 +104,24 @@ def event_prefix(event_id: int) -> str:
 
 
 def _file_for(prefix: Path, part: str) -> Path | None:
-    for suffix in (".csv", ".csv.gz"):
-        path = prefix.parent / f"{prefix.name}-{part}{suffix}"
-        if path.is_file():
-            return path
-    return None
+    """The file of one part of an event (plain or gzipped); both at once is an error: which one
+    was meant cannot be known."""
+    found = [path for suffix in (".csv", ".csv.gz")
+             if (path := prefix.parent / f"{prefix.name}-{part}{suffix}").is_file()]
+    if len(found) > 1:
+        raise DataError(f"{found[0]}: both {found[0].name} and {found[1].name} exist for this event "
+                        f"(keep one of the two)")
+    return found[0] if found else None
+
+
+def _check_complete(prefix: Path, parts: Sequence[str]) -> None:
+    """An event with truth but no particles (or particles but no truth) is incomplete, e.g. an
+    interrupted copy; readers refuse it rather than show half an event."""
+    have = set(parts)
+    for a, b in (("truth", "particles"), ("particles", "truth")):
+        if a in have and b not in have:
+            raise DataError(f"{prefix}-{b}.csv[.gz]: no such file, but the event has a {a} file "
+                            f"(an incomplete event: truth and particles come together)")
 
 
 def find_events(folder: str | os.PathLike) -> list[tuple[int, Path]]:
@@ -122,15 +135,25 @@ def find_events(folder: str | os.PathLike) -> list[tuple[int, Path]]:
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder (expected a folder of TrackML event files)")
     events: dict[int, Path] = {}
+    parts: dict[str, set] = {}
     for path in folder.iterdir():
         m = _EVENT_RE.match(path.name)
-        if m and m.group(2) == "hits":
+        if not m:
+            continue
+        parts.setdefault(f"event{m.group(1)}", set()).add(m.group(2))
+        if m.group(2) == "hits":
             event_id = int(m.group(1))
             prefix = folder / f"event{m.group(1)}"
             if event_id in events and events[event_id] != prefix:
                 raise DataError(f"{folder}: event {event_id} appears under two names "
                                 f"({events[event_id].name} and {prefix.name})")
             events[event_id] = prefix
+    for name, have in sorted(parts.items()):
+        if "hits" not in have:
+            other = sorted(have)[0]
+            raise DataError(f"{folder / name}-{other}.csv[.gz]: event {int(name[5:])} has {', '.join(sorted(have))} "
+                            f"but no hits file (files of different events mixed, or an incomplete copy)")
+        _check_complete(folder / name, have)
     return sorted(events.items())
 
 
@@ -163,6 +186,7 @@ def resolve_event(path: str | os.PathLike, event_id: int | None = None) -> tuple
         raise DataError(f"{path}: event id {event_id} was asked for but the file is event {found}")
     if _file_for(prefix, "hits") is None:
         raise DataError(f"{prefix}-hits.csv[.gz]: no such file")
+    _check_complete(prefix, [part for part in PARTS if _file_for(prefix, part) is not None])
     return found, prefix
 
 
@@ -191,13 +215,33 @@ def coerce_table(df: pd.DataFrame, part: str, source: str | os.PathLike) -> pd.D
             out[col] = np.empty(0, dtype=dtype)
             continue
         if values.dtype.kind not in "iufb":
-            bad = pd.to_numeric(values, errors="coerce").isna() & values.notna()
-            row = int(np.flatnonzero(bad.to_numpy())[0]) if bad.any() else int(np.flatnonzero(values.isna().to_numpy())[0])
-            raise DataError(f"{source}: column {col}, row {row}: value {values.iloc[row]!r} is not a number "
-                            f"(expected {dtype})")
+            num = pd.to_numeric(values, errors="coerce")
+            bad = (num.isna() & values.notna()).to_numpy()
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raise DataError(f"{source}: column {col}, row {row}: value {values.iloc[row]!r} is not a number "
+                                f"(expected {dtype})")
+            values = num  # numbers too large for int64 arrive as text
+        if kind == "i" and values.isna().any():
+            row = int(np.flatnonzero(values.isna().to_numpy())[0])
+            raise DataError(f"{source}: column {col}, row {row}: missing value (every row needs a {dtype} {col})")
+        if kind == "f":
+            arr = values.to_numpy()
+            if arr.dtype.kind == "f":
+                big = np.abs(arr) > np.finfo(dtype).max
+                if big.any():
+                    row = int(np.flatnonzero(big)[0])
+                    raise DataError(f"{source}: column {col}, row {row}: {arr[row]:g} is out of range "
+                                    f"(at most {np.finfo(dtype).max:.3g} in absolute value, {dtype})")
         if kind == "i":
             if values.dtype.kind == "f":
                 arr = values.to_numpy()
+                info = np.iinfo(dtype)
+                big = np.isfinite(arr) & ((arr < info.min) | (arr > info.max))
+                if big.any():
+                    row = int(np.flatnonzero(big)[0])
+                    raise DataError(f"{source}: column {col}, row {row}: {arr[row]:.0f} does not fit in {dtype} "
+                                    f"({info.min} .. {info.max})")
                 bad = ~np.isfinite(arr) | (arr != np.round(arr))
                 if col == "particle_id" or not bad.any():
                     # an integer-valued float column is still a float cast; for particle ids it has
@@ -211,9 +255,14 @@ def coerce_table(df: pd.DataFrame, part: str, source: str | os.PathLike) -> pd.D
                 raise DataError(f"{source}: column {col}, row {row}: {arr[row]!r} is not an integer (expected {dtype})")
             info = np.iinfo(dtype)
             arr = values.to_numpy()
-            if len(arr) and (arr.min() < info.min or arr.max() > info.max):
-                row = int(np.flatnonzero((arr < info.min) | (arr > info.max))[0])
-                raise DataError(f"{source}: column {col}, row {row}: {arr[row]} does not fit in {dtype}")
+            if arr.dtype.kind == "u":
+                out_of_range = arr > np.uint64(info.max)
+            else:
+                out_of_range = (arr < info.min) | (arr > info.max)
+            if len(arr) and out_of_range.any():
+                row = int(np.flatnonzero(out_of_range)[0])
+                raise DataError(f"{source}: column {col}, row {row}: {arr[row]} does not fit in {dtype} "
+                                f"({info.min} .. {info.max})")
         out[col] = values.to_numpy().astype(dtype, copy=False)
     extra = {c: df[c].to_numpy() for c in df.columns if c not in schema}
     return pd.DataFrame({**out, **extra})
@@ -256,8 +305,8 @@ def read_event(path: str | os.PathLike, event_id: int | None = None,
             continue
         file = _file_for(prefix, part)
         if file is None:
-            raise DataError(f"{prefix}-{part}.csv[.gz]: no such file (event {eid} has no {part}; "
-                            f"read it with parts=... that leave {part} out)")
+            raise DataError(f"{prefix}-{part}.csv[.gz]: no such file (event {eid} has no {part}, "
+                            f"which is needed here)")
         tables[part] = read_table(file, part)
     event = Event(eid, source=prefix, **tables)
     if validate:
@@ -332,6 +381,11 @@ def validate_event(event: Event) -> None:
     if event.truth is not None:
         truth = event.truth
         twhere = _where(event, "truth")
+        negative = truth["weight"].to_numpy() < 0
+        if negative.any():
+            row = _first_row(negative)
+            raise DataError(f"{twhere}: column weight, row {row}: {truth['weight'].iloc[row]} is negative "
+                            f"(hit weights are >= 0)")
         dup = truth["hit_id"].duplicated().to_numpy()
         if dup.any():
             row = _first_row(dup)
@@ -384,26 +438,109 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, force: bool = False) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename.
-
-    Refuses to replace an existing file unless ``force``; a crash never leaves a half-written file.
-    """
+def output_target(path: str | os.PathLike, force: bool = False) -> Path:
+    """The file that writing ``path`` replaces: ``path`` itself, or the regular file a symlink
+    leads to. Refused (DataError / OutputExistsError): a symlink that leads nowhere (dangling or
+    a loop) or to a non-file, a folder, and an existing file without ``force``."""
     path = Path(path)
-    if path.exists() and not force:
+    target = path
+    if os.path.islink(path):
+        try:
+            target = path.resolve(strict=True)
+        except (OSError, RuntimeError):
+            raise DataError(f"{path}: a symbolic link that leads to no file (dangling, or a loop); "
+                            f"not writing through it") from None
+        if not target.is_file():
+            raise DataError(f"{path}: a symbolic link to {target}, which is not a regular file")
+    elif path.is_dir():
+        raise DataError(f"{path}: is a folder (expected a file name)")
+    if os.path.lexists(target) and not force:
         raise OutputExistsError(f"{path}: exists (use --force / force=True to overwrite)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    return target
+
+
+def _write_temp(path: Path, data: bytes) -> str:
+    """``data`` in a hidden temporary file next to ``path``; OS errors name ``path``, not the temp file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot write ({exc.strerror or exc})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         # mkstemp creates 0600 files; give the result the permissions a plain open() would
         os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise DataError(f"{path}: cannot write ({exc.strerror or exc})") from None
         raise
-    return path
+    return tmp
+
+
+class _DeferInterrupt:
+    """Hold Ctrl-C (SIGINT) back while files are renamed, so that a group of renames happens
+    whole; the interrupt is raised when the block ends. A no-op outside the main thread."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self._old = None
+        self._hit = False
+        if threading.current_thread() is threading.main_thread():
+            def hold(signum, frame):
+                self._hit = True
+            try:
+                self._old = signal.signal(signal.SIGINT, hold)
+            except (ValueError, OSError):
+                self._old = None
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._old is None:
+            return False
+        signal.signal(signal.SIGINT, self._old)
+        if self._hit and exc[0] is None:
+            if callable(self._old):  # the handler that was there (default: raise KeyboardInterrupt)
+                self._old(signal.SIGINT, None)
+            elif self._old == signal.SIG_DFL:
+                raise KeyboardInterrupt
+        return False
+
+
+def atomic_write_many(items: Sequence[tuple[Path, bytes]], force: bool = False) -> list[Path]:
+    """Write several files together: each to a temporary file first, then all renamed (the last
+    item last) with Ctrl-C held back, so they appear together or not at all. A symlink is written
+    through to its regular file; see :func:`output_target` for what is refused."""
+    targets = [output_target(path, force=force) for path, _ in items]
+    temps: list[str] = []
+    try:
+        for (path, data), target in zip(items, targets):
+            temps.append(_write_temp(target, data))
+        with _DeferInterrupt():
+            for (path, _), target, tmp in zip(items, targets, temps):
+                try:
+                    os.replace(tmp, target)
+                except OSError as exc:
+                    raise DataError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    except BaseException:
+        for tmp in temps:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    return [Path(path) for path, _ in items]
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, force: bool = False) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename.
+
+    Refuses to replace an existing file unless ``force``; a crash never leaves a half-written file.
+    A symlink to a regular file is written through (the link stays); one that leads nowhere is refused.
+    """
+    return atomic_write_many([(Path(path), data)], force=force)[0]
 
 
 #: gzip level of written tables: on a simulated mu = 200 event level 1 compresses hits, truth and
@@ -411,25 +548,32 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, force: bool = False
 GZIP_LEVEL = 1
 
 
-def write_table(df: pd.DataFrame, path: str | os.PathLike, force: bool = False) -> Path:
-    """Write a DataFrame as CSV (gzipped when the name ends in .gz), atomically and reproducibly
-    (no timestamp or file name in the gzip header, so the same table gives the same bytes)."""
-    path = Path(path)
+def table_bytes(df: pd.DataFrame, name: str) -> bytes:
+    """A DataFrame as CSV bytes, gzipped when ``name`` ends in .gz (reproducibly: no timestamp or
+    file name in the gzip header, so the same table gives the same bytes)."""
     data = _csv_bytes(df)
-    if path.name.endswith(".gz"):
+    if name.endswith(".gz"):
         buf = _io.BytesIO()
         with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0, compresslevel=GZIP_LEVEL) as gz:
             gz.write(data)
         data = buf.getvalue()
-    return atomic_write_bytes(path, data, force=force)
+    return data
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike, force: bool = False) -> Path:
+    """Write a DataFrame as CSV (gzipped when the name ends in .gz), atomically and reproducibly
+    (no timestamp or file name in the gzip header, so the same table gives the same bytes)."""
+    path = Path(path)
+    return atomic_write_bytes(path, table_bytes(df, path.name), force=force)
 
 
 def write_event(event: Event, out_dir: str | os.PathLike, force: bool = False, compress: bool = True,
                 validate: bool = True) -> Path:
     """Write an event's parts in the Kaggle layout under ``out_dir``; returns the event prefix.
 
-    Each file is written atomically. Without ``force``, nothing is written if any of the
-    event's files (plain or gzipped) already exists.
+    The files appear together or not at all (all written to temporary files, then renamed,
+    the hits file last, with Ctrl-C held back during the renames). Without ``force``, nothing is
+    written if any of the event's files (plain or gzipped) already exists.
     """
     if validate:
         validate_event(event)
@@ -442,16 +586,20 @@ def write_event(event: Event, out_dir: str | os.PathLike, force: bool = False, c
             existing = _file_for(prefix, part)
             if existing is not None:
                 raise OutputExistsError(f"{existing}: exists (use --force / force=True to overwrite)")
-    for part in parts:
+    items = []
+    for part in [p for p in parts if p != "hits"] + ["hits"]:  # readers find events by their hits file
         df = event.part(part)
         cols = list(SCHEMAS[part]) + [c for c in df.columns if c not in SCHEMAS[part]]
         extra_derived = {"r", "phi", "eta", "pt", "p", "nhits_sel"}
         cols = [c for c in cols if c not in extra_derived or c in SCHEMAS[part]]
-        write_table(df[cols], prefix.parent / f"{prefix.name}-{part}{suffix}", force=True)
-        # with force, remove a stale twin in the other compression so the event is unambiguous
+        path = prefix.parent / f"{prefix.name}-{part}{suffix}"
+        items.append((path, table_bytes(df[cols], path.name)))
+    # with force, stale twins in the other compression go first, so the event stays unambiguous
+    for part in parts:
         twin = prefix.parent / f"{prefix.name}-{part}{'.csv' if compress else '.csv.gz'}"
-        if twin.exists():
+        if os.path.lexists(twin):
             twin.unlink()
+    atomic_write_many(items, force=True)
     return prefix
 
 
