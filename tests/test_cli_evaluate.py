@@ -85,7 +85,7 @@ def test_bad_options_exit_2(mini_dir, tmp_path, capsys):
     path = tmp_path / "s.csv"
     path.write_text("event_id,hit_id,track_id\n1,6,1\n")
     assert main(["evaluate", "--data", str(mini_dir), "--submission", str(path), "--min-hits", "0"]) == 2
-    assert "min_hits" in capsys.readouterr().err
+    assert "--min-hits" in capsys.readouterr().err
     assert main(["evaluate", "--data", str(mini_dir), "--submission", str(path), "--volumes", "x"]) == 2
     assert "--volumes" in capsys.readouterr().err
     assert main(["evaluate", "--data", str(tmp_path / "nope"), "--submission", str(path)]) == 2

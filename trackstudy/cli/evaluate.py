@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import pandas as pd
 
 from trackstudy.config import PIXEL_VOLUMES
-from trackstudy.errors import ConfigError
+from trackstudy.errors import ConfigError, DataError
 
 # trackstudy.metrics is imported in run(): every command module is imported to build the parser,
 # so module-level imports here would slow down every `trackstudy` call.
@@ -28,7 +29,28 @@ def parse_volumes(text: str | None):
                           f"volume ids such as 7,8,9") from None
     if not vols:
         raise ConfigError(f"--volumes {text!r}: no volume ids given")
+    if min(vols) < 0 or max(vols) > 2**31 - 1:
+        raise ConfigError(f"--volumes {text!r}: volume ids are integers 0 .. {2**31 - 1}")
     return vols
+
+
+def check_count(value, option: str, low: int = 1, high: int | None = None) -> None:
+    """ConfigError naming ``option`` when an integer option is outside ``low .. high``."""
+    if value is None:
+        return
+    if value < low or (high is not None and value > high):
+        allowed = f"in {low} .. {high}" if high is not None else f">= {low}"
+        raise ConfigError(f"{option} {value}: must be {allowed}")
+
+
+def check_number(value, option: str, low: float, *, low_open: bool = False, what: str = "") -> None:
+    """ConfigError naming ``option`` when a float option is not finite or below ``low``."""
+    if value is None:
+        return
+    ok = math.isfinite(value) and (value > low if low_open else value >= low)
+    if not ok:
+        raise ConfigError(f"{option} {value}: expected a finite number {'>' if low_open else '>='} {low:g}"
+                          + (f" ({what})" if what else ""))
 
 
 def register(sub) -> None:
@@ -63,16 +85,50 @@ def _clean(value):
     return value
 
 
+def check_result(result, args) -> None:
+    """Refuse a result whose headline numbers are undefined: no hits in the selected volumes,
+    no hit weights, no reconstructable particle."""
+    per = result.per_event
+    if "n_hits" in per.columns and int(per["n_hits"].sum()) == 0:
+        raise ConfigError(f"--volumes {args.volumes}: no hit of the evaluated events is in these volumes")
+    if per["trackml_score"].isna().all():
+        raise DataError(f"{args.data}: the truth weights of the evaluated events sum to 0; the TrackML score "
+                        f"needs hit weights (column weight of the truth files)")
+    if per["dm_efficiency"].isna().all():
+        raise ConfigError(f"--pt-min {args.pt_min:g} --min-hits {args.min_hits} --eta-max {args.eta_max:g}: no "
+                          f"particle of the evaluated events passes these cuts, so no efficiency is defined")
+
+
 def run(args) -> int:
     from trackstudy.metrics import HEADLINE_KEYS, evaluate_submission_file
 
-    if args.events is not None and args.events < 1:
-        raise ConfigError(f"--events {args.events}: must be >= 1")
-    result = evaluate_submission_file(args.submission, args.data, n_events=args.events, pt_min=args.pt_min,
-                                      min_hits=args.min_hits, eta_max=args.eta_max,
-                                      volumes=parse_volumes(args.volumes))
+    from trackstudy.data.io import find_events
+    from trackstudy.metrics import read_submission
+
+    check_count(args.events, "--events")
+    check_number(args.pt_min, "--pt-min", 0.0, what="GeV")
+    check_count(args.min_hits, "--min-hits")
+    check_number(args.eta_max, "--eta-max", 0.0, low_open=True)
+    volumes = parse_volumes(args.volumes)
+    data_ids = [e for e, _ in find_events(args.data)][: args.events]
+    sub = read_submission(args.submission)
+    if len(sub) == 0:
+        raise DataError(f"{args.submission}: the submission has no rows (expected event_id, hit_id, track_id rows)")
+    result = evaluate_submission_file(sub, args.data, n_events=args.events, pt_min=args.pt_min,
+                                      min_hits=args.min_hits, eta_max=args.eta_max, volumes=volumes,
+                                      name=str(args.submission))
+    check_result(result, args)
+    evaluated = [int(e) for e in result.per_event["event_id"]]
+    missing = [e for e in data_ids if e not in set(evaluated)]
+    if missing:
+        shown = ", ".join(str(e) for e in missing[:8]) + (", ..." if len(missing) > 8 else "")
+        print(f"trackstudy evaluate: warning: {args.submission} covers {len(evaluated)} of the {len(data_ids)} "
+              f"events in {args.data}; the means are over those {len(evaluated)} (missing: {shown})",
+              file=sys.stderr)
     if args.json:
         out = {k: _clean(v) for k, v in result.summary.items()}
+        out["data_events"] = len(data_ids)
+        out["missing_events"] = missing
         out["per_event"] = [{k: _clean(v) for k, v in row.items()}
                             for row in result.per_event.to_dict(orient="records")]
         print(json.dumps(out, default=int))

@@ -25,6 +25,7 @@ from trackstudy.data.io import _read_csv, write_table
 from trackstudy.errors import DataError
 
 REQUIRED_COLUMNS = ("hit_id", "track_id")
+_INT64_MAX = 2**63 - 1
 
 
 def _rows(df: pd.DataFrame, mask: np.ndarray) -> int:
@@ -32,9 +33,28 @@ def _rows(df: pd.DataFrame, mask: np.ndarray) -> int:
     return int(df.index[int(np.flatnonzero(mask)[0])])
 
 
+def _exact_int(value) -> int | None:
+    """An integer read as text or as a Python integer, exactly; None for anything else."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value)
+    return None
+
+
 def _integer_column(df: pd.DataFrame, col: str, source: str) -> np.ndarray:
     values = df[col]
-    if values.dtype.kind in "iu":
+    if len(values) == 0:
+        return np.empty(0, dtype=np.int64)
+    if values.dtype.kind == "u":
+        arr = values.to_numpy()
+        big = arr > np.uint64(_INT64_MAX)
+        if big.any():
+            row = _rows(df, big)
+            raise DataError(f"{source}: column {col}, row {row}: {arr[big][0]} does not fit in int64 "
+                            f"(ids are integers up to {_INT64_MAX})")
+        return arr.astype(np.int64)
+    if values.dtype.kind == "i":
         return values.to_numpy().astype(np.int64, copy=False)
     if values.dtype.kind == "b":
         raise DataError(f"{source}: column {col} holds booleans; expected integers")
@@ -58,11 +78,24 @@ def _integer_column(df: pd.DataFrame, col: str, source: str) -> np.ndarray:
     # object / string column: find the first entry that is not an integer
     num = pd.to_numeric(values, errors="coerce")
     arr = num.to_numpy(dtype=np.float64, na_value=np.nan)
+    missing = values.isna().to_numpy()
+    if missing.any():
+        row = _rows(df, missing)
+        raise DataError(f"{source}: column {col}, row {row}: missing value; every row needs an integer {col}")
     bad = ~np.isfinite(arr) | (arr != np.round(arr))
     if bad.any():
         row = _rows(df, bad)
         raise DataError(f"{source}: column {col}, row {row}: {values[bad].iloc[0]!r} is not an integer")
-    return pd.to_numeric(values).to_numpy().astype(np.int64)
+    # exact check on the values: a float64 cannot tell 2**63 - 1 from 2**63
+    as_int = [_exact_int(v) for v in values]
+    big = np.array([v is not None and not -_INT64_MAX - 1 <= v <= _INT64_MAX for v in as_int], dtype=bool)
+    big |= np.array([v is None for v in as_int], dtype=bool) & (np.abs(arr) > 2.0**53)
+    if big.any():
+        row = _rows(df, big)
+        raise DataError(f"{source}: column {col}, row {row}: {values[big].iloc[0]} does not fit in int64 "
+                        f"(ids are integers up to {_INT64_MAX})")
+    exact = [v if v is not None else int(x) for v, x in zip(as_int, arr)]
+    return np.array(exact, dtype=np.int64)
 
 
 def validate_submission(sub: pd.DataFrame, hits_or_truth: pd.DataFrame | None, source: str = "FILE",
