@@ -423,8 +423,9 @@ def register_cli(subparsers) -> None:
     source.add_argument("--hits", type=int, help="hits per event (sequence length T) of random clustered inputs")
     source.add_argument("--event", help="instead: a real TrackML event (folder, prefix or file); its pixel hits "
                                         "clustered by the locality step's DBSCAN give the labels, eta and phi")
-    parser.add_argument("--cluster-size", type=float, default=64.0, help="mean cluster size (default 64; not with --event)")
-    parser.add_argument("--batch", type=int, default=1,
+    parser.add_argument("--cluster-size", type=float, default=None,
+                        help="mean cluster size (default 64; not with --event)")
+    parser.add_argument("--batch", type=int, default=None,
                         help="events per batch; events after the first are 70-100%% as long (padding); not with --event")
     parser.add_argument("--heads", type=int, default=4, help="attention heads (default 4, as the paper)")
     parser.add_argument("--head-dim", type=int, default=48, help="dimension per head (default 48 = 192/4)")
@@ -448,13 +449,55 @@ def register_cli(subparsers) -> None:
     parser.set_defaults(func=run_cli)
 
 
+#: Allowed ranges of the command-line counts (inclusive); beyond them the inputs alone would not fit.
+CLI_RANGES = {"hits": (1, 1_000_000), "batch": (1, 64), "heads": (1, 64), "head_dim": (1, 1024),
+              "repeats": (1, 1000), "warmup": (0, 1000), "reference_rows": (1, 1_000_000_000),
+              "lsh_rounds": (1, 64), "lsh_projections": (1, 64), "lsh_block_size": (1, 65_536),
+              "threads": (1, 1024), "seed": (0, 2**32 - 1)}
+
+
+def check_cli_args(args: argparse.Namespace) -> None:
+    """Every option's range, and options that do nothing with --event, before any work (ConfigError)."""
+    if args.event is not None:
+        for name, opt in (("batch", "--batch"), ("cluster_size", "--cluster-size")):
+            if getattr(args, name) is not None:
+                raise ConfigError(f"{opt} has no effect with --event (the event gives one sequence and its own "
+                                  f"clusters); use it with --hits")
+    for name, (low, high) in CLI_RANGES.items():
+        value = getattr(args, name)
+        if value is not None and not low <= value <= high:
+            raise ConfigError(f"--{name.replace('_', '-')} must be {'positive' if low == 1 else f'>= {low}'} and at "
+                              f"most {high}, got {value}")
+    if args.cluster_size is not None and not (math.isfinite(args.cluster_size) and args.cluster_size >= 2):
+        raise ConfigError(f"--cluster-size {args.cluster_size}: expected a finite number >= 2 (mean hits per cluster)")
+    if not (math.isfinite(args.lsh_bucket_width) and args.lsh_bucket_width > 0):
+        raise ConfigError(f"--lsh-bucket-width {args.lsh_bucket_width}: expected a finite number > 0 "
+                          f"(the LSH bucket_width, in Delta R units)")
+
+
+def check_input_memory(n_hits: int, batch: int, heads: int, head_dim: int, device: torch.device) -> None:
+    """ConfigError when q, k and v alone would take more than half the free memory of ``device``."""
+    need = 3 * batch * heads * n_hits * head_dim * 4
+    free = available_memory(device)
+    if free is not None and need > free // 2:
+        raise ConfigError(f"--hits {n_hits} x --batch {batch} x --heads {heads} x --head-dim {head_dim}: the inputs "
+                          f"alone need {need / 2**30:.1f} GiB, more than half the free memory of {device} "
+                          f"({free / 2**30:.1f} GiB)")
+
+
 def run_cli(args: argparse.Namespace) -> int:
+    check_cli_args(args)
+    if args.event is None:
+        args.batch = 1 if args.batch is None else args.batch
+        args.cluster_size = 64.0 if args.cluster_size is None else args.cluster_size
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
     lsh = LSHConfig(n_rounds=args.lsh_rounds, n_projections=args.lsh_projections,
                     bucket_width=args.lsh_bucket_width, block_size=args.lsh_block_size, seed=args.seed)
-    check_options(backends, repeats=args.repeats, batch=args.batch, n_heads=args.heads, head_dim=args.head_dim,
+    check_options(backends, repeats=args.repeats, batch=args.batch or 1, n_heads=args.heads, head_dim=args.head_dim,
                   threads=1 if args.threads is None else args.threads)
     dev = resolve_device(args.device)
+    if args.event is None:
+        check_input_memory(args.hits, args.batch, args.heads, args.head_dim, dev)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.event is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from trackstudy.cli.evaluate import parse_volumes
-from trackstudy.errors import ConfigError
+from trackstudy.errors import ConfigError, DataError
 
 # The method names are repeated here (tests check they equal trackstudy.baselines.METHODS) so
 # that building the parser, which every `trackstudy` call does, does not import scikit-learn/scipy.
@@ -37,22 +37,38 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from trackstudy.baselines import baseline_submission, load_baseline_params
+    import sys
+
+    import trackstudy.baselines as baselines
+    from trackstudy.cli._paths import check_output_file
+    from trackstudy.cli.evaluate import check_count
+    from trackstudy.data.io import available_parts, find_events
     from trackstudy.metrics import write_submission  # imported here: keeps `trackstudy --help` quick
 
-    if args.events is not None and args.events < 1:
-        raise ConfigError(f"--events {args.events}: must be >= 1")
-    params = load_baseline_params(args.params).get(args.method, {})
+    check_count(args.events, "--events")
+    check_count(args.seed, "--seed", 0, 2**32 - 1)
+    volumes = parse_volumes(args.volumes)
+    params = baselines.load_baseline_params(args.params).get(args.method, {})
     if args.rate is not None:
         if args.method != "shuffle":
             raise ConfigError("--rate applies to --method shuffle only")
+        if not 0.0 <= args.rate <= 1.0:
+            raise ConfigError(f"--rate {args.rate}: out of range (a probability, 0 .. 1)")
         params["rate"] = args.rate
+    baselines.check_params(args.method, params, where=str(args.params or baselines.BASELINES_YAML))
+    out = check_output_file(Path(args.out), "--out", args.force, inputs=[args.params], input_dirs=[args.data])
+    events = find_events(args.data)
+    if not events:
+        raise DataError(f"{args.data}: no TrackML events (event<N>-hits.csv or .csv.gz) in this folder")
+    if baselines.METHODS[args.method]:
+        for eid, prefix in events[: args.events]:
+            if "truth" not in available_parts(prefix, eid):
+                raise DataError(f"{prefix}-truth.csv[.gz]: no such file (--method {args.method} needs the truth "
+                                f"of every event)")
+    sub = baselines.baseline_submission(args.method, args.data, params, seed=args.seed, n_events=args.events,
+                                        volumes=volumes, progress=sys.stderr.isatty())
+    write_submission(sub, out, force=True)  # checked above: --force given, or nothing there
     out = Path(args.out)
-    if out.exists() and not args.force:
-        raise ConfigError(f"{out}: exists (use --force to overwrite)")
-    sub = baseline_submission(args.method, args.data, params, seed=args.seed, n_events=args.events,
-                              volumes=parse_volumes(args.volumes), progress=True)
-    write_submission(sub, out, force=args.force)
     n_tracks = sub.groupby("event_id")["track_id"].nunique().sum()
     print(f"{out}: {sub['event_id'].nunique()} event(s), {len(sub)} hits, {n_tracks} tracks")
     return 0

@@ -34,8 +34,10 @@ def register(subparsers) -> None:
 
 def _run(args: argparse.Namespace):
     """Import the benchmark module, parse its options with its own parser, run it."""
+    from trackstudy.cli import OneLineParser, absolute_paths
+
     module = importlib.import_module(f"trackstudy.bench.{args.bench_command}")
-    outer = argparse.ArgumentParser(prog=args.bench_prog.rsplit(" ", 1)[0], add_help=False)
+    outer = OneLineParser(prog=args.bench_prog.rsplit(" ", 1)[0], add_help=False)
     module.register_cli(outer.add_subparsers(dest="bench_command"))
     inner = outer.parse_args([args.bench_command, *args.bench_args])
-    return inner.func(inner)
+    return inner.func(absolute_paths(inner))

@@ -25,6 +25,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from trackstudy.cli.evaluate import check_count
+
+    check_count(args.events, "--events")
     table, layers = inspect_path(args.path, args.events)
     if args.json:
         out = []

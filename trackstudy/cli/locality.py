@@ -80,7 +80,7 @@ def _load_events(paths: list[str], n_events: int | None):
     from trackstudy.data.io import available_parts, find_events, read_event
 
     if n_events is not None and n_events < 1:
-        raise ConfigError(f"--n-events {n_events}: must be at least 1")
+        raise ConfigError(f"--n-events {n_events}: must be >= 1")
     prefixes = []
     for path in paths:
         if Path(path).is_dir():
@@ -104,6 +104,11 @@ def run(args) -> int:
     from trackstudy.locality.measures import mean_results, measure_locality
     from trackstudy.locality.projection import Surfaces
 
+    from trackstudy.cli.evaluate import check_count, check_number
+
+    check_count(args.n_events, "--n-events")
+    check_number(args.radius, "--radius", 0.0, low_open=True, what="mm")
+    check_number(args.z_plane, "--z-plane", 0.0, low_open=True, what="mm")
     params = parse_params(args.param)
     resolve_params(args.method, params)
     surfaces = Surfaces(radius=args.radius, z_plane=args.z_plane)

@@ -31,27 +31,33 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from trackstudy.config import resolve_path
+    import trackstudy.inference as inference
+    from trackstudy.cli._paths import check_output_file
+    from trackstudy.cli.evaluate import check_count
     from trackstudy.data.io import find_events
-    from trackstudy.inference import STAGES, predict_events
+    from trackstudy.inference import STAGES
     from trackstudy.metrics import write_submission
+    from trackstudy.models.attention import BACKENDS
     from trackstudy.training.checkpoint import load_run
 
-    if args.events is not None and args.events < 1:
-        raise ConfigError(f"--events {args.events}: must be >= 1")
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise FileExistsError(f"{out}: exists (use --force to overwrite)")
-    data = resolve_path(args.data)
+    check_count(args.events, "--events")
+    if args.backend is not None and args.backend not in BACKENDS:
+        raise ConfigError(f"--backend {args.backend!r}: unknown; choose from {', '.join(BACKENDS)}")
+    data = Path(args.data)
     if not data.is_dir():
         raise DataError(f"{data}: no such data folder (--data)")
+    out = check_output_file(Path(args.out), "--out", args.force, input_dirs=[data],
+                            inputs=[p for p in Path(args.run).glob("*") if p.is_file()]
+                            if Path(args.run).is_dir() else [])
     if not find_events(data):
         raise DataError(f"{data}: no TrackML events (event<N>-hits.csv or .csv.gz) in this folder")
     model, run_config = load_run(args.run, args.device)
     pixel_only = bool(((run_config.get("data") or {}).get("train") or {}).get("pixel_only", False))
-    sub, timings = predict_events(model, data, locality=run_config.get("locality"), pixel_only=pixel_only,
-                                  backend=args.backend, n_events=args.events, progress=not args.quiet)
-    write_submission(sub, out, force=args.force)
+    sub, timings = inference.predict_events(model, data, locality=run_config.get("locality"), pixel_only=pixel_only,
+                                            backend=args.backend, n_events=args.events,
+                                            progress=not args.quiet and sys.stderr.isatty())
+    write_submission(sub, out, force=True)  # checked above: --force given, or nothing there
+    out = Path(args.out)
     n = len(timings)
     print(f"{n} event{'s' if n != 1 else ''}, {int(timings['n_hits'].sum())} hits through the model "
           f"({model.family}, backend {args.backend or model.encoder_cfg.attention}, "

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
+import re
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from trackstudy.errors import ConfigError
 
@@ -22,7 +25,7 @@ def register(sub) -> None:
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--events", type=int, default=1, metavar="N", help="number of events (default 1)")
-    p.add_argument("--pileup", type=float, default=200.0, metavar="MU",
+    p.add_argument("--pileup", type=float, default=None, metavar="MU",
                    help="mean number of pile-up interactions, 0..1000 (default 200, like TrackML)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     p.add_argument("--pixel-only", action="store_true", help="simulate and keep only the pixel volumes 7, 8, 9 (nhits then counts pixel hits)")
@@ -131,10 +134,43 @@ def cuts_from_args(args):
     return replace(base, **given)
 
 
+#: The most events one command simulates, and the largest event id (9 digits, the Kaggle names).
+MAX_EVENTS = 100_000
+MAX_EVENT_ID = 999_999_999
+
+
+def check_args(args) -> None:
+    """Counts, ids, seed and paths, before any work (ConfigError naming the option)."""
+    from trackstudy.cli._paths import check_writable_folder
+    from trackstudy.cli.evaluate import check_count
+
+    check_count(args.events, "--events", 1, MAX_EVENTS)
+    check_count(args.seed, "--seed", 0, 2**63 - 1)
+    check_count(args.first_event_id, "--first-event-id", 0, MAX_EVENT_ID - args.events + 1)
+    if args.particles_from is not None:
+        if args.pileup is not None:
+            raise ConfigError("--pileup has no effect with --particles-from (the particles come from the file); "
+                              "give one of the two")
+        if args.no_hard_scatter:
+            raise ConfigError("--no-hard-scatter has no effect with --particles-from (the particles come from the "
+                              "file); give one of the two")
+        given = Path(args.particles_from).resolve()
+        m = re.match(r"^event(\d+)-", given.name)
+        if (m and given.parent == Path(args.out).resolve()
+                and args.first_event_id <= int(m.group(1)) < args.first_event_id + args.events):
+            raise ConfigError(f"--particles-from {args.particles_from}: is an input of this command; the events "
+                              f"simulated into --out {args.out} would replace it (refused, even with --force)")
+    out = Path(args.out)
+    if os.path.lexists(out) and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder")
+    check_writable_folder(out, "--out")
+
+
 def run(args) -> int:
     from trackstudy.config import PIXEL_VOLUMES
     from trackstudy.data.simulate import SimulationConfig, parse_tracks, simulate_dataset
 
+    check_args(args)
     cuts = cuts_from_args(args)
     # only pixel volumes kept: simulating the strips would be wasted work
     pixel_only = args.pixel_only or (cuts is not None and cuts.volumes is not None
@@ -147,7 +183,7 @@ def run(args) -> int:
         raise ConfigError(str(exc).replace("tracks=", "--tracks ", 1)) from None
     try:
         config = SimulationConfig(
-            mu=args.pileup, hard_scatter=not args.no_hard_scatter, pixel_only=pixel_only, tracks=tracks,
+            mu=200.0 if args.pileup is None else args.pileup, hard_scatter=not args.no_hard_scatter, pixel_only=pixel_only, tracks=tracks,
             noise_fraction=args.noise_fraction, inefficiency=args.inefficiency, max_turns=args.max_turns,
         )
     except ConfigError as exc:  # name the option, not the dataclass field
@@ -158,7 +194,7 @@ def run(args) -> int:
         raise ConfigError(msg) from None
     prefixes = simulate_dataset(
         args.out, args.events, config, seed=args.seed, force=args.force, first_event_id=args.first_event_id,
-        particles_from=args.particles_from, progress=not args.quiet, compress=not args.uncompressed, cuts=cuts,
+        particles_from=args.particles_from, progress=not args.quiet and sys.stderr.isatty(), compress=not args.uncompressed, cuts=cuts,
     )
     print(f"wrote {len(prefixes)} event{'s' if len(prefixes) != 1 else ''} to {args.out} "
           f"({prefixes[0].name} .. {prefixes[-1].name})", file=sys.stdout)

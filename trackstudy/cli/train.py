@@ -32,14 +32,25 @@ def register(sub) -> None:
 def run(args) -> int:
     from trackstudy.training import load_yaml, resolve_config, set_value, train
 
-    cfg = load_yaml(args.config)
+    import copy
+    import os
+    from pathlib import Path
+
+    from trackstudy.cli._paths import check_writable_folder
+
+    out = Path(args.out)
+    if os.path.lexists(out) and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder (expected a run folder)")
+    check_writable_folder(out, "--out")
+    base = load_yaml(args.config)
+    cfg = copy.deepcopy(base)
     for assignment in args.overrides:
         set_value(cfg, assignment)
     try:
         cfg = resolve_config(cfg)
     except ConfigError as exc:
-        raise ConfigError(f"{args.config}: {exc}") from None
-    summary = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
+        raise ConfigError(_blame(exc, base, args, resolve_config, set_value)) from None
+    summary = train(cfg, args.out, resume=args.resume, progress=not args.quiet and sys.stderr.isatty())
     if "family" not in summary:  # a non-zero DDP rank
         return 0
     if args.json:
@@ -54,6 +65,27 @@ def run(args) -> int:
               f"dm_efficiency {_f(v.get('dm_efficiency'))}, fake_rate {_f(v.get('fake_rate'))}")
     print(f"wrote {summary['model_file']}", file=sys.stdout)
     return 0
+
+
+def _blame(exc: ConfigError, base: dict, args, resolve_config, set_value) -> str:
+    """The message of a config error, blamed on what caused it: the config file, or the first
+    --set after which the config no longer resolves."""
+    import copy
+
+    if not args.overrides:
+        return f"{args.config}: {exc}"
+    try:
+        resolve_config(copy.deepcopy(base))
+    except ConfigError:
+        return f"{args.config}: {exc}"
+    cfg = copy.deepcopy(base)
+    for assignment in args.overrides:
+        set_value(cfg, assignment)
+        try:
+            resolve_config(copy.deepcopy(cfg))
+        except ConfigError as step_exc:
+            return f"--set {assignment}: {step_exc}"
+    return f"--set {' '.join(args.overrides)}: {exc}"
 
 
 def _f(x) -> str:

@@ -78,12 +78,16 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
 def _torch_load(path: Path, what: str) -> dict:
     if not path.is_file():
         raise DataError(f"{path}: {what} not found")
+    expected = ("a file written by trackstudy train: a torch file holding a dict with model_config and "
+                + ("state_dict" if what == "model file" else "model, step"))
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated or foreign file: say which one
-        raise DataError(f"{path}: cannot load {what} ({type(exc).__name__}: {exc})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the {what} ({exc.strerror or type(exc).__name__})") from None
+    except Exception:  # noqa: BLE001 - a truncated or foreign file; torch's own text (and advice) is not for users
+        raise DataError(f"{path}: cannot load {what}: not a trackstudy {what} (expected {expected})") from None
     if not isinstance(obj, dict):
-        raise DataError(f"{path}: {what} must hold a dict, got {type(obj).__name__}")
+        raise DataError(f"{path}: not a trackstudy {what} (it holds a {type(obj).__name__}; expected {expected})")
     return obj
 
 
@@ -118,6 +122,15 @@ def _read_run_config(run_dir: Path) -> dict:
     return cfg if isinstance(cfg, dict) else {}
 
 
+def _first_mismatch(exc: Exception) -> str:
+    """The first problem of a load_state_dict error, in one line (torch lists them all over many lines)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for ln in lines:
+        if ln.startswith(("size mismatch", "Missing key", "Unexpected key")):
+            return " ".join(ln.split())[:300]
+    return " ".join((lines[-1] if lines else type(exc).__name__).split())[:300]
+
+
 def load_run(run_dir: str | os.PathLike, device: str | torch.device = "auto", *,
              backend: str | None = None) -> tuple[TrackModel, dict]:
     """The trained model of ``run_dir`` (eval mode, on ``device``) and its run config.
@@ -147,13 +160,20 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "auto", *,
     else:
         raise DataError(f"{run_dir}: neither {MODEL_FILE} nor {CHECKPOINT_DIR}/{LAST_CHECKPOINT} found "
                         "(train first: trackstudy train --config FILE.yaml --out RUN_DIR)")
-    model_cfg = dict(model_cfg)
-    if backend is not None:
-        model_cfg["encoder"] = {**model_cfg["encoder"], "attention": backend}
-    model = model_from_config(model_cfg)
+    source = model_file if model_file.is_file() else checkpoint_path(run_dir)
+    try:
+        model_cfg = dict(model_cfg)
+        if backend is not None:
+            model_cfg["encoder"] = {**model_cfg["encoder"], "attention": backend}
+        model = model_from_config(model_cfg)
+    except ConfigError as exc:
+        raise DataError(f"{source}: its model_config is not valid ({exc})") from None
+    except (TypeError, ValueError, KeyError, AttributeError):
+        raise DataError(f"{source}: not a trackstudy model file (its model_config is not a trackstudy model "
+                        f"configuration)") from None
     try:
         model.load_state_dict(state_dict)
-    except RuntimeError as exc:
-        raise DataError(f"{run_dir}: weights do not match the model config ({exc})") from None
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise DataError(f"{source}: its weights do not match its model config ({_first_mismatch(exc)})") from None
     dev = resolve_device(device)
     return model.to(dev).eval(), dict(run_config)

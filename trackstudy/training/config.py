@@ -314,6 +314,32 @@ def normalise_grid(grid, family: str) -> list[dict]:
     return out
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 without base-60 numbers: ``10:50`` stays the string '10:50' (safe_load reads 650)."""
+
+
+def _no_sexagesimal(kind):
+    base = yaml.SafeLoader.construct_yaml_int if kind == "int" else yaml.SafeLoader.construct_yaml_float
+
+    def construct(loader, node):
+        text = loader.construct_scalar(node)
+        return text if ":" in text else base(loader, node)
+    return construct
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _no_sexagesimal("int"))
+_Loader.add_constructor("tag:yaml.org,2002:float", _no_sexagesimal("float"))
+
+
+def _yaml_problem(exc: yaml.YAMLError, with_line: bool = False) -> str:
+    """One line from a YAML error: its problem and, for files, where."""
+    problem = getattr(exc, "problem", None) or (str(exc).splitlines() or ["syntax error"])[0]
+    mark = getattr(exc, "problem_mark", None)
+    if with_line and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return problem
+
+
 def set_value(cfg: dict, assignment: str) -> dict:
     """Apply one ``section.key=value`` (or ``section.sub.key=value``) override; the value is YAML
     (``3``, ``0.5``, ``true``, ``null``, ``[1, 2]``, ``'10:50'``). Returns ``cfg`` (modified)."""
@@ -324,9 +350,9 @@ def set_value(cfg: dict, assignment: str) -> dict:
     if len(keys) < 2:
         raise ConfigError(f"--set {assignment!r}: the key must name a section and a key, e.g. train.steps")
     try:
-        value = yaml.safe_load(text) if text.strip() else ""
+        value = yaml.load(text, Loader=_Loader) if text.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {assignment!r}: the value is not valid YAML ({exc})") from None
+        raise ConfigError(f"--set {assignment}: the value is not valid YAML ({_yaml_problem(exc)})") from None
     if keys[0] not in DEFAULTS:
         raise ConfigError(f"--set {path}: unknown section {keys[0]!r}; valid sections: {', '.join(DEFAULTS)}")
     node = cfg
@@ -348,10 +374,14 @@ def load_yaml(path: str | os.PathLike) -> dict:
     if not p.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        with open(p) as f:
-            cfg = yaml.safe_load(f)
+        with open(p, encoding="utf-8") as f:
+            cfg = yaml.load(f, Loader=_Loader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({exc})") from None
+        raise ConfigError(f"{p}: not valid YAML ({_yaml_problem(exc, with_line=True)})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a text file (expected a YAML run config)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a folder (expected a YAML run config)") from None
     if cfg is None:
         return {}
     if not isinstance(cfg, dict):
