@@ -122,6 +122,9 @@ def truth_submission(truth, event_id=1) -> pd.DataFrame:
     ["evaluate", "--data", "{D}", "--submission", "{D}/x.csv", "--eta-max", "nan"],
     ["locality", "{D}", "--radius", "-1"],
     ["locality", "{D}", "--z-plane", "inf"],
+    ["locality", "{D}", "--radius", "1e30"],
+    ["baseline", "--method", "random", "--data", "{D}", "--out", "{T}/s.csv", "--seed", "-1"],
+    ["baseline", "--method", "shuffle", "--data", "{D}", "--out", "{T}/s.csv", "--rate", "1.5"],
 ])
 def test_counts_and_sizes_checked(argv, data, tmp_path, capsys):
     argv = [a.replace("{D}", str(data)).replace("{T}", str(tmp_path)) for a in argv]
@@ -204,6 +207,22 @@ def test_huge_coordinates_no_warning(data, capsys):
     write_csv(path, df)
     line = refused(["inspect", data], capsys, path.name, "column x", "row 2")
     assert "Warning" not in line
+
+
+@pytest.mark.parametrize("part,column,value", [("hits", "x", 1e30), ("hits", "z", -3e7), ("truth", "tpx", 1e9),
+                                               ("particles", "vz", 1e12)])
+def test_implausible_values_refused(part, column, value, data, frames, tmp_path, capsys):
+    path = data / f"event000000001-{part}.csv.gz"
+    df = pd.read_csv(path)
+    df.loc[2, column] = value
+    write_csv(path, df)
+    sub = write_csv(tmp_path / "sub.csv", truth_submission(frames[1]))
+    commands = [["inspect", data], ["evaluate", "--data", data, "--submission", sub]]
+    if part != "particles":  # baselines read hits and truth only
+        commands.append(["baseline", "--method", "truth", "--data", data, "--out", tmp_path / "b.csv"])
+    for argv in commands:
+        refused(argv, capsys, path.name, f"column {column}, row 2", "plausible")
+    assert not (tmp_path / "b.csv").exists()
 
 
 def test_unexpected_exception_one_line(monkeypatch, data, capsys):
@@ -301,6 +320,12 @@ def test_plain_and_gzipped_twins_refused(data, capsys):
 @pytest.mark.parametrize("extra", [["--batch", "2"], ["--cluster-size", "10"]])
 def test_bench_event_mode_rejects_random_options(extra, data, capsys):
     refused(["bench", "attention", "--event", data, *extra], capsys, extra[0], "--event")
+
+
+@pytest.mark.parametrize("method", ["truth", "dbscan-helix"])
+def test_baseline_seed_without_randomness(method, data, tmp_path, capsys):
+    refused(["baseline", "--method", method, "--data", data, "--out", tmp_path / "b.csv", "--seed", "3"], capsys,
+            "--seed", method)
 
 
 def test_simulate_particles_from_rejects_pileup(data, tmp_path, capsys):

@@ -31,7 +31,8 @@ def register(sub) -> None:
     p.add_argument("--volumes", default="all", metavar="V",
                    help="run on the hits of these volumes: 'all' (default), 'pixel' or a list such as 7,8,9")
     p.add_argument("--events", type=int, default=None, metavar="N", help="at most the first N events")
-    p.add_argument("--seed", type=int, default=0, help="random seed (event i uses seed + i)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="random seed of random and shuffle (event i uses seed + i; default 0)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.set_defaults(func=run)
 
@@ -47,6 +48,9 @@ def run(args) -> int:
 
     check_count(args.events, "--events")
     check_count(args.seed, "--seed", 0, 2**32 - 1)
+    if args.seed is not None and args.method not in ("random", "shuffle"):
+        raise ConfigError(f"--seed has no effect with --method {args.method} (it draws nothing at random)")
+    seed = 0 if args.seed is None else args.seed
     volumes = parse_volumes(args.volumes)
     params = baselines.load_baseline_params(args.params).get(args.method, {})
     if args.rate is not None:
@@ -65,7 +69,7 @@ def run(args) -> int:
             if "truth" not in available_parts(prefix, eid):
                 raise DataError(f"{prefix}-truth.csv[.gz]: no such file (--method {args.method} needs the truth "
                                 f"of every event)")
-    sub = baselines.baseline_submission(args.method, args.data, params, seed=args.seed, n_events=args.events,
+    sub = baselines.baseline_submission(args.method, args.data, params, seed=seed, n_events=args.events,
                                         volumes=volumes, progress=sys.stderr.isatty())
     write_submission(sub, out, force=True)  # checked above: --force given, or nothing there
     out = Path(args.out)

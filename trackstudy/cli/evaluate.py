@@ -43,14 +43,15 @@ def check_count(value, option: str, low: int = 1, high: int | None = None) -> No
         raise ConfigError(f"{option} {value}: must be {allowed}")
 
 
-def check_number(value, option: str, low: float, *, low_open: bool = False, what: str = "") -> None:
-    """ConfigError naming ``option`` when a float option is not finite or below ``low``."""
+def check_number(value, option: str, low: float, *, low_open: bool = False, high: float | None = None,
+                 what: str = "") -> None:
+    """ConfigError naming ``option`` when a float option is not finite, below ``low`` or above ``high``."""
     if value is None:
         return
-    ok = math.isfinite(value) and (value > low if low_open else value >= low)
+    ok = math.isfinite(value) and (value > low if low_open else value >= low) and (high is None or value <= high)
     if not ok:
         raise ConfigError(f"{option} {value}: expected a finite number {'>' if low_open else '>='} {low:g}"
-                          + (f" ({what})" if what else ""))
+                          + (f" and <= {high:g}" if high is not None else "") + (f" ({what})" if what else ""))
 
 
 def register(sub) -> None:

@@ -107,8 +107,8 @@ def run(args) -> int:
     from trackstudy.cli.evaluate import check_count, check_number
 
     check_count(args.n_events, "--n-events")
-    check_number(args.radius, "--radius", 0.0, low_open=True, what="mm")
-    check_number(args.z_plane, "--z-plane", 0.0, low_open=True, what="mm")
+    check_number(args.radius, "--radius", 0.0, low_open=True, high=1e5, what="mm")
+    check_number(args.z_plane, "--z-plane", 0.0, low_open=True, high=1e5, what="mm")
     params = parse_params(args.param)
     resolve_params(args.method, params)
     surfaces = Surfaces(radius=args.radius, z_plane=args.z_plane)

@@ -65,6 +65,15 @@ FINITE_COLUMNS = {
     "cells": ("value",),
 }
 
+#: Plausibility limits: a position beyond 1 km (mm) or a momentum beyond 1 PeV (GeV) is a unit or
+#: format mistake, never a hit or particle of a collider detector.
+LIMITS = {
+    "hits": {c: (1e6, "mm") for c in ("x", "y", "z")},
+    "truth": {**{c: (1e6, "mm") for c in ("tx", "ty", "tz")}, **{c: (1e6, "GeV") for c in ("tpx", "tpy", "tpz")}},
+    "particles": {**{c: (1e6, "mm") for c in ("vx", "vy", "vz")}, **{c: (1e6, "GeV") for c in ("px", "py", "pz")}},
+    "cells": {},
+}
+
 _EVENT_RE = re.compile(r"^event(\d+)-(hits|truth|particles|cells)\.csv(\.gz)?$")
 _PREFIX_RE = re.compile(r"^event(\d+)$")
 
@@ -370,6 +379,13 @@ def validate_event(event: Event) -> None:
             if bad.any():
                 row = _first_row(bad)
                 raise DataError(f"{where}: column {col}, row {row}: {arr[row]} is not a finite number")
+            if col in LIMITS[part] and len(arr):
+                limit, unit = LIMITS[part][col]
+                big = np.abs(arr) > limit
+                if big.any():
+                    row = _first_row(big)
+                    raise DataError(f"{where}: column {col}, row {row}: {float(arr[row]):g} is beyond the plausible "
+                                    f"range (|{col}| <= {limit:g} {unit})")
     hits = event.hits
     where = _where(event, "hits")
     if len(hits) == 0:
