@@ -1,5 +1,10 @@
 import sys
 
-from trackstudy.cli import main
+try:
+    from trackstudy.cli import main
 
-sys.exit(main())
+    status = main()
+except KeyboardInterrupt:  # before main's own handler is in place (imports, argument parsing)
+    print("trackstudy: interrupted", file=sys.stderr)
+    status = 130
+sys.exit(status)
