@@ -513,7 +513,7 @@ def test_checkpoint_wrong_shapes(data, tmp_path, capsys, tiny_run):
 
 
 def test_set_value_keeps_min_max_strings():
-    from trackstudy.training.config import load_yaml, set_value
+    from trackstudy.training.config import set_value
 
     cfg: dict = {}
     set_value(cfg, "data.train.tracks=10:50")
