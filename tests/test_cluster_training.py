@@ -256,3 +256,16 @@ def test_epoch_batches_by_hit_budget():
         tdata.epoch_batches(16, 8, seed=1, epoch=0, batch_hits=1000)
     with pytest.raises(ConfigError, match="batch_hits"):
         tconfig.resolve_config({"train": {"batch_hits": 100}, "data": {"online": True}})
+
+
+def test_tune_base_sets_the_track_parameters_before_tuning(data_root, tmp_path):
+    cfg = cluster_config(data_root, tune={"n_events": 0, "base": {"k": 6, "threshold": 0.7, "max_hits": 25}},
+                         train={"steps": 2, "eval_every": 2, "checkpoint_every": 2, "device": "cpu",
+                                "num_threads": 1, "eval_tracks": 1})
+    summary = train(cfg, tmp_path / "run", progress=False)
+    tp = summary["track_params"]
+    assert (tp["k"], tp["threshold"], tp["max_hits"]) == (6, 0.7, 25)  # no tuning: the base is kept
+    with pytest.raises(ConfigError, match="tune.base.kk"):
+        tconfig.resolve_config({"tune": {"base": {"kk": 3}}})
+    with pytest.raises(ConfigError, match="max_hits"):
+        tconfig.resolve_config({"tune": {"base": {"max_hits": -1}}})

@@ -18,7 +18,7 @@ from trackstudy.plots.attention import (  # noqa: E402
     plot_attention_vs_mask,
     plot_locality_summary,
 )
-from trackstudy.plots.training import plot_training_curves, read_logs  # noqa: E402
+from trackstudy.plots.training import plot_training_curves, plot_validation_tracks, read_logs  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -80,3 +80,18 @@ def test_attention_figures():
     assert np.allclose(ax.get_images()[0].get_array(), 0.0)
     with pytest.raises(ConfigError, match="metric"):
         plot_locality_summary(summary, metric="nope")
+
+
+def test_validation_tracks_curve(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    pd.DataFrame({"step": [10, 20], "train_seconds": [60.0, 120.0], "val_loss": [2.0, 1.5],
+                  "val_dm_efficiency": [0.5, 0.8], "val_fake_rate": [0.4, 0.1]}).to_csv(run / "log_val.csv", index=False)
+    old = tmp_path / "old"  # a run logged before the track metrics: nothing drawn, no error
+    old.mkdir()
+    pd.DataFrame({"step": [10], "val_loss": [2.0]}).to_csv(old / "log_val.csv", index=False)
+    ax = plot_validation_tracks({"run": run, "old": old})
+    lines = ax.get_lines()
+    assert len(lines) == 2
+    assert np.allclose(lines[0].get_xdata(), [1.0, 2.0]) and np.allclose(lines[0].get_ydata(), [0.5, 0.8])
+    plt.close("all")

@@ -118,6 +118,61 @@ def run_notebook(nb: Path, params: dict, out_dir: Path, log_output: bool = False
             "parameters": chosen, "html": out_html.name if out_html.exists() else None}
 
 
+def _pct(v) -> str:
+    return "-" if v is None else f"{100.0 * float(v):.1f}%"
+
+
+def summary_html(summary_file: Path) -> str:
+    """The headline tables of ``summary.json`` as HTML: the full-event model (notebook 07) at each
+    pile-up next to the baselines, and the models of the 10-50-track study (notebook 05). Empty
+    when there is no summary yet."""
+    if not summary_file.is_file():
+        return ""
+    try:
+        doc = json.loads(summary_file.read_text())
+    except (OSError, ValueError):
+        return ""
+    parts = []
+    head = doc.get("headline")
+    if head:
+        minutes = (head.get("train_seconds") or 0.0) / 60.0
+        parts.append(f"<h2>Headline: full mu = {head['pileup']:g} pixel events</h2>"
+                     f"<p><b>{html.escape(str(head['model']))}</b> ({html.escape(str(head.get('preset')))}, "
+                     f"{head.get('n_params') or 0:,} parameters, {minutes:.0f} min of training on "
+                     f"{html.escape(str(head.get('device')))}): DM efficiency (pT &gt; 0.9 GeV) "
+                     f"<b>{_pct(head.get('dm_efficiency'))}</b>, fake rate <b>{_pct(head.get('fake_rate'))}</b>, "
+                     f"TrackML score {head.get('trackml_score') or 0:.3f} on {head.get('n_events')} held-out events.</p>")
+    rows = []
+    for mu, models in (doc.get("full_event") or {}).items():
+        for name, m in models.items():
+            rows.append(f"<tr><td>{html.escape(mu)}</td><td>{html.escape(name)}</td><td>{_pct(m.get('dm_efficiency'))}"
+                        f"</td><td>{_pct(m.get('barrel_dm_efficiency'))}</td><td>{_pct(m.get('endcap_dm_efficiency'))}"
+                        f"</td><td>{_pct(m.get('fake_rate'))}</td><td>{_pct(m.get('duplicate_rate'))}</td>"
+                        f"<td>{(m.get('trackml_score') or 0):.3f}</td><td>{m.get('n_events')}</td></tr>")
+    if rows:
+        parts.append("<table><tr><th>pile-up</th><th>model</th><th>DM eff.</th><th>barrel</th><th>endcap</th>"
+                     "<th>fake rate</th><th>duplicates</th><th>TrackML score</th><th>events</th></tr>"
+                     + "".join(rows) + "</table>")
+    rows = []
+    for r in doc.get("real_vs_sim") or []:
+        rows.append(f"<tr><td>{html.escape(str(r.get('set')))}</td><td>{html.escape(str(r.get('method')))}</td>"
+                    f"<td>{_pct(r.get('dm_efficiency_real'))}</td><td>{_pct(r.get('dm_efficiency_sim'))}</td>"
+                    f"<td>{_pct(r.get('fake_rate_real'))}</td><td>{_pct(r.get('fake_rate_sim'))}</td></tr>")
+    if rows:
+        parts.append("<h3>Real vs simulated (the same cuts)</h3><table><tr><th>set</th><th>method</th>"
+                     "<th>DM real</th><th>DM simulated</th><th>fake real</th><th>fake simulated</th></tr>"
+                     + "".join(rows) + "</table>")
+    rows = []
+    for name, m in (doc.get("models") or {}).items():
+        rows.append(f"<tr><td>{html.escape(name)}</td><td>{html.escape(str(m.get('kind')))}</td>"
+                    f"<td>{_pct(m.get('dm_efficiency'))}</td><td>{_pct(m.get('fake_rate'))}</td>"
+                    f"<td>{(m.get('trackml_score') or 0):.3f}</td></tr>")
+    if rows:
+        parts.append("<h3>Models of the 10-50-track study (notebook 05)</h3><table><tr><th>model</th><th>kind</th>"
+                     "<th>DM eff.</th><th>fake rate</th><th>TrackML score</th></tr>" + "".join(rows) + "</table>")
+    return "\n".join(parts)
+
+
 def write_index(results: list[dict], out_dir: Path, params_file: str, device: str) -> Path:
     """``index.html``: one row per notebook with a link, status, run time and device."""
     rows = []
@@ -138,6 +193,7 @@ device: {html.escape(device)}; total {total:.0f} s.</p>
 <table><tr><th>notebook</th><th>status</th><th>time</th><th>device</th><th>parameters</th></tr>
 {chr(10).join(rows)}
 </table>
+{summary_html(out_dir / "summary.json")}
 <p>Headline metrics per model: <a href="summary.json">summary.json</a> (when the study trained models).</p>
 </body></html>
 """

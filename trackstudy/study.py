@@ -208,11 +208,58 @@ def write_summary(evaluations: dict, *, models: list[str], run_prefix: str, data
         else:
             entry["kind"] = "baseline"
         entries[name] = entry
-    doc = {"data": str(data), "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "models": entries}
     path = resolve_path(path)
+    # the full-event section (notebook 07: "headline", "full_event", "real_vs_sim") is kept
+    doc = json.loads(path.read_text()) if path.is_file() else {}
+    doc.update({"data": str(data), "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "models": entries})
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_bytes(path, (json.dumps(doc, indent=1, default=float) + "\n").encode(), force=True)
 
 
-__all__ = ["FAMILIES", "eval_dataset", "parse_models", "predict_runs", "run_dir", "train_models",
-           "training_config", "write_summary"]
+#: Metrics of each model in the full-event section of ``summary.json``.
+FULL_EVENT_KEYS = ("trackml_score", "dm_efficiency", "perfect_efficiency", "lhc_efficiency", "fake_rate",
+                   "duplicate_rate", "barrel_dm_efficiency", "endcap_dm_efficiency", "barrel_fake_rate",
+                   "endcap_fake_rate", "n_particles", "n_events")
+
+
+def _metrics(ev) -> dict:
+    return {k: ev.summary.get(k) for k in FULL_EVENT_KEYS}
+
+
+def write_full_event_summary(evaluations: dict, *, run: str | os.PathLike, headline_pileup: float,
+                             real_vs_sim=None, path: str | os.PathLike = REPORTS_DIR / "summary.json") -> Path:
+    """Add the full-event results to ``summary.json``, keeping what notebook 05 wrote there.
+
+    evaluations: ``{pileup: {name: Evaluation}}`` on held-out full pixel events; the entry whose name
+    is the run folder's is the trained model. ``headline``: that model at ``headline_pileup`` (the
+    study's headline number), with its training time, steps, device and parameter count;
+    ``full_event``: every model at every pile-up; ``real_vs_sim``: rows of
+    :func:`trackstudy.metrics.realsim.comparison_table` (a DataFrame or a list of dicts)."""
+    import math
+
+    run = Path(run)
+    path = resolve_path(path)
+    doc = json.loads(path.read_text()) if path.is_file() else {}
+    run_summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
+    train_info = {k: run_summary.get(k) for k in ("train_seconds", "steps", "device", "n_params", "preset",
+                                                  "backend", "locality")}
+    full = {}
+    for pileup, evs in evaluations.items():
+        full[f"mu{float(pileup):g}"] = {name: {**_metrics(ev), "kind": "trained" if name == run.name else "baseline"}
+                                        for name, ev in evs.items()}
+    doc["full_event"] = full
+    key = f"mu{float(headline_pileup):g}"
+    if run.name in full.get(key, {}):
+        doc["headline"] = {"model": run.name, "run": str(run), "pileup": float(headline_pileup),
+                           "data": "held-out simulated pixel events", **full[key][run.name], **train_info}
+    if real_vs_sim is not None:
+        rows = real_vs_sim.to_dict(orient="records") if hasattr(real_vs_sim, "to_dict") else list(real_vs_sim)
+        doc["real_vs_sim"] = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+                              for r in rows]
+    doc["generated"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_bytes(path, (json.dumps(doc, indent=1, default=float) + "\n").encode(), force=True)
+
+
+__all__ = ["FAMILIES", "FULL_EVENT_KEYS", "eval_dataset", "parse_models", "predict_runs", "run_dir", "train_models",
+           "training_config", "write_full_event_summary", "write_summary"]

@@ -63,9 +63,11 @@ def per_event_numbers(sub: pd.DataFrame, events: list, volumes) -> pd.DataFrame:
 
 
 def compare(name: str, *, model=None, run_config=None, n_sim: int = 3, pileup: float = 200.0, seed: int = 20261201,
-            baseline: bool = True, device: str = "auto", progress: bool = False) -> dict:
+            baseline: bool = True, device: str = "auto", progress: bool = False,
+            baseline_overrides: dict | None = None) -> dict:
     """Metrics of the model (and the baseline) on the real set and on its simulated counterparts:
-    ``{method: {"real": {...}, "sim_mean": {...}, "sim_sd": {...}, "gap": {...}}}`` plus the set's facts."""
+    ``{method: {"real": {...}, "sim_mean": {...}, "sim_sd": {...}, "gap": {...}}}`` plus the set's facts.
+    baseline_overrides: DBSCAN-helix parameters laid over ``params/baselines.yaml`` (e.g. a coarser scan)."""
     real = [real_event(name)]
     t0 = time.perf_counter()
     sims = simulated_events(name, n_sim, pileup, seed)
@@ -82,7 +84,9 @@ def compare(name: str, *, model=None, run_config=None, n_sim: int = 3, pileup: f
             return sub
         methods["model"] = run_model
     if baseline:
-        params = load_baseline_params().get("dbscan-helix", {})
+        params = {**load_baseline_params().get("dbscan-helix", {}), **(baseline_overrides or {})}
+        if baseline_overrides and {"z0_range", "z0_values"} & set(baseline_overrides):
+            params.pop("z0_values" if "z0_range" in baseline_overrides else "z0_range", None)
 
         def run_baseline(events):
             return baseline_submission("dbscan-helix", events, params, volumes=volumes)

@@ -51,4 +51,25 @@ def plot_training_curves(runs: Mapping[str, str | os.PathLike], *, smooth: int =
     return axes
 
 
-__all__ = ["plot_training_curves", "read_logs"]
+def plot_validation_tracks(runs: Mapping[str, str | os.PathLike], *, ax=None):
+    """Validation DM efficiency (solid) and fake rate (dashed) against minutes of training, one
+    colour per run: the tracks formed at every evaluation with the run's track parameters of the
+    time (``train.eval_tracks``; before the end-of-training tuning). Returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
+    for i, (name, folder) in enumerate(runs.items()):
+        _, val = read_logs(folder)
+        if val.empty or "val_dm_efficiency" not in val:
+            continue
+        minutes = val["train_seconds"] / 60.0
+        ax.plot(minutes, val["val_dm_efficiency"], "o-", color=f"C{i}", label=f"{name} DM efficiency")
+        ax.plot(minutes, val["val_fake_rate"], "s--", color=f"C{i}", label=f"{name} fake rate")
+    ax.set(xlabel="training time (min)", ylabel="fraction", ylim=(0, 1.02),
+           title="validation tracks during training (pT > 0.9 GeV)")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    return ax
+
+
+__all__ = ["plot_training_curves", "plot_validation_tracks", "read_logs"]

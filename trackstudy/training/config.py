@@ -9,7 +9,8 @@ A run config is a YAML mapping with five sections of flat keys (a few keys hold 
               augment, sequences (event|cluster), min_cluster_hits
     train:    steps, batch_size, lr, min_lr, weight_decay, warmup_steps, schedule, clip_grad,
               eval_every, checkpoint_every, patience, seed, device, compile, max_minutes, ...
-    tune:     n_events, metric, grid (one mapping param -> values, or a list of them)
+    tune:     n_events, metric, grid (one mapping param -> values, or a list of them), base (track-formation
+              parameters before tuning, also those of the validation curve)
 
 :func:`resolve_config` fills every missing key with :data:`DEFAULTS` and validates every key:
 an unknown key is a ConfigError naming it and listing the valid ones, a value of the wrong type
@@ -89,6 +90,7 @@ DEFAULTS: dict = {
         "n_events": 20,  # validation events used to tune track formation (0 = skip tuning)
         "metric": "trackml_score",  # or dm_efficiency, ..., score_and_dm (mean of trackml_score and dm_efficiency)
         "grid": None,  # None: the family's default grid (DEFAULT_GRIDS)
+        "base": {},  # track-formation parameters before tuning (the validation curve uses them), e.g. {max_hits: 30}
     },
 }
 
@@ -115,10 +117,10 @@ DEFAULT_GRIDS: dict = {
 #: change how long or how a run proceeds, not what it computes up to where it stopped.
 RESUMABLE_CHANGES = ("train.steps", "train.max_minutes", "train.checkpoint_every", "train.device",
                      "train.compile", "train.patience", "train.num_threads", "train.eval_tracks", "tune.n_events",
-                     "tune.metric", "tune.grid")
+                     "tune.metric", "tune.grid", "tune.base")
 
 # Mapping-valued keys whose inner keys are checked elsewhere (EncoderConfig, HeadConfig, ...).
-_FREE_MAPPINGS = {"model.encoder", "model.head", "model.features", "locality.params"}
+_FREE_MAPPINGS = {"model.encoder", "model.head", "model.features", "locality.params", "tune.base"}
 
 
 def _type_name(t) -> str:
@@ -274,6 +276,7 @@ def resolve_config(config: dict | str | os.PathLike | None) -> dict:
     _choice(tu["metric"], tuple(k for k in HEADLINE_KEYS if k not in ("fake_rate", "duplicate_rate"))
             + ("dm_efficiency_pt1", "score_and_dm"), "tune.metric")
     tu["grid"] = normalise_grid(tu["grid"], m["family"])
+    base_track_params(m["family"], tu["base"])  # checked now, not after training
     return cfg
 
 
@@ -299,6 +302,26 @@ def _check_model_parts(m: dict) -> None:
         HeadConfig(family=m["family"], n_classes=1, **m["head"])
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"model: {exc}") from None
+
+
+def base_track_params(family: str, base: dict, default=None):
+    """The family's track-formation parameters with the fields of ``tune.base`` replaced (``default``:
+    the model's own defaults, e.g. with its noise class). ConfigError names an unknown field."""
+    from dataclasses import fields, replace
+
+    from trackstudy.postprocessing import track_formation as tf
+
+    if default is None:
+        default = tf.EmbeddingTrackParams() if family == "contrastive" else (
+            tf.ParamTrackParams() if family == "enc_reg" else tf.ClassTrackParams())
+    valid = [f.name for f in fields(default)]
+    unknown = sorted(set(base) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown config key 'tune.base.{unknown[0]}'; valid keys for {family}: {', '.join(valid)}")
+    try:
+        return replace(default, **base)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"tune.base: {exc}") from None
 
 
 def normalise_grid(grid, family: str) -> list[dict]:
@@ -407,7 +430,7 @@ def diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
     for k in sorted(set(a) | set(b)):
         path = f"{prefix}.{k}" if prefix else k
         va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict) and path not in ("tune.grid",):
+        if isinstance(va, dict) and isinstance(vb, dict) and path not in ("tune.grid", "tune.base"):
             out += diff_keys(va, vb, path)
         elif va != vb:
             out.append(path)
@@ -415,5 +438,5 @@ def diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 
 __all__ = ["DEFAULTS", "DEFAULT_GRIDS", "FAMILIES", "LOCALITY_METHODS", "RESUMABLE_CHANGES", "SCHEDULES", "SEQUENCES",
-           "TRAIN_BACKENDS", "config_hash", "diff_keys", "dump_yaml", "load_yaml", "normalise_grid",
+           "TRAIN_BACKENDS", "base_track_params", "config_hash", "diff_keys", "dump_yaml", "load_yaml", "normalise_grid",
            "resolve_config", "set_value"]

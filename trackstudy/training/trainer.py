@@ -62,7 +62,14 @@ from trackstudy.training.checkpoint import (
     save_model,
     torch_save_atomic,
 )
-from trackstudy.training.config import RESUMABLE_CHANGES, diff_keys, dump_yaml, load_yaml, resolve_config
+from trackstudy.training.config import (
+    RESUMABLE_CHANGES,
+    base_track_params,
+    diff_keys,
+    dump_yaml,
+    load_yaml,
+    resolve_config,
+)
 
 SUMMARY_FILE = "summary.json"
 STEP_LOG = "log_steps.csv"
@@ -387,6 +394,7 @@ class Trainer:
         enc = EncoderConfig.preset(m["preset"], n_features=self.feature_cfg.n_features, attention=self.backend,
                                    **m["encoder"])
         model = build_model(m["family"], enc, feature_cfg=self.feature_cfg, binning=self.binning, **m["head"])
+        model.track_params = base_track_params(m["family"], self.cfg["tune"]["base"], model.default_track_params())
         self.model = model.to(self.device)
         decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
         no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
@@ -763,7 +771,8 @@ class Trainer:
                         "cluster": self.val.samples[i].get("cluster")}
                        for i, o, ev in zip(idx, outs, events)]
         metric = self.cfg["tune"]["metric"]
-        base = self.model.default_track_params()
+        base = base_track_params(self.cfg["model"]["family"], self.cfg["tune"]["base"],
+                                 self.model.default_track_params())
         best, best_value, tables = None, -np.inf, []
         for g in self.cfg["tune"]["grid"]:
             if self.locality is None and "split_by_cluster" in g:  # no clusters to split by
