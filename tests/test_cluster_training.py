@@ -269,3 +269,19 @@ def test_tune_base_sets_the_track_parameters_before_tuning(data_root, tmp_path):
         tconfig.resolve_config({"tune": {"base": {"kk": 3}}})
     with pytest.raises(ConfigError, match="max_hits"):
         tconfig.resolve_config({"tune": {"base": {"max_hits": -1}}})
+
+
+def test_resume_of_a_finished_run_with_a_new_tuning_grid_retunes(data_root, tmp_path):
+    cfg = cluster_config(data_root, train={"steps": 2, "eval_every": 2, "checkpoint_every": 2, "device": "cpu",
+                                           "num_threads": 1, "eval_tracks": 0})
+    first = train(cfg, tmp_path / "run", progress=False)
+    steps_log = (tmp_path / "run" / "log_steps.csv").read_text()
+    cfg["tune"]["grid"] = {"k": [3], "threshold": [0.42], "max_hits": [12]}
+    again = train(cfg, tmp_path / "run", resume=True, progress=False)
+    assert again["steps"] == first["steps"] == 2
+    assert (again["track_params"]["threshold"], again["track_params"]["max_hits"]) == (0.42, 12)
+    assert (tmp_path / "run" / "log_steps.csv").read_text() == steps_log  # no training step was taken
+    from trackstudy.training import load_run
+
+    model, _ = load_run(tmp_path / "run", "cpu")
+    assert model.track_params.threshold == 0.42

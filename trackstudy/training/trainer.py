@@ -246,6 +246,7 @@ class Trainer:
         self.progress = progress
         self.on_step = on_step
         self.notices: list[str] = []
+        self.changed: list[str] = []  # config keys that differ from the run in out_dir (resume)
         self.model = None
         self.summary: dict = {}
 
@@ -271,6 +272,7 @@ class Trainer:
                               "(choose an empty or new --out folder)")
         old = resolve_config(load_yaml(cfg_file))
         changed = diff_keys(old, self.cfg)
+        self.changed = changed
         has_run = checkpoint_path(out).is_file() or (out / MODEL_FILE).is_file()
         if not self.resume:
             if changed:
@@ -291,7 +293,7 @@ class Trainer:
             return None
         return load_checkpoint(checkpoint_path(out))
 
-    def _load_data(self) -> None:
+    def _load_data(self, train: bool = True) -> None:
         cfg, info = self.cfg, self.dist
         m = cfg["model"]
         self.feature_cfg = FeatureConfig(**m["features"])
@@ -305,6 +307,9 @@ class Trainer:
 
         # rank 0 simulates and caches first; the others then read the cache
         self.online = None
+        if not train:  # re-tuning a finished run: the validation events are all it needs
+            self.val, self.train_set = load(d["val"], True), None
+            return
         if info.is_main:
             self.val = load(d["val"], True)
             if not d["online"]:
@@ -571,10 +576,15 @@ class Trainer:
             if done:
                 from trackstudy.training.checkpoint import load_run
 
-                self._notice(f"{self.out}: training already complete at step {ckpt['step']} ({ckpt['stopped']}); "
-                             "nothing to resume")
                 self.model, _ = load_run(self.out, self.device)
                 self.summary = json.loads((self.out / SUMMARY_FILE).read_text())
+                retune = [k for k in self.changed if k.startswith("tune.")]
+                if retune and info.is_main:
+                    self._notice(f"{self.out}: training already complete at step {ckpt['step']}; re-tuning the "
+                                 f"track formation ({', '.join(retune)} changed)")
+                    return self._retune()
+                self._notice(f"{self.out}: training already complete at step {ckpt['step']} ({ckpt['stopped']}); "
+                             "nothing to resume")
                 return self.summary
         _seed_everything(tr["seed"])
         self._load_data()
@@ -741,6 +751,23 @@ class Trainer:
             out.update({"n_sequences": len(sizes), "mean_sequence_hits": float(np.mean(sizes)),
                         "max_sequence_hits": int(max(sizes))})
         return out
+
+    def _retune(self) -> dict:
+        """A finished run whose ``tune`` section changed: tune the track formation again on the
+        validation events with the trained weights, then rewrite ``model.pt`` and the summary."""
+        self._load_data(train=False)
+        tune_table = self._tune()
+        metrics = self._validation_metrics()
+        path = save_model(self.out, self.model, self.cfg, step=self.summary.get("steps", 0))
+        self.summary.update({
+            "track_params": self.model.config_dict()["track_params"],
+            "tune": {"metric": self.cfg["tune"]["metric"], "n_events": len(self._tune_indices()),
+                     "top": tune_table.head(5).to_dict(orient="records") if tune_table is not None else []},
+            "validation": metrics, "model_file": str(path),
+            "notices": list(self.summary.get("notices", [])) + self.notices})
+        self.summary = _clean_json(self.summary)
+        atomic_write_bytes(self.out / SUMMARY_FILE, json.dumps(self.summary, indent=1).encode(), force=True)
+        return self.summary
 
     def _tune_indices(self) -> list[int]:
         return list(range(min(self.cfg["tune"]["n_events"], len(self.val))))
