@@ -83,6 +83,7 @@ DEFAULTS: dict = {
         "schedule_by_time": False,  # cosine over min(steps, max_minutes): annealed even when the clock stops it
         "restore_best": True,  # the final model holds the weights of the best validation loss
         "eval_batch_size": 8,
+        "snapshot_minutes": [],  # also keep checkpoints/at_<M>min.pt when the training time passes M minutes
         "eval_tracks": 4,  # validation events whose tracks are formed and scored at every evaluation (0 = none)
         "num_threads": 0,  # CPU threads of torch (0 = torch's default); 1 is fastest on a busy, shared CPU
     },
@@ -116,7 +117,8 @@ DEFAULT_GRIDS: dict = {
 #: Keys that may differ between a checkpoint's config and the config given to ``resume``: they
 #: change how long or how a run proceeds, not what it computes up to where it stopped.
 RESUMABLE_CHANGES = ("train.steps", "train.max_minutes", "train.checkpoint_every", "train.device",
-                     "train.compile", "train.patience", "train.num_threads", "train.eval_tracks", "tune.n_events",
+                     "train.compile", "train.patience", "train.num_threads", "train.eval_tracks", "train.snapshot_minutes",
+                     "tune.n_events",
                      "tune.metric", "tune.grid", "tune.base")
 
 # Mapping-valued keys whose inner keys are checked elsewhere (EncoderConfig, HeadConfig, ...).
@@ -261,6 +263,10 @@ def resolve_config(config: dict | str | os.PathLike | None) -> dict:
                 "length_buckets", "eval_tracks", "batch_hits"):
         _positive(cfg, f"train.{key}", allow_zero=True)
     _choice(tr["schedule"], SCHEDULES, "train.schedule")
+    snaps = tr["snapshot_minutes"]
+    if not isinstance(snaps, list) or not all(isinstance(m, (int, float)) and not isinstance(m, bool) and m > 0
+                                               for m in snaps):
+        raise ConfigError(f"train.snapshot_minutes: expected a list of minutes > 0, e.g. [15, 30], got {snaps!r}")
     if tr["schedule_by_time"] and not tr["max_minutes"]:
         raise ConfigError("train.schedule_by_time: needs a time budget, train.max_minutes > 0")
     if not 0 < tr["plateau_factor"] < 1:

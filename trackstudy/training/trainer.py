@@ -628,6 +628,7 @@ class Trainer:
         if max_s > 0 and self.train_seconds >= max_s and not self.stopped:
             self.stopped = "time_limit"  # a resumed run whose time budget is already spent
         interrupted, consistent = False, True
+        self._pending_snapshots: list[float] = []
         with _StopRequest() as stop:
             try:
                 while self.step < steps and not self.stopped:
@@ -645,6 +646,9 @@ class Trainer:
                         consistent = True
                         if info.enabled:  # log the mean over ranks
                             row["loss"] = ddp.all_reduce([row["loss"]], info, self.device)[0] / info.world_size
+                        for m in tr["snapshot_minutes"]:  # checkpoints at fixed training times
+                            if self.train_seconds < m * 60.0 <= self.train_seconds + dt and info.is_main:
+                                self._pending_snapshots.append(m)
                         self.train_seconds += dt
                         self.epoch_loss[0] += row["loss"]
                         self.epoch_loss[1] += 1
@@ -671,6 +675,9 @@ class Trainer:
                             self._evaluate()  # the final weights get a validation loss too
                         if self.step % tr["checkpoint_every"] == 0:
                             self._save_checkpoint()
+                        while self._pending_snapshots:
+                            m = self._pending_snapshots.pop(0)
+                            torch_save_atomic(self._state(), self.out / CHECKPOINT_DIR / f"at_{m:g}min.pt")
                         if self.on_step is not None:
                             self.on_step(self.step, row)
                         if flags[0]:

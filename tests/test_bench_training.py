@@ -1,0 +1,55 @@
+"""scripts/bench_training.py: a trained run scored on held-out events, with regions, binned
+efficiencies, a baseline on the same events and a snapshot's weights."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from trackstudy.training import train
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_training.py"
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("bench_training", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_training_heldout_with_baseline_and_snapshot(tmp_path):
+    cfg = {
+        "model": {"family": "contrastive", "preset": "tiny", "backend": "packed",
+                  "head": {"pt_min": 0.0, "filter_weight": 1.0},
+                  "features": {"names": ["x", "y", "z", "r", "sin_phi", "cos_phi", "eta", "dphi_cl", "deta_cl"]}},
+        "locality": {"method": "dbscan", "params": {}, "vertex_scan": False},
+        "data": {"train": {"n_events": 1, "pileup": 5, "seed": 0}, "val": {"n_events": 1, "pileup": 5, "seed": 1},
+                 "root": str(tmp_path / "data"), "sequences": "cluster"},
+        "train": {"steps": 4, "batch_size": 8, "batch_hits": 2048, "eval_every": 2, "checkpoint_every": 2,
+                  "device": "cpu", "num_threads": 1, "eval_tracks": 1, "snapshot_minutes": [1e-6]},
+        "tune": {"n_events": 1, "grid": {"threshold": [0.5, 0.9], "max_hits": [16]}},
+    }
+    config = tmp_path / "bench.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    train(cfg, run, progress=False)
+    snapshot = run / "checkpoints" / "at_1e-06min.pt"
+    assert snapshot.is_file()  # train.snapshot_minutes: kept when the training time passed it
+    mod = _script()
+    assert mod.main([str(config), "--out", str(run), "--no-train", "--events", "1", "--seed", "77",
+                     "--baseline", "dbscan-helix"]) == 0
+    report = json.loads((run / "heldout.json").read_text())
+    assert 0.0 <= report["dm_efficiency"] <= 1.0 and "barrel_dm_efficiency" in report
+    pt_bins = report["binned"]["pt"]
+    assert pt_bins and all({"low", "high", "eff", "err_low", "err_high", "n_total"} <= set(r) for r in pt_bins)
+    assert report["baseline"]["method"] == "dbscan-helix" and report["baseline"]["n_events"] == 1
+    assert mod.main([str(config), "--out", str(run), "--no-train", "--events", "1", "--seed", "77",
+                     "--weights", str(snapshot)]) == 0
+    snap = json.loads((run / "heldout_at_1e-06min.json").read_text())
+    assert snap["weights_step"] >= 1 and snap["weights_train_seconds"] > 0
