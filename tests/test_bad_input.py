@@ -615,3 +615,13 @@ def tiny_run(tmp_path_factory) -> Path:
     save_model(run, model, {"locality": {"method": "dbscan", "params": {}, "vertex_scan": False},
                             "data": {"train": {"pixel_only": True}}})
     return run
+
+
+def test_particle_lists_beside_events_are_read(tmp_path):
+    # data/real/full holds event 1001's hits with its particle list and event 1000's particle list
+    # alone: a layout of particle lists, not an incomplete copy
+    from trackstudy.data.io import find_events, read_event
+
+    full = Path(__file__).resolve().parents[1] / "data" / "real" / "full"
+    assert [eid for eid, _ in find_events(full)] == [1001]
+    assert len(read_event(full / "event000001001", parts=("hits",)).hits) > 0

@@ -124,13 +124,14 @@ def _file_for(prefix: Path, part: str) -> Path | None:
 
 
 def _check_complete(prefix: Path, parts: Sequence[str]) -> None:
-    """An event with truth but no particles (or particles but no truth) is incomplete, e.g. an
-    interrupted copy; readers refuse it rather than show half an event."""
+    """An event with truth but no particles is incomplete, e.g. an interrupted copy (truth is
+    meaningless without its particles); readers refuse it rather than show half an event. A
+    particles file without truth is a particle list beside the hits (e.g. data/real/full) and is
+    read as such."""
     have = set(parts)
-    for a, b in (("truth", "particles"), ("particles", "truth")):
-        if a in have and b not in have:
-            raise DataError(f"{prefix}-{b}.csv[.gz]: no such file, but the event has a {a} file "
-                            f"(an incomplete event: truth and particles come together)")
+    if "truth" in have and "particles" not in have:
+        raise DataError(f"{prefix}-particles.csv[.gz]: no such file, but the event has a truth file "
+                        f"(an incomplete event: truth needs its particles)")
 
 
 def find_events(folder: str | os.PathLike) -> list[tuple[int, Path]]:
@@ -158,6 +159,8 @@ def find_events(folder: str | os.PathLike) -> list[tuple[int, Path]]:
                                 f"({events[event_id].name} and {prefix.name})")
             events[event_id] = prefix
     for name, have in sorted(parts.items()):
+        if have == {"particles"}:
+            continue  # a particle list on its own (no hits to read): not an event, not an error
         if "hits" not in have:
             other = sorted(have)[0]
             raise DataError(f"{folder / name}-{other}.csv[.gz]: event {int(name[5:])} has {', '.join(sorted(have))} "
