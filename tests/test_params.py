@@ -43,3 +43,12 @@ def test_parameter_files_name_existing_parameters(name):
     params = load_params(PARAMS_DIR / name)
     declared = set().union(*(p.keys() for p in _declared().values()))
     assert set(params) <= declared, sorted(set(params) - declared)
+
+
+@pytest.mark.parametrize("config", sorted((PARAMS_DIR / "bench").glob("*.yaml")), ids=lambda p: p.name)
+def test_benchmark_configs_are_valid(config):
+    # every benchmark config resolves (keys, types, ranges, locality, tuning grid and base)
+    from trackstudy.training.config import resolve_config
+
+    cfg = resolve_config(config)
+    assert cfg["train"]["max_minutes"] >= 0 and cfg["tune"]["grid"]
