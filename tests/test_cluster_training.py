@@ -285,3 +285,27 @@ def test_resume_of_a_finished_run_with_a_new_tuning_grid_retunes(data_root, tmp_
 
     model, _ = load_run(tmp_path / "run", "cpu")
     assert model.track_params.threshold == 0.42
+
+
+def test_min_track_pt_dissolves_low_pt_tracks_worked_by_hand():
+    # track A: 4 hits on the circle through the origin of radius 5,000 mm (pT = 0.29979 * 2 T * 5 m = 2.9979 GeV);
+    # track B: 4 hits on one of radius 500 mm (0.3 GeV). With min_track_pt 0.5 GeV only B is dissolved.
+    from trackstudy.kinematics import origin_circle_pt
+
+    def arc(radius, phi0):
+        t = np.array([0.01, 0.02, 0.03, 0.04]) * (5000.0 / radius)
+        cx, cy = radius * np.cos(phi0), radius * np.sin(phi0)
+        return np.stack([cx - radius * np.cos(phi0 - t), cy - radius * np.sin(phi0 - t), np.zeros(4)], axis=1)
+
+    xyz = np.concatenate([arc(5000.0, 0.3), arc(500.0, 2.0)])
+    assert np.allclose(origin_circle_pt(np.repeat([0, 1], 4), xyz[:, 0], xyz[:, 1]), [2.9979, 0.29979], rtol=1e-4)
+    e = _two_tracks_embedding()
+    p = tf.EmbeddingTrackParams(k=3, threshold=0.9, min_track_pt=0.5)
+    t = tf.tracks_from_embeddings(np.arange(8), e, params=p, xyz=xyz)["track_id"].to_numpy()
+    assert len(set(t[:4])) == 1 and len(set(t[4:])) == 4
+    out = tf.form_tracks({"embedding": torch.from_numpy(e)}, np.arange(8), params=p, xyz=xyz)
+    assert np.array_equal(out["track_id"].to_numpy(), t)
+    with pytest.raises(ConfigError, match="hit positions"):
+        tf.tracks_from_embeddings(np.arange(8), e, params=p)
+    with pytest.raises(ConfigError, match="min_track_pt"):
+        tf.EmbeddingTrackParams(min_track_pt=-1.0)

@@ -225,7 +225,8 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
             out = model(x, ctx, backend=backend)
         with clock("track_formation"):
             out = {k: v.float() for k, v in out.items()}  # bf16 under autocast -> float32 for numpy
-            sub = model.form_tracks(out, sel["hit_id"].to_numpy(), event_id=event_id, cluster=labels)
+            sub = model.form_tracks(out, sel["hit_id"].to_numpy(), event_id=event_id, cluster=labels,
+                                    xyz=sel[["x", "y", "z"]].to_numpy(np.float64))
             if keep is not None and not keep.all():
                 # hits the model never saw: one-hit tracks with fresh ids, rows in input order
                 track = np.empty(len(hits), dtype=np.int64)

@@ -57,3 +57,27 @@ def wrap_phi(dphi):
 def helix_radius_mm(pt_gev, b_tesla=2.0):
     """Radius of curvature (mm) of a unit-charge track of transverse momentum pt_gev in field b_tesla."""
     return np.asarray(pt_gev) / (C_LIGHT * b_tesla) * 1000.0
+
+
+def origin_circle_pt(group, x, y, n_groups: int | None = None, b_tesla: float = 2.0) -> np.ndarray:
+    """pT (GeV) of each group of hits (e.g. a track) from the circle through the origin fitted to
+    its hits in x-y (mm): algebraic least squares x^2 + y^2 = 2 a x + 2 b y, R = hypot(a, b),
+    pT = 0.3 B R. NaN for a group with fewer than 2 hits, inf when its hits are collinear with
+    the origin (a straight track). ``group`` (N,) int in 0..n_groups-1."""
+    group = np.asarray(group, dtype=np.int64)
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    k = int(group.max(initial=-1)) + 1 if n_groups is None else int(n_groups)
+
+    def s(v):
+        return np.bincount(group, weights=v, minlength=k)
+
+    q = x * x + y * y
+    sxx, sxy, syy, sxq, syq = s(x * x), s(x * y), s(y * y), s(x * q), s(y * q)
+    det = sxx * syy - sxy * sxy
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = (sxq * syy - syq * sxy) / (2 * det)
+        b = (syq * sxx - sxq * sxy) / (2 * det)
+        radius = np.where(det == 0, np.inf, np.hypot(a, b))
+    radius = np.where(s(np.ones_like(x)) < 2, np.nan, radius)
+    return C_LIGHT * b_tesla * radius / 1000.0

@@ -51,7 +51,7 @@ import pandas as pd
 
 from trackstudy.config import B_FIELD_T
 from trackstudy.errors import ConfigError, DataError
-from trackstudy.kinematics import C_LIGHT, eta_from_momentum, phi, pt
+from trackstudy.kinematics import eta_from_momentum, origin_circle_pt, phi, pt
 from trackstudy.metrics.submission import validate_submission
 
 #: Barrel volumes of the TrackML detector (pixel, short strips, long strips).
@@ -386,17 +386,9 @@ def track_parameters(m: Matching, b_field: float = B_FIELD_T) -> pd.DataFrame:
     def s(v):
         return np.bincount(inv, weights=v, minlength=k)
 
-    q = x * x + y * y
-    sxx, sxy, syy, sxq, syq = s(x * x), s(x * y), s(y * y), s(x * q), s(y * q)
-    det = sxx * syy - sxy * sxy
+    pt_est = origin_circle_pt(inv, x, y, k, b_field)
+    n = s(np.ones_like(x))
     with np.errstate(divide="ignore", invalid="ignore"):
-        a = (sxq * syy - syq * sxy) / (2 * det)
-        b = (syq * sxx - sxq * sxy) / (2 * det)
-        radius = np.hypot(a, b)
-        radius = np.where(det == 0, np.inf, radius)
-        n = s(np.ones_like(x))
-        radius = np.where(n < 2, np.nan, radius)
-        pt_est = C_LIGHT * b_field * radius / 1000.0
         r = np.hypot(x, y)
         mr, mz = s(r) / n, s(z) / n
         var_r = s(r * r) / n - mr * mr

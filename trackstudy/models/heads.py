@@ -209,14 +209,14 @@ class TrackModel(nn.Module):
         return out
 
     def form_tracks(self, outputs: dict, hit_ids, *, index: int = 0, pad_mask: torch.Tensor | None = None,
-                    event_id: int = 0, cluster=None, params=None) -> pd.DataFrame:
+                    event_id: int = 0, cluster=None, params=None, xyz=None) -> pd.DataFrame:
         """Submission of event ``index`` of a batch of outputs (hit_ids and cluster: that event's
         real hits, in order). ``params`` defaults to ``self.track_params``."""
         ev = self.event_outputs(outputs, index, pad_mask)
         if cluster is not None and isinstance(cluster, torch.Tensor) and cluster.ndim == 2:
             cluster = cluster[index][pad_mask[index]] if pad_mask is not None else cluster[index]
         return tf.form_tracks(ev, hit_ids, event_id=event_id, cluster=cluster,
-                              params=params if params is not None else self.track_params)
+                              params=params if params is not None else self.track_params, xyz=xyz)
 
     @torch.no_grad()
     def predict_event(self, hits: pd.DataFrame, *, event_id: int = 0, cluster=None, params=None,
@@ -245,7 +245,7 @@ class TrackModel(nn.Module):
             t1 = time.perf_counter()
             out, t_enc = tf.timed(self, x, ctx, backend=backend)
             sub, t_tf = tf.timed(self.form_tracks, out, hits["hit_id"].to_numpy(), event_id=event_id,
-                                 cluster=cluster, params=params)
+                                 cluster=cluster, params=params, xyz=hits[["x", "y", "z"]].to_numpy(np.float64))
         finally:
             self.train(was_training)
         return sub, {"features_s": t1 - t0, "encoder_s": t_enc, "track_formation_s": t_tf, "n_hits": len(hits)}

@@ -97,7 +97,9 @@ class EmbeddingTrackParams:
     similarity >= it and are each other's nearest such track (one particle cut by the clustering),
     never beyond ``max_hits``; ``min_filter`` (0 = off, needs the model's hit-filter output)
     dissolves tracks whose mean hit-filter probability is below it into one-hit tracks, so that the
-    hits of low-pT particles and noise make no track candidates.
+    hits of low-pT particles and noise make no track candidates; ``min_track_pt`` (GeV, 0 = off,
+    needs the hit positions) does the same from the track's own hits: the pT of the circle through
+    the origin fitted to them (most fakes at mu = 200 are pure pieces of particles below 0.5 GeV).
     """
 
     method: str = "knn"
@@ -113,6 +115,7 @@ class EmbeddingTrackParams:
     max_hits: int = 0
     merge_threshold: float | None = None
     min_filter: float = 0.0
+    min_track_pt: float = 0.0
 
     def __post_init__(self):
         if self.max_hits < 0:
@@ -120,6 +123,8 @@ class EmbeddingTrackParams:
         if self.merge_threshold is not None and not -1.0 <= self.merge_threshold <= 1.0:
             raise ConfigError("EmbeddingTrackParams.merge_threshold is a cosine similarity in [-1, 1] (or None), "
                               f"got {self.merge_threshold}")
+        if not (np.isfinite(self.min_track_pt) and self.min_track_pt >= 0):
+            raise ConfigError(f"EmbeddingTrackParams.min_track_pt is a pT in GeV >= 0, got {self.min_track_pt}")
         if not 0.0 <= self.min_filter <= 1.0:
             raise ConfigError(f"EmbeddingTrackParams.min_filter is a probability in [0, 1], got {self.min_filter}")
         if self.method not in ("knn", "dbscan", "hdbscan"):
@@ -491,12 +496,29 @@ def _filter_tracks(labels: np.ndarray, prob: np.ndarray, min_filter: float) -> n
     return out
 
 
+def _low_pt_tracks(labels: np.ndarray, xyz: np.ndarray, min_pt: float) -> np.ndarray:
+    """Labels with every track of >= 2 hits whose origin-circle pT is below ``min_pt`` (GeV)
+    dissolved into one-hit tracks (-1)."""
+    from trackstudy.kinematics import origin_circle_pt
+
+    ok = labels >= 0
+    if not ok.any():
+        return labels
+    lab = labels[ok]
+    track_pt = origin_circle_pt(lab, xyz[ok, 0], xyz[ok, 1])
+    low = np.nan_to_num(track_pt, nan=np.inf) < min_pt  # NaN: one-hit track, left alone
+    out = labels.copy()
+    out[ok] = np.where(low[lab], -1, lab)
+    return out
+
+
 def tracks_from_embeddings(hit_ids, embedding, *, event_id: int = 0, cluster=None,
-                           params: EmbeddingTrackParams | None = None, hit_filter=None) -> pd.DataFrame:
+                           params: EmbeddingTrackParams | None = None, hit_filter=None, xyz=None) -> pd.DataFrame:
     """Contrastive: tracks from neighbours in embedding space (see the module docstring).
 
     embedding (N, D) (need not be normalised); cluster (N,) int locality labels or None;
-    hit_filter (N,) hit-filter logits of the model (needed when ``params.min_filter`` > 0).
+    hit_filter (N,) hit-filter logits of the model (needed when ``params.min_filter`` > 0);
+    xyz (N, 3) hit positions in mm (needed when ``params.min_track_pt`` > 0).
     """
     params = params or EmbeddingTrackParams()
     hit_ids = _np(hit_ids)
@@ -531,12 +553,18 @@ def tracks_from_embeddings(hit_ids, embedding, *, event_id: int = 0, cluster=Non
         logit = _np(hit_filter).astype(np.float64).reshape(-1)
         _check_rows(hit_ids, logit, "the hit filter")
         labels = _filter_tracks(labels, 1.0 / (1.0 + np.exp(-logit)), params.min_filter)
+    if params.min_track_pt > 0:
+        if xyz is None:
+            raise ConfigError("EmbeddingTrackParams.min_track_pt > 0 needs the hit positions (xyz)")
+        pos = _np(xyz).astype(np.float64).reshape(-1, 3)
+        _check_rows(hit_ids, pos, "the hit positions")
+        labels = _low_pt_tracks(labels, pos, params.min_track_pt)
     return submission(event_id, hit_ids, labels_to_track_ids(labels))
 
 
 # ----------------------------------------------------------------------------- dispatch, timing, tuning
 
-def form_tracks(outputs: Mapping, hit_ids, *, event_id: int = 0, cluster=None, params=None) -> pd.DataFrame:
+def form_tracks(outputs: Mapping, hit_ids, *, event_id: int = 0, cluster=None, params=None, xyz=None) -> pd.DataFrame:
     """Track formation from one event's output dict (padding removed), chosen by the outputs
     present and the type of ``params``: ``embedding`` -> embeddings, ``logits`` -> classes,
     ``params`` -> parameter clustering. A joint model (logits and params) uses the classes
@@ -545,7 +573,7 @@ def form_tracks(outputs: Mapping, hit_ids, *, event_id: int = 0, cluster=None, p
         if "embedding" not in outputs:
             raise ConfigError("EmbeddingTrackParams given but the outputs have no 'embedding'")
         return tracks_from_embeddings(hit_ids, outputs["embedding"], event_id=event_id, cluster=cluster,
-                                      params=params, hit_filter=outputs.get("filter"))
+                                      params=params, hit_filter=outputs.get("filter"), xyz=xyz)
     if isinstance(params, ParamTrackParams) or (params is None and "logits" not in outputs and "params" in outputs):
         if "params" not in outputs:
             raise ConfigError("ParamTrackParams given but the outputs have no 'params'")
@@ -611,7 +639,7 @@ def tune_track_formation(events: Sequence[Mapping], grid: Mapping[str, Iterable]
         scores, seconds = [], []
         for ev in events:
             sub, dt = timed(form_tracks, ev["outputs"], ev["hit_ids"], event_id=int(ev.get("event_id", 0)),
-                            cluster=ev.get("cluster"), params=cand)
+                            cluster=ev.get("cluster"), params=cand, xyz=ev.get("xyz"))
             scores.append(_metric_value(evaluate(sub, ev["truth"], ev["particles"], pt_min=pt_min), metric))
             seconds.append(dt)
         finite = [v for v in scores if np.isfinite(v)]  # NaN: no reconstructable particle in an event

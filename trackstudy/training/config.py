@@ -89,7 +89,8 @@ DEFAULTS: dict = {
     },
     "tune": {
         "n_events": 20,  # validation events used to tune track formation (0 = skip tuning)
-        "metric": "trackml_score",  # or dm_efficiency, ..., score_and_dm (mean of trackml_score and dm_efficiency)
+        "metric": "trackml_score",  # or dm_efficiency, ..., score_and_dm (mean of trackml_score and dm_efficiency),
+        # dm_minus_fake (DM efficiency - fake rate: the full-event targets bound both)
         "grid": None,  # None: the family's default grid (DEFAULT_GRIDS)
         "base": {},  # track-formation parameters before tuning (the validation curve uses them), e.g. {max_hits: 30}
     },
@@ -280,7 +281,7 @@ def resolve_config(config: dict | str | os.PathLike | None) -> dict:
     from trackstudy.metrics import HEADLINE_KEYS
 
     _choice(tu["metric"], tuple(k for k in HEADLINE_KEYS if k not in ("fake_rate", "duplicate_rate"))
-            + ("dm_efficiency_pt1", "score_and_dm"), "tune.metric")
+            + ("dm_efficiency_pt1", "score_and_dm", "dm_minus_fake"), "tune.metric")
     tu["grid"] = normalise_grid(tu["grid"], m["family"])
     base_track_params(m["family"], tu["base"])  # checked now, not after training
     return cfg

@@ -802,7 +802,7 @@ class Trainer:
         outs = self.event_outputs(idx)
         tune_events = [{"outputs": o, "hit_ids": self.val.samples[i]["hit_id"], "truth": ev.truth,
                         "particles": ev.particles, "event_id": ev.event_id,
-                        "cluster": self.val.samples[i].get("cluster")}
+                        "cluster": self.val.samples[i].get("cluster"), "xyz": self.val.samples[i].get("xyz")}
                        for i, o, ev in zip(idx, outs, events)]
         metric = self.cfg["tune"]["metric"]
         base = base_track_params(self.cfg["model"]["family"], self.cfg["tune"]["base"],
@@ -838,7 +838,8 @@ class Trainer:
         idx = list(range(len(self.val) if n_events is None else min(n_events, len(self.val))))
         outs = self.event_outputs(idx)
         subs = [form_tracks(o, self.val.samples[i]["hit_id"], event_id=self.val.event_ids[i],
-                            cluster=self.val.samples[i].get("cluster"), params=self.model.track_params)
+                            cluster=self.val.samples[i].get("cluster"), params=self.model.track_params,
+                            xyz=self.val.samples[i].get("xyz"))
                 for i, o in zip(idx, outs)]
         result = evaluate_events(pd.concat(subs, ignore_index=True), self.val.read_events(idx), pt_min=PT_MIN)
         return {k: v for k, v in result.summary.items()}
@@ -846,11 +847,14 @@ class Trainer:
 
 def _evaluate_with_combined(submission, truth, particles, pt_min: float = PT_MIN) -> dict:
     """evaluate_event plus ``score_and_dm``: the mean of the TrackML score and the DM efficiency
-    (tuning on the score alone favours dropping 3-hit particles, which weigh 0 in it)."""
+    (tuning on the score alone favours dropping 3-hit particles, which weigh 0 in it), and
+    ``dm_minus_fake``: DM efficiency - fake rate."""
     from trackstudy.metrics import evaluate_event
 
     res = evaluate_event(submission, truth, particles, pt_min=pt_min)
     res["score_and_dm"] = 0.5 * (res["trackml_score"] + res["dm_efficiency"])
+    # fakes cost as much as misses (the DM efficiency alone never sees the fakes, nor does the score)
+    res["dm_minus_fake"] = res["dm_efficiency"] - res["fake_rate"]
     return res
 
 
