@@ -309,3 +309,13 @@ def test_min_track_pt_dissolves_low_pt_tracks_worked_by_hand():
         tf.tracks_from_embeddings(np.arange(8), e, params=p)
     with pytest.raises(ConfigError, match="min_track_pt"):
         tf.EmbeddingTrackParams(min_track_pt=-1.0)
+
+
+def test_max_hits_caps_dbscan_tracks_too():
+    e = _two_tracks_embedding()
+    e[4:, 0] = 0.9  # the two tracks within eps of each other: DBSCAN makes one 8-hit track
+    base = dict(method="dbscan", eps=0.9, min_samples=1)
+    assert tf.tracks_from_embeddings(np.arange(8), e, params=tf.EmbeddingTrackParams(**base))["track_id"].nunique() == 1
+    sub = tf.tracks_from_embeddings(np.arange(8), e, params=tf.EmbeddingTrackParams(**base, max_hits=4))
+    t = sub["track_id"].to_numpy()
+    assert len(set(t[:4])) == 1 and len(set(t[4:])) == 1 and t[0] != t[4]

@@ -90,9 +90,10 @@ class EmbeddingTrackParams:
     ``min_cluster_size``, ``selection`` (HDBSCAN "eom"/"leaf"). ``device`` for the knn search and the
     per-cluster DBSCAN graph: "auto" (CUDA when present), "cpu", "cuda".
 
-    Full-event post-processing (every method): ``max_hits`` (0 = no cap) splits a knn track larger
-    than a particle can be by raising the similarity its edges need, step by step, until every
-    piece fits (pieces that never fit become one-hit tracks); ``merge_threshold`` (None = off)
+    Full-event post-processing (every method): ``max_hits`` (0 = no cap) splits a track larger
+    than a particle can be by raising the similarity its edges (knn edges, or the eps-graph of
+    dbscan / hdbscan) need, step by step, until every piece fits (pieces that never fit become
+    one-hit tracks); ``merge_threshold`` (None = off)
     joins two tracks of different locality clusters whose mean unit embeddings have a cosine
     similarity >= it and are each other's nearest such track (one particle cut by the clustering),
     never beyond ``max_hits``; ``min_filter`` (0 = off, needs the model's hit-filter output)
@@ -544,6 +545,15 @@ def tracks_from_embeddings(hit_ids, embedding, *, event_id: int = 0, cluster=Non
         labels = _cluster_points(x, c if params.per_cluster else None, params.method, params.eps,
                                  params.min_samples, params.min_cluster_size, params.selection, unit=True,
                                  device=params.device)
+        sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, dtype=np.int64)
+        if params.max_hits > 0 and (sizes > params.max_hits).any():
+            # split oversized clusters along their eps-graph (cosine >= 1 - eps^2 / 2), like knn tracks
+            cos_min = 1.0 - params.eps ** 2 / 2.0
+            ct = torch.as_tensor(c, device=dev) if (params.per_cluster and c is not None) else None
+            src, dst = knn_edges(emb, None, cos_min, ct)
+            sim = (emb[src] * emb[dst]).sum(-1).cpu().numpy()
+            labels = _split_oversized(labels, src.cpu().numpy(), dst.cpu().numpy(), sim, cos_min, params.max_hits,
+                                      False)
     if params.merge_threshold is not None and c is not None:
         labels = _merge_across_clusters(labels, emb, c, params.merge_threshold, params.max_hits)
     if params.min_filter > 0:
