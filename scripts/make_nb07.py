@@ -54,8 +54,8 @@ CELLS = [
     ("code", """import matplotlib.pyplot as plt
 import pandas as pd
 
-from trackstudy import study
-from trackstudy.metrics import realsim, summary_table
+from trackstudy import realsim, study
+from trackstudy.metrics import summary_table
 from trackstudy.metrics.study import collect_evaluations
 from trackstudy.plots.efficiency import efficiency_tables, plot_efficiency, region_table
 from trackstudy.plots.training import plot_training_curves, plot_validation_tracks

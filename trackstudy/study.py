@@ -234,7 +234,7 @@ def write_full_event_summary(evaluations: dict, *, run: str | os.PathLike, headl
     is the run folder's is the trained model. ``headline``: that model at ``headline_pileup`` (the
     study's headline number), with its training time, steps, device and parameter count;
     ``full_event``: every model at every pile-up; ``real_vs_sim``: rows of
-    :func:`trackstudy.metrics.realsim.comparison_table` (a DataFrame or a list of dicts)."""
+    :func:`trackstudy.realsim.comparison_table` (a DataFrame or a list of dicts)."""
     import math
 
     run = Path(run)
