@@ -122,6 +122,19 @@ def _pct(v) -> str:
     return "-" if v is None else f"{100.0 * float(v):.1f}%"
 
 
+def _score(v) -> str:
+    return f"{(v or 0):.3f}"
+
+
+def _html_table(title: str, header: list[str], rows: list[list]) -> str:
+    """An HTML table (cells escaped) under an optional <h3> title; empty without rows."""
+    if not rows:
+        return ""
+    cells = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    return (f"<h3>{html.escape(title)}</h3>" if title else "") + f"<table><tr>{head}</tr>{cells}</table>"
+
+
 def summary_html(summary_file: Path) -> str:
     """The headline tables of ``summary.json`` as HTML: the full-event model (notebook 07) at each
     pile-up next to the baselines, and the models of the 10-50-track study (notebook 05). Empty
@@ -141,35 +154,22 @@ def summary_html(summary_file: Path) -> str:
                      f"{head.get('n_params') or 0:,} parameters, {minutes:.0f} min of training on "
                      f"{html.escape(str(head.get('device')))}): DM efficiency (pT &gt; 0.9 GeV) "
                      f"<b>{_pct(head.get('dm_efficiency'))}</b>, fake rate <b>{_pct(head.get('fake_rate'))}</b>, "
-                     f"TrackML score {head.get('trackml_score') or 0:.3f} on {head.get('n_events')} held-out events.</p>")
-    rows = []
-    for mu, models in (doc.get("full_event") or {}).items():
-        for name, m in models.items():
-            rows.append(f"<tr><td>{html.escape(mu)}</td><td>{html.escape(name)}</td><td>{_pct(m.get('dm_efficiency'))}"
-                        f"</td><td>{_pct(m.get('barrel_dm_efficiency'))}</td><td>{_pct(m.get('endcap_dm_efficiency'))}"
-                        f"</td><td>{_pct(m.get('fake_rate'))}</td><td>{_pct(m.get('duplicate_rate'))}</td>"
-                        f"<td>{(m.get('trackml_score') or 0):.3f}</td><td>{m.get('n_events')}</td></tr>")
-    if rows:
-        parts.append("<table><tr><th>pile-up</th><th>model</th><th>DM eff.</th><th>barrel</th><th>endcap</th>"
-                     "<th>fake rate</th><th>duplicates</th><th>TrackML score</th><th>events</th></tr>"
-                     + "".join(rows) + "</table>")
-    rows = []
-    for r in doc.get("real_vs_sim") or []:
-        rows.append(f"<tr><td>{html.escape(str(r.get('set')))}</td><td>{html.escape(str(r.get('method')))}</td>"
-                    f"<td>{_pct(r.get('dm_efficiency_real'))}</td><td>{_pct(r.get('dm_efficiency_sim'))}</td>"
-                    f"<td>{_pct(r.get('fake_rate_real'))}</td><td>{_pct(r.get('fake_rate_sim'))}</td></tr>")
-    if rows:
-        parts.append("<h3>Real vs simulated (the same cuts)</h3><table><tr><th>set</th><th>method</th>"
-                     "<th>DM real</th><th>DM simulated</th><th>fake real</th><th>fake simulated</th></tr>"
-                     + "".join(rows) + "</table>")
-    rows = []
-    for name, m in (doc.get("models") or {}).items():
-        rows.append(f"<tr><td>{html.escape(name)}</td><td>{html.escape(str(m.get('kind')))}</td>"
-                    f"<td>{_pct(m.get('dm_efficiency'))}</td><td>{_pct(m.get('fake_rate'))}</td>"
-                    f"<td>{(m.get('trackml_score') or 0):.3f}</td></tr>")
-    if rows:
-        parts.append("<h3>Models of the 10-50-track study (notebook 05)</h3><table><tr><th>model</th><th>kind</th>"
-                     "<th>DM eff.</th><th>fake rate</th><th>TrackML score</th></tr>" + "".join(rows) + "</table>")
+                     f"TrackML score {_score(head.get('trackml_score'))} on {head.get('n_events')} held-out events.</p>")
+    rows = [[mu, name, _pct(m.get("dm_efficiency")), _pct(m.get("barrel_dm_efficiency")),
+             _pct(m.get("endcap_dm_efficiency")), _pct(m.get("fake_rate")), _pct(m.get("duplicate_rate")),
+             _score(m.get("trackml_score")), m.get("n_events")]
+            for mu, models in (doc.get("full_event") or {}).items() for name, m in models.items()]
+    parts.append(_html_table("", ["pile-up", "model", "DM eff.", "barrel", "endcap", "fake rate", "duplicates",
+                                  "TrackML score", "events"], rows))
+    rows = [[r.get("set"), r.get("method"), _pct(r.get("dm_efficiency_real")), _pct(r.get("dm_efficiency_sim")),
+             _pct(r.get("fake_rate_real")), _pct(r.get("fake_rate_sim"))] for r in doc.get("real_vs_sim") or []]
+    parts.append(_html_table("Real vs simulated (the same cuts)",
+                             ["set", "method", "DM real", "DM simulated", "fake real", "fake simulated"], rows))
+    rows = [[name, m.get("kind"), _pct(m.get("dm_efficiency")), _pct(m.get("fake_rate")), _score(m.get("trackml_score"))]
+            for name, m in (doc.get("models") or {}).items()]
+    parts.append(_html_table("Models of the 10-50-track study (notebook 05)",
+                             ["model", "kind", "DM eff.", "fake rate", "TrackML score"], rows))
+    parts = [p for p in parts if p]
     return "\n".join(parts)
 
 
