@@ -421,6 +421,12 @@ def components_from_edges(n: int, src: np.ndarray, dst: np.ndarray, *, mutual: b
     return labels.astype(np.int64)
 
 
+def _track_sizes(labels: np.ndarray) -> np.ndarray:
+    """Hits per track label (labels < 0: one-hit tracks, not counted)."""
+    ok = labels >= 0
+    return np.bincount(labels[ok]) if ok.any() else np.zeros(0, dtype=np.int64)
+
+
 def _split_oversized(labels: np.ndarray, src: np.ndarray, dst: np.ndarray, sim: np.ndarray, threshold: float,
                      max_hits: int, mutual: bool) -> np.ndarray:
     """Labels with every component larger than ``max_hits`` split by raising the similarity its
@@ -429,8 +435,7 @@ def _split_oversized(labels: np.ndarray, src: np.ndarray, dst: np.ndarray, sim: 
     labels = labels.copy()
     n = len(labels)
     for frac in (0.25, 0.5, 0.75, 0.9, 0.97):
-        sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, dtype=np.int64)
-        big = np.flatnonzero(sizes > max_hits)
+        big = np.flatnonzero(_track_sizes(labels) > max_hits)
         if big.size == 0:
             return labels
         in_big = np.isin(labels, big)
@@ -438,7 +443,7 @@ def _split_oversized(labels: np.ndarray, src: np.ndarray, dst: np.ndarray, sim: 
         keep = in_big[src] & in_big[dst] & (labels[src] == labels[dst]) & (sim >= cut)
         sub = components_from_edges(n, src[keep], dst[keep], mutual=mutual)
         labels[in_big] = labels.max(initial=-1) + 1 + sub[in_big]  # fresh labels for the pieces
-    sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, dtype=np.int64)
+    sizes = _track_sizes(labels)
     labels[(labels >= 0) & (sizes[np.maximum(labels, 0)] > max_hits)] = -1
     return labels
 
@@ -484,33 +489,31 @@ def _merge_across_clusters(labels: np.ndarray, emb: torch.Tensor, cluster: np.nd
     return out
 
 
-def _filter_tracks(labels: np.ndarray, prob: np.ndarray, min_filter: float) -> np.ndarray:
-    """Labels with every track whose mean hit-filter probability is below ``min_filter`` dissolved
-    into one-hit tracks (-1)."""
+def _dissolve(labels: np.ndarray, drop: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """Labels with the tracks that ``drop(track labels, hit rows)`` marks (a bool per track label,
+    computed from the tracked hits) dissolved into one-hit tracks (-1)."""
     ok = labels >= 0
     if not ok.any():
         return labels
     lab = labels[ok]
-    mean = np.bincount(lab, weights=prob[ok]) / np.maximum(np.bincount(lab), 1)
     out = labels.copy()
-    out[ok] = np.where(mean[lab] >= min_filter, lab, -1)
+    out[ok] = np.where(drop(lab, np.flatnonzero(ok))[lab], -1, lab)
     return out
+
+
+def _filter_tracks(labels: np.ndarray, prob: np.ndarray, min_filter: float) -> np.ndarray:
+    """Tracks whose mean hit-filter probability is below ``min_filter`` dissolved."""
+    return _dissolve(labels, lambda lab, rows: np.bincount(lab, weights=prob[rows])
+                     / np.maximum(np.bincount(lab), 1) < min_filter)
 
 
 def _low_pt_tracks(labels: np.ndarray, xyz: np.ndarray, min_pt: float) -> np.ndarray:
-    """Labels with every track of >= 2 hits whose origin-circle pT is below ``min_pt`` (GeV)
-    dissolved into one-hit tracks (-1)."""
+    """Tracks of >= 2 hits whose origin-circle pT is below ``min_pt`` (GeV) dissolved (NaN, a
+    one-hit track, is left alone)."""
     from trackstudy.kinematics import origin_circle_pt
 
-    ok = labels >= 0
-    if not ok.any():
-        return labels
-    lab = labels[ok]
-    track_pt = origin_circle_pt(lab, xyz[ok, 0], xyz[ok, 1])
-    low = np.nan_to_num(track_pt, nan=np.inf) < min_pt  # NaN: one-hit track, left alone
-    out = labels.copy()
-    out[ok] = np.where(low[lab], -1, lab)
-    return out
+    return _dissolve(labels, lambda lab, rows: np.nan_to_num(
+        origin_circle_pt(lab, xyz[rows, 0], xyz[rows, 1]), nan=np.inf) < min_pt)
 
 
 def tracks_from_embeddings(hit_ids, embedding, *, event_id: int = 0, cluster=None,
@@ -532,8 +535,8 @@ def tracks_from_embeddings(hit_ids, embedding, *, event_id: int = 0, cluster=Non
     if not torch.isfinite(emb).all():
         raise DataError("track formation: the embedding contains NaN or inf")
     emb = torch.nn.functional.normalize(emb, dim=-1)
+    ct = torch.as_tensor(c, device=dev) if (params.per_cluster and c is not None) else None
     if params.method == "knn":
-        ct = torch.as_tensor(c, device=dev) if (params.per_cluster and c is not None) else None
         src, dst = knn_edges(emb, params.k, params.threshold, ct)
         s_np, d_np = src.cpu().numpy(), dst.cpu().numpy()
         labels = components_from_edges(n, s_np, d_np, mutual=params.mutual)
@@ -545,11 +548,9 @@ def tracks_from_embeddings(hit_ids, embedding, *, event_id: int = 0, cluster=Non
         labels = _cluster_points(x, c if params.per_cluster else None, params.method, params.eps,
                                  params.min_samples, params.min_cluster_size, params.selection, unit=True,
                                  device=params.device)
-        sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, dtype=np.int64)
-        if params.max_hits > 0 and (sizes > params.max_hits).any():
+        if params.max_hits > 0 and (_track_sizes(labels) > params.max_hits).any():
             # split oversized clusters along their eps-graph (cosine >= 1 - eps^2 / 2), like knn tracks
             cos_min = 1.0 - params.eps ** 2 / 2.0
-            ct = torch.as_tensor(c, device=dev) if (params.per_cluster and c is not None) else None
             src, dst = knn_edges(emb, None, cos_min, ct)
             sim = (emb[src] * emb[dst]).sum(-1).cpu().numpy()
             labels = _split_oversized(labels, src.cpu().numpy(), dst.cpu().numpy(), sim, cos_min, params.max_hits,
