@@ -128,12 +128,13 @@ def feature_array(x, y, z, cfg: FeatureConfig | None = None, cluster=None) -> np
     z = np.asarray(z, dtype=np.float64)
     r = np.hypot(x, y)
     ph = np.arctan2(y, x)
+    eta = np.arcsinh(z / np.maximum(r, _MIN_R_MM))
     if cfg.needs_clusters:
         if cluster is None:
             raise ConfigError(f"features {[n for n in cfg.names if n in CLUSTER_FEATURES]} are relative to the "
                               "hit's locality cluster: they need cluster labels (a locality.method other than "
                               "'none')")
-        deta, dphi = _cluster_offsets(np.arcsinh(z / np.maximum(r, _MIN_R_MM)), ph, cluster)
+        deta, dphi = _cluster_offsets(eta, ph, cluster)
     cols = []
     for name in cfg.names:
         if name == "x":
@@ -151,7 +152,7 @@ def feature_array(x, y, z, cfg: FeatureConfig | None = None, cluster=None) -> np
         elif name == "phi":
             cols.append(ph / np.pi)
         elif name == "eta":
-            cols.append(np.arcsinh(z / np.maximum(r, _MIN_R_MM)) / cfg.eta_scale)
+            cols.append(eta / cfg.eta_scale)
         elif name == "theta":
             cols.append(np.arctan2(r, z) / np.pi)
         elif name == "dphi_cl":
