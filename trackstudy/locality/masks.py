@@ -20,6 +20,10 @@ Three equivalent representations of the block-diagonal (cluster) attention:
   built with ``create_block_mask`` under ``torch.compile`` and cached by content.
 * :func:`pack_clusters` — the clusters gathered into padded batches of similar length for
   plain SDPA (no O(T^2) tensor anywhere; used on CPU where FlexAttention has no backward).
+
+:func:`cluster_blocks` lays the clusters of one flat label vector out the same block-diagonal
+way for the per-cluster work outside attention: the contrastive loss and the neighbour search
+of track formation.
 """
 
 from __future__ import annotations
@@ -354,3 +358,53 @@ def pack_clusters(labels: torch.Tensor, pad_mask: torch.Tensor | None = None, *,
     gather_back = torch.empty_like(source)
     gather_back[source] = torch.arange(source.numel(), device=device)
     return Packing(bins=bins, singles=singles, gather_back=gather_back, batch_size=B, seq_len=T)
+
+
+def _capacities(max_size: int, growth: float) -> torch.Tensor:
+    """Padded block sizes: 2, 4, 8, then multiples of 8 growing by ``growth`` (up to max_size)."""
+    caps = [2, 4, 8]
+    while caps[-1] < max_size:
+        caps.append(max(caps[-1] + 8, int(math.ceil(caps[-1] * growth / 8)) * 8))
+    return torch.tensor(caps, dtype=torch.int64)
+
+
+def cluster_blocks(labels: torch.Tensor, *, min_size: int = 2, max_block_elements: int = 1 << 24,
+                   growth: float = 1.25):
+    """Yield the clusters of ``labels`` (N,) int64 as padded blocks, for block-diagonal work.
+
+    Clusters are padded to the next size of a ladder (2, 4, 8, then multiples of 8 growing by
+    ``growth``) and clusters of equal padded size S are stacked: each yield is ``(idx, valid)``,
+    idx (G, S) int64 positions into ``labels`` (padding slots repeat the cluster's first hit),
+    valid (G, S) bool. At most ``max_block_elements`` = G * S * S per block, so a (G, S, S)
+    similarity tensor stays bounded. Labels < 0 and clusters smaller than ``min_size`` are skipped.
+    Cost: sum over clusters of S^2 <= ~growth^2 * sum of size^2 (+ small-cluster rounding), never N^2.
+    Used by the contrastive loss and by track formation's neighbour search (one flat label vector,
+    queries at every padded slot), where :func:`pack_clusters` serves the attention of a batch.
+    """
+    if labels.dtype != torch.int64:
+        raise ConfigError(f"cluster labels must be int64, got {labels.dtype}")
+    if growth <= 1.0:
+        raise ConfigError(f"cluster_blocks: growth must be > 1, got {growth}")
+    sel = (labels >= 0).nonzero().squeeze(1)
+    if sel.numel() == 0:
+        return
+    _, group, counts = torch.unique(labels[sel], return_inverse=True, return_counts=True)
+    order = sel[torch.argsort(group, stable=True)]  # positions sorted by cluster
+    starts = torch.cumsum(counts, 0) - counts
+    keep = counts >= min_size
+    if not keep.any():
+        return
+    starts, counts = starts[keep], counts[keep]
+    caps = _capacities(int(counts.max()), growth).to(labels.device)
+    bucket = torch.searchsorted(caps, counts)  # first capacity >= size
+    for bk in torch.unique(bucket).tolist():
+        s = int(caps[bk])
+        in_b = bucket == bk
+        bs, bn = starts[in_b], counts[in_b]
+        chunk = max(1, max_block_elements // (s * s))
+        ar = torch.arange(s, device=labels.device)
+        for c0 in range(0, bs.numel(), chunk):
+            st, n = bs[c0:c0 + chunk], bn[c0:c0 + chunk]
+            valid = ar[None, :] < n[:, None]  # (G, S)
+            pos = torch.where(valid, st[:, None] + ar[None, :], st[:, None])
+            yield order[pos], valid

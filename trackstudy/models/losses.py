@@ -8,12 +8,12 @@ int64 locality-cluster label (-1 on padding).
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
 
 from trackstudy.errors import ConfigError
+from trackstudy.locality.masks import cluster_blocks
 from trackstudy.models.targets import IGNORE_INDEX
 
 
@@ -74,54 +74,6 @@ def masked_bce(logits: torch.Tensor, target: torch.Tensor, pad_mask: torch.Tenso
         return _zero_like_graph(logits)
     err = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
     return err.masked_fill(~pad_mask, 0.0).sum() / n
-
-
-def _capacities(max_size: int, growth: float) -> torch.Tensor:
-    """Padded block sizes: 2, 4, 8, then multiples of 8 growing by ``growth`` (up to max_size)."""
-    caps = [2, 4, 8]
-    while caps[-1] < max_size:
-        caps.append(max(caps[-1] + 8, int(math.ceil(caps[-1] * growth / 8)) * 8))
-    return torch.tensor(caps, dtype=torch.int64)
-
-
-def cluster_blocks(labels: torch.Tensor, *, min_size: int = 2, max_block_elements: int = 1 << 24,
-                   growth: float = 1.25):
-    """Yield the clusters of ``labels`` (N,) int64 as padded blocks, for block-diagonal work.
-
-    Clusters are padded to the next size of a ladder (2, 4, 8, then multiples of 8 growing by
-    ``growth``) and clusters of equal padded size S are stacked: each yield is ``(idx, valid)``,
-    idx (G, S) int64 positions into ``labels`` (padding slots repeat the cluster's first hit),
-    valid (G, S) bool. At most ``max_block_elements`` = G * S * S per block, so a (G, S, S)
-    similarity tensor stays bounded. Labels < 0 and clusters smaller than ``min_size`` are skipped.
-    Cost: sum over clusters of S^2 <= ~growth^2 * sum of size^2 (+ small-cluster rounding), never N^2.
-    """
-    if labels.dtype != torch.int64:
-        raise ConfigError(f"cluster labels must be int64, got {labels.dtype}")
-    if growth <= 1.0:
-        raise ConfigError(f"cluster_blocks: growth must be > 1, got {growth}")
-    sel = (labels >= 0).nonzero().squeeze(1)
-    if sel.numel() == 0:
-        return
-    _, group, counts = torch.unique(labels[sel], return_inverse=True, return_counts=True)
-    order = sel[torch.argsort(group, stable=True)]  # positions sorted by cluster
-    starts = torch.cumsum(counts, 0) - counts
-    keep = counts >= min_size
-    if not keep.any():
-        return
-    starts, counts = starts[keep], counts[keep]
-    caps = _capacities(int(counts.max()), growth).to(labels.device)
-    bucket = torch.searchsorted(caps, counts)  # first capacity >= size
-    for bk in torch.unique(bucket).tolist():
-        s = int(caps[bk])
-        in_b = bucket == bk
-        bs, bn = starts[in_b], counts[in_b]
-        chunk = max(1, max_block_elements // (s * s))
-        ar = torch.arange(s, device=labels.device)
-        for c0 in range(0, bs.numel(), chunk):
-            st, n = bs[c0:c0 + chunk], bn[c0:c0 + chunk]
-            valid = ar[None, :] < n[:, None]  # (G, S)
-            pos = torch.where(valid, st[:, None] + ar[None, :], st[:, None])
-            yield order[pos], valid
 
 
 def event_cluster_labels(pad_mask: torch.Tensor, cluster: torch.Tensor | None) -> torch.Tensor:
@@ -206,6 +158,6 @@ def joint_loss(reg_loss: torch.Tensor, cla_loss: torch.Tensor, alpha: float = 1.
     return alpha * reg_loss + beta * cla_loss
 
 
-__all__ = ["cluster_blocks", "contrastive_loss", "event_cluster_labels", "joint_loss", "masked_bce",
+__all__ = ["contrastive_loss", "event_cluster_labels", "joint_loss", "masked_bce",
            "masked_cross_entropy",
            "masked_mse"]

@@ -16,7 +16,7 @@ id, so the output is valid for the official TrackML scorer (track ids are 0 .. n
   embeddings (Euclidean distance d relates to cosine s by d^2 = 2 - 2 s).
 
 Restricted to locality clusters (the default when labels are given), the neighbour search works
-cluster by cluster on padded blocks (:func:`trackstudy.models.losses.cluster_blocks`, the same
+cluster by cluster on padded blocks (:func:`trackstudy.locality.masks.cluster_blocks`, the same
 layout as the contrastive loss), so its cost is sum of cluster size^2, not N^2; DBSCAN then gets
 the eps-graph as a sparse precomputed distance matrix and HDBSCAN runs once per cluster.
 
@@ -39,6 +39,7 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.cluster import DBSCAN, HDBSCAN
 
 from trackstudy.errors import ConfigError, DataError
+from trackstudy.locality.masks import cluster_blocks
 
 # ----------------------------------------------------------------------------- parameters
 
@@ -382,8 +383,6 @@ def knn_edges(emb: torch.Tensor, k: int | None, threshold: float, cluster: torch
     (N,) int64 is given (labels < 0: no neighbours), else over all hits (in row chunks).
     metric "cosine": similarity = dot product, emb (N, D) must be unit-normalised;
     "euclidean": similarity = -distance (so threshold = -radius)."""
-    from trackstudy.models.losses import cluster_blocks
-
     n = emb.shape[0]
     srcs, dsts = [], []
     if cluster is not None:
