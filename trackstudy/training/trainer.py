@@ -247,6 +247,7 @@ class Trainer:
         self.on_step = on_step
         self.notices: list[str] = []
         self.changed: list[str] = []  # config keys that differ from the run in out_dir (resume)
+        self._val_event_cache: dict = {}  # validation events read for scoring, by index
         self.model = None
         self.summary: dict = {}
 
@@ -776,6 +777,14 @@ class Trainer:
         atomic_write_bytes(self.out / SUMMARY_FILE, json.dumps(self.summary, indent=1).encode(), force=True)
         return self.summary
 
+    def _val_events(self, idx) -> list:
+        """The validation events (hits, truth, particles) of ``idx``, read from disk once: the
+        validation curve scores them at every evaluation."""
+        cache = self._val_event_cache
+        missing = [i for i in idx if i not in cache]
+        cache.update(zip(missing, self.val.read_events(missing)))
+        return [cache[i] for i in idx]
+
     def _tune_indices(self) -> list[int]:
         return list(range(min(self.cfg["tune"]["n_events"], len(self.val))))
 
@@ -798,7 +807,7 @@ class Trainer:
         idx = self._tune_indices()
         if not idx:
             return None
-        events = self.val.read_events(idx)
+        events = self._val_events(idx)
         outs = self.event_outputs(idx)
         tune_events = [{"outputs": o, "hit_ids": self.val.samples[i]["hit_id"], "truth": ev.truth,
                         "particles": ev.particles, "event_id": ev.event_id,
@@ -841,7 +850,7 @@ class Trainer:
                             cluster=self.val.samples[i].get("cluster"), params=self.model.track_params,
                             xyz=self.val.samples[i].get("xyz"))
                 for i, o in zip(idx, outs)]
-        result = evaluate_events(pd.concat(subs, ignore_index=True), self.val.read_events(idx), pt_min=PT_MIN)
+        result = evaluate_events(pd.concat(subs, ignore_index=True), self._val_events(idx), pt_min=PT_MIN)
         return {k: v for k, v in result.summary.items()}
 
 
