@@ -208,10 +208,16 @@ def write_summary(evaluations: dict, *, models: list[str], run_prefix: str, data
         else:
             entry["kind"] = "baseline"
         entries[name] = entry
-    path = resolve_path(path)
     # the full-event section (notebook 07: "headline", "full_event", "real_vs_sim") is kept
+    return _update_summary(path, {"data": str(data), "models": entries})
+
+
+def _update_summary(path: str | os.PathLike, entries: dict) -> Path:
+    """Write ``entries`` (and the time) into the summary file at ``path``, keeping its other keys:
+    notebooks 05 and 07 each own their part of it. Atomic."""
+    path = resolve_path(path)
     doc = json.loads(path.read_text()) if path.is_file() else {}
-    doc.update({"data": str(data), "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "models": entries})
+    doc.update({**entries, "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_bytes(path, (json.dumps(doc, indent=1, default=float) + "\n").encode(), force=True)
 
@@ -238,8 +244,7 @@ def write_full_event_summary(evaluations: dict, *, run: str | os.PathLike, headl
     import math
 
     run = Path(run)
-    path = resolve_path(path)
-    doc = json.loads(path.read_text()) if path.is_file() else {}
+    doc: dict = {}
     run_summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
     train_info = {k: run_summary.get(k) for k in ("train_seconds", "steps", "device", "n_params", "preset",
                                                   "backend", "locality")}
@@ -256,9 +261,7 @@ def write_full_event_summary(evaluations: dict, *, run: str | os.PathLike, headl
         rows = real_vs_sim.to_dict(orient="records") if hasattr(real_vs_sim, "to_dict") else list(real_vs_sim)
         doc["real_vs_sim"] = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
                               for r in rows]
-    doc["generated"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_bytes(path, (json.dumps(doc, indent=1, default=float) + "\n").encode(), force=True)
+    return _update_summary(path, doc)
 
 
 __all__ = ["FAMILIES", "FULL_EVENT_KEYS", "eval_dataset", "parse_models", "predict_runs", "run_dir", "train_models",
