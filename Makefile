@@ -60,3 +60,16 @@ lab: setup
 
 clean-reports:
 	rm -rf reports/*.html reports/*.ipynb reports/summary.json
+
+# The notebooks in notebooks/ are the source (edit them in JupyterLab); before committing one,
+# clear its outputs, execution counts and editor metadata (tests/test_notebook_sources.py checks).
+.PHONY: strip-notebooks
+strip-notebooks: setup
+	$(PY) -c "import glob, nbformat; \
+	nbs = {p: nbformat.read(p, as_version=4) for p in sorted(glob.glob('notebooks/*.ipynb'))}; \
+	cells = [c for nb in nbs.values() for c in nb.cells]; \
+	[c.update(outputs=[], execution_count=None) for c in cells if c.cell_type == 'code']; \
+	[c.update(metadata=nbformat.from_dict({k: v for k, v in c.metadata.items() if k == 'tags'})) for c in cells]; \
+	[nb.update(metadata=nbformat.from_dict({'kernelspec': {'display_name': 'Python 3', 'language': 'python', 'name': 'python3'}, 'language_info': {'name': 'python'}})) for nb in nbs.values()]; \
+	[nbformat.write(nb, p) for p, nb in nbs.items()]; \
+	print('stripped', len(nbs), 'notebooks')"
