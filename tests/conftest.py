@@ -9,7 +9,7 @@ import pytest
 import torch
 
 TESTS_DIR = Path(__file__).resolve().parent
-MINI_DIR = TESTS_DIR.parent / "data" / "real" / "mini"  # the real reduced TrackML event (copy of shared/data/trackml/mini)
+MINI_DIR = TESTS_DIR.parent / "data" / "real" / "mini"  # the real reduced TrackML event (data/real/README.md)
 
 
 @pytest.fixture(scope="session")

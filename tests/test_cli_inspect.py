@@ -13,7 +13,7 @@ def test_inspect_mini_json(mini_dir, capsys):
     assert row["event_id"] == 1
     assert row["n_hits"] == 5527 and row["n_particles"] == 548
     assert row["n_pixel_hits"] == 2783
-    assert row["n_reconstructable_pixel"] == 63  # shared/data/trackml/README.md
+    assert row["n_reconstructable_pixel"] == 63  # pT > 0.9 GeV, >= 3 pixel hits: data/real/README.trackml.md
     assert abs(row["noise_fraction"] - 0.15) < 0.005
     for key in ("event_id", "n_hits", "n_pixel_hits", "n_particles", "noise_fraction", "n_reconstructable"):
         assert key in row

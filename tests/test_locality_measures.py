@@ -124,7 +124,7 @@ def mini():
 def test_measure_on_real_mini_event(mini):
     res = measure_locality(mini, "dbscan")
     d = res.to_dict()
-    # shared/data/trackml/README: 63 particles with pT > 0.9 GeV and >= 3 pixel hits
+    # 63 particles with pT > 0.9 GeV and >= 3 pixel hits in the real mini event (data/real/README.trackml.md)
     assert d["all"]["n_tracks"] == 63
     assert d["barrel"]["n_tracks"] + d["endcap"]["n_tracks"] == 63
     assert d["all"]["n_hits"] == 2783

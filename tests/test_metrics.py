@@ -172,7 +172,7 @@ def test_matches_reference_on_real_mini_event(mini_dir):
         if name == "truth":
             assert got["trackml_score"] == pytest.approx(1.0, abs=1e-9)
             assert got["dm_efficiency"] == got["perfect_efficiency"] == 1.0
-            assert got["n_particles"] == 63  # shared/data/trackml/README.md
+            assert got["n_particles"] == 63  # data/real/README.trackml.md (mini)
 
 
 # ---------------------------------------------------------------------------------------------
