@@ -46,7 +46,7 @@ $(VENV)/.stamp-install: pyproject.toml $(VENV)/.stamp-torch
 setup: $(VENV)/.stamp-install
 
 study: setup
-	$(PY) -m trackstudy.reports --params $(PARAMS)
+	$(PY) -m trackstudy.study.reports --params $(PARAMS)
 
 # Unit tests on both cores, then the notebooks in order (03 trains what 04-06 read) through nbval
 # with their smoke-size defaults.

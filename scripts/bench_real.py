@@ -4,7 +4,7 @@ simulated counterparts cut the same way.
     python scripts/bench_real.py --run runs/contrastive_10-50 --set barrel20
     python scripts/bench_real.py --run runs/contrastive_10-50 --set all --sim-events 3 --json real_vs_sim.json
 
-The comparison itself lives in :mod:`trackstudy.realsim` (notebook 07 uses it too).
+The comparison itself lives in :mod:`trackstudy.study.realsim` (notebook 07 uses it too).
 For each set (data/real/pix1gev, barrel20, mini; see data/real/README.md) the real event is read and
 N events are simulated at mu = --pileup with --seed, each cut like the set
 (:data:`trackstudy.data.cuts.LIKE`). Both sides get the challenge's weights recomputed on their hits
@@ -29,7 +29,7 @@ from trackstudy.data.datasets import real_trackml_dir
 from trackstudy.data.io import atomic_write_bytes, read_event
 from trackstudy.data.simulate import SimulationConfig
 from trackstudy.errors import ConfigError, TrackstudyError
-from trackstudy.realsim import SETS, compare, simulated_events, table
+from trackstudy.study.realsim import SETS, compare, simulated_events, table
 from trackstudy.training.checkpoint import load_run
 
 

@@ -1,8 +1,8 @@
 """Speed and calibration check of the built-in TrackML simulator.
 
 Simulates mu = 200 full-detector events, prints events/s (generation alone, and with the
-gzipped TrackML files written) and the event statistics next to the real ones (README of
-shared/data/trackml, and the real event 1001 hits per pixel layer). With
+gzipped TrackML files written) and the event statistics next to the real ones (the means over
+real events in data/real/README.trackml.md, and the real event 1001 hits per pixel layer). With
 ``--particles-from`` it also re-simulates the real particles files and compares the
 per-particle hit counts with their real ``nhits``. Pin it to one core for the speed number:
 
@@ -21,29 +21,20 @@ import pandas as pd
 
 from trackstudy.config import PIXEL_VOLUMES, SHARED_TRACKML_DIR
 from trackstudy.data.detector import Detector
-from trackstudy.data.io import read_table, write_event
+from trackstudy.data.io import Event, read_table, write_event
 from trackstudy.data.simulate import SimulationConfig, event_rngs, simulate_event, simulate_from_particles
+from trackstudy.data.stats import event_summary, hits_per_layer
 
-REAL = {  # shared/data/trackml/README.md (means over real events)
-    "particles": 10792, "particles pT>0.9": 1465, "hits": 102001, "pixel hits": 52308, "noise fraction": 0.16,
-}
+#: Means over real events (data/real/README.trackml.md): key of trackstudy.data.stats.event_summary -> (label, value).
+REAL = {"n_particles": ("particles", 10792), "n_pt_above": ("particles pT>0.9", 1465), "n_hits": ("hits", 102001),
+        "n_pixel_hits": ("pixel hits", 52308), "noise_fraction": ("noise fraction", 0.16)}
 REAL_1001_PIXEL_BARREL = {2: 6737, 4: 5673, 6: 4987, 8: 4544}
 REAL_1001_PARTICLES = 8915
 
 
-def event_stats(ev) -> dict:
-    pt = np.hypot(ev.particles["px"], ev.particles["py"])
-    return {
-        "particles": len(ev.particles),
-        "particles pT>0.9": int((pt > 0.9).sum()),
-        "hits": len(ev.hits),
-        "pixel hits": int(ev.hits["volume_id"].isin(PIXEL_VOLUMES).sum()),
-        "noise fraction": float((ev.truth["particle_id"] == 0).mean()),
-    }
-
-
 def layer_counts(hits: pd.DataFrame) -> pd.Series:
-    return hits.groupby(["volume_id", "layer_id"]).size()
+    """Hits per (volume_id, layer_id)."""
+    return hits_per_layer(Event(0, hits)).set_index(["volume_id", "layer_id"])["n_hits"]
 
 
 def main(argv=None) -> int:
@@ -70,15 +61,15 @@ def main(argv=None) -> int:
           f"({t_gen / args.events:.2f} s/event); with gzipped files written: "
           f"{args.events / (t_gen + t_write):.2f} events/s ({(t_gen + t_write) / args.events:.2f} s/event)")
 
-    stats = pd.DataFrame([event_stats(ev) for ev in events])
+    stats = pd.DataFrame([event_summary(ev) for ev in events])
     print("\nstatistic            simulated (mean +- sd)     real      sim/real")
-    for key, real in REAL.items():
+    for key, (label, real) in REAL.items():
         m, s = stats[key].mean(), stats[key].std(ddof=0)
-        fmt = "{:.3f}" if key == "noise fraction" else "{:.0f}"
-        print(f"{key:<20} {fmt.format(m):>10} +- {fmt.format(s):<10} {fmt.format(real):>10}   {m / real:6.3f}")
+        fmt = "{:.3f}" if key == "noise_fraction" else "{:.0f}"
+        print(f"{label:<20} {fmt.format(m):>10} +- {fmt.format(s):<10} {fmt.format(real):>10}   {m / real:6.3f}")
     lay = pd.concat([layer_counts(ev.hits) for ev in events], axis=1).fillna(0).mean(axis=1)
     # event 1001 has 8,915 particles (the README mean is 10,792): also compare per particle
-    per_particle = lay / stats["particles"].mean()
+    per_particle = lay / stats["n_particles"].mean()
     print("\npixel barrel layer    simulated   real (event 1001)   sim/real   per particle sim/real")
     for lid, real in REAL_1001_PIXEL_BARREL.items():
         n = lay.get((8, lid), 0)

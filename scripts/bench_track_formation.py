@@ -2,12 +2,12 @@
 
 The hits are the pixel hits of the real full-size event 1001 (~48k hits), clustered with the
 locality clustering used for attention (trackstudy.locality; default the grid window, whose
-~660 clusters of <= ~300 hits cut the attention pairs ~430x, like the FlexAttention paper's
-~400x); the embeddings are
-synthetic: hits are grouped into pseudo-tracks of 4-8 hits inside each locality cluster, and a
-track's hits share a random 32-d direction plus noise. Timing depends on the cluster sizes and
-the number of hits, not on how well a model was trained, so this measures the cost of the
-formation step itself (for its physics quality see the tests and tune_track_formation).
+~660 clusters of <= ~300 hits cut the attention pairs ~430x, like the FlexAttention tracking
+paper's ~400x; the papers are listed in docs/references.md); the embeddings are synthetic: hits
+are grouped into pseudo-tracks of 4-8 hits inside each locality cluster, and a track's hits share
+a random 32-d direction plus noise. Timing depends on the cluster sizes and the number of hits,
+not on how well a model was trained, so this measures the cost of the formation step itself (for
+its physics quality see the tests and trackstudy.postprocessing.tune_track_formation).
 
     taskset -c 0 .venv/bin/python scripts/bench_track_formation.py [--repeat 5] [--hits N]
 """
@@ -22,6 +22,7 @@ import torch
 
 from trackstudy.config import PIXEL_VOLUMES, SHARED_TRACKML_DIR
 from trackstudy.data.io import read_table
+from trackstudy.device import resolve_device, synchronize
 from trackstudy.locality.clustering import cluster_xyz
 from trackstudy.models.losses import contrastive_loss
 from trackstudy.postprocessing.track_formation import (EmbeddingTrackParams, ParamTrackParams, tracks_from_embeddings,
@@ -52,16 +53,14 @@ def synthetic_event(n_hits: int | None, method: str = "grid", seed: int = 0):
     return hits, labels.astype(np.int64), track, emb.astype(np.float32)
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5, help="timed repetitions (the median is reported)")
     ap.add_argument("--hits", type=int, default=None, help="subsample the pixel hits to this many")
     ap.add_argument("--locality", default="grid", help="locality clustering method (trackstudy.locality)")
-    ap.add_argument("--device", default="auto", help="auto, cpu or cuda (knn search and loss)")
-    args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    dev = torch.device("cuda" if (args.device == "auto" and torch.cuda.is_available()) else
-                       ("cpu" if args.device == "auto" else args.device))
+    ap.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu or cuda (knn search and loss)")
+    args = ap.parse_args(argv)
+    dev = resolve_device(args.device)
     hits, labels, track, emb = synthetic_event(args.hits, args.locality)
     sizes = np.bincount(labels)
     print(f"event: {len(hits)} pixel hits, {len(sizes)} locality clusters (max {sizes.max()}, "
@@ -73,12 +72,10 @@ def main():
         fn()  # warm-up
         times = []
         for _ in range(args.repeat):
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
+            synchronize(dev)
             t0 = time.perf_counter()
             out = fn()
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
+            synchronize(dev)
             times.append(time.perf_counter() - t0)
         print(f"{name:55s} median {1e3 * np.median(times):8.1f} ms  (min {1e3 * min(times):.1f}, "
               f"max {1e3 * max(times):.1f}, n={args.repeat})")

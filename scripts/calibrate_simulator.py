@@ -1,9 +1,10 @@
-"""Build the simulator's calibration tables from the real TrackML files in shared/.
+"""Build the simulator's calibration tables from the real TrackML files in data/real.
 
-Reads the full particle lists of the real events in ``SHARED_TRACKML_DIR/full`` and the
-reduced real event in ``SHARED_TRACKML_DIR/mini`` (for where noise hits sit), and writes
-``trackstudy/data/simulator_calibration.npz`` (a few tens of kB), so the simulator needs
-no shared/ data at run time. Run from anywhere:
+Reads the full particle lists of the real events in ``data/real/full`` and the reduced real
+event in ``data/real/mini`` (for where noise hits sit; the folder is
+``trackstudy.config.SHARED_TRACKML_DIR``, set by ``TRACKSTUDY_TRACKML``), and writes
+``trackstudy/data/simulator_calibration.npz`` (a few tens of kB), so the simulator reads no
+real event files at run time. Run from anywhere:
 
     .venv/bin/python scripts/calibrate_simulator.py [--force]
 
@@ -46,12 +47,12 @@ from trackstudy.kinematics import eta_from_momentum, wrap_phi
 
 OUT = PACKAGE_DIR / "data" / "simulator_calibration.npz"
 MU_REAL = 200.0
-#: README facts measured on 100 real particles files.
+#: Mean particles per real event, measured on 100 real particles files (data/real/README.trackml.md).
 TARGET_PARTICLES_MU200 = 10792.0
-N_Q = 201
+N_Q = 201  # quantile table size
 #: columns of the displaced-particle rows (mm, mm, log GeV, rad, -, charge)
 DISP_COLUMNS = ("r", "z", "logpt", "dphi", "eta", "q")
-LOW_PT = 0.15  # GeV  # quantile table size
+LOW_PT = 0.15  # GeV
 ABS_ETA_EDGES = np.linspace(0.0, 4.0, 9)
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from trackstudy.errors import ConfigError, DataError
-from trackstudy.locality import masks
+from trackstudy.models import masks
 from trackstudy.models.attention import BACKENDS, AttentionContext, attend
 from trackstudy.models.lsh import LSHConfig, lsh_buckets, lsh_pair_fraction, lsh_plan, lsh_projections
 

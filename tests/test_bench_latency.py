@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from trackstudy import study
 from trackstudy.bench import latency as bench
 from trackstudy.cli import main
 from trackstudy.data.io import read_event
@@ -80,18 +81,18 @@ def test_load_events_prefix_and_errors(mini_dir, tmp_path):
 
 
 def test_run_settings_and_latency_model(run_dir):
-    assert bench.run_settings({}) == (None, True)
-    assert bench.run_settings({"locality": DBSCAN, "data": {"train": {"pixel_only": False}}}) == (DBSCAN, False)
-    model, cfg, how = bench.latency_model(str(run_dir), device="cpu")
+    assert study.run_settings({}) == (None, True)
+    assert study.run_settings({"locality": DBSCAN, "data": {"train": {"pixel_only": False}}}) == (DBSCAN, False)
+    model, cfg, how = study.latency_model(str(run_dir), device="cpu")
     assert "trained run" in how and cfg["locality"] == DBSCAN and not model.training
-    model, cfg, how = bench.latency_model("", study_run=run_dir, device="cpu")
+    model, cfg, how = study.latency_model("", study_run=run_dir, device="cpu")
     assert "notebook 03" in how
-    model, cfg, how = bench.latency_model("", study_run=run_dir.parent / "missing", preset="tiny", family="enc_cla",
+    model, cfg, how = study.latency_model("", study_run=run_dir.parent / "missing", preset="tiny", family="enc_cla",
                                           backend="dense", device="cpu")
     assert "untrained enc_cla" in how and model.encoder_cfg.attention == "dense"
     assert cfg["locality"]["method"] == "dbscan" and cfg["data"]["train"]["pixel_only"] is True
     with pytest.raises(ConfigError, match="train_config"):
-        bench.latency_model("", train_config="params/does_not_exist.yaml")
+        study.latency_model("", train_config="params/does_not_exist.yaml")
 
 
 def test_cli_json_with_run(run_dir, mini_dir, capsys):
@@ -172,8 +173,8 @@ def test_bench_parser_is_lazy_and_attention_still_works(capsys):
 
 
 def test_latency_model_trains_the_smoke_config(tmp_path):
-    model, cfg, how = bench.latency_model("", train_config="params/train_smoke.yaml", train_dir=tmp_path / "run",
+    model, cfg, how = study.latency_model("", train_config="params/train_smoke.yaml", train_dir=tmp_path / "run",
                                           device="cpu")
     assert "trained here" in how and (tmp_path / "run" / "model.pt").is_file()
-    locality, pixel_only = bench.run_settings(cfg)
+    locality, pixel_only = study.run_settings(cfg)
     assert locality["method"] == cfg["locality"]["method"] and pixel_only is True

@@ -110,6 +110,14 @@ def test_cli_json(capsys):
     assert [r["backend"] for r in out["results"]] == ["packed", "lsh"]
 
 
+def test_cli_defaults_are_the_library_defaults():
+    from trackstudy.cli.bench import SCALING_BACKENDS, SCALING_HITS, benchmark_parser
+
+    assert SCALING_HITS == bench.DEFAULT_HITS and SCALING_BACKENDS == bench.DEFAULT_BACKENDS
+    args = benchmark_parser("scaling").parse_args([])
+    assert args.hits == ",".join(map(str, bench.DEFAULT_HITS)) and args.backends == ",".join(bench.DEFAULT_BACKENDS)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--hits", "a,b"], "--hits 'a,b'"),
     (["--hits", "0"], "--hits"),

@@ -8,17 +8,17 @@ import torch
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.models.encoder import EncoderConfig
 from trackstudy.models.heads import build_model
-from trackstudy.models.targets import RoadBinning
+from trackstudy.models.roads import RoadBinning
 from trackstudy.postprocessing.track_formation import ClassTrackParams, EmbeddingTrackParams
 from trackstudy.training.checkpoint import (
     checkpoint_path,
     load_checkpoint,
     load_run,
+    model_config,
     save_checkpoint,
     save_model,
     unwrap_model,
 )
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -67,7 +67,7 @@ def test_load_run_falls_back_to_checkpoint(tmp_path):
     model(torch.randn(1, 10, 7)).get("embedding").sum().backward()
     opt.step()
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": 3,
-             "model_config": model.config_dict(), "config": {"train": {"steps": 10}},
+             "model_config": model_config(model), "config": {"train": {"steps": 10}},
              "rng": {"torch": torch.get_rng_state(), "python": (3, tuple(range(625)), None)}}
     save_checkpoint(checkpoint_path(tmp_path), state)
     back = load_checkpoint(checkpoint_path(tmp_path))

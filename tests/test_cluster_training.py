@@ -225,12 +225,13 @@ def test_min_filter_dissolves_low_probability_tracks():
         tf.EmbeddingTrackParams(min_filter=1.5)
 
 
-def test_track_params_with_new_fields_roundtrip():
-    from trackstudy.models.heads import model_from_config
+def test_track_params_with_new_fields_roundtrip(tmp_path):
+    from trackstudy.training.checkpoint import load_run, save_model
 
     model = build_model("contrastive", "tiny", feature_cfg=CLUSTER_FEATURES, filter_weight=0.5,
                         track_params=tf.EmbeddingTrackParams(max_hits=25, merge_threshold=0.97, min_filter=0.4))
-    again = model_from_config(model.config_dict())
+    save_model(tmp_path, model, {})
+    again, _ = load_run(tmp_path, "cpu")
     assert again.track_params == model.track_params and again.head_cfg.filter_weight == 0.5
     assert again.feature_cfg == CLUSTER_FEATURES
     assert pd.api.types.is_integer_dtype(pd.Series([again.track_params.max_hits]))

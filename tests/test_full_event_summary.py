@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pandas as pd
 
 from trackstudy import study
-from trackstudy.reports import summary_html, write_index
+from trackstudy.study.reports import summary_html, write_index
 
 
 def _ev(dm, fake):

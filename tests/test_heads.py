@@ -10,11 +10,13 @@ import torch
 from trackstudy.config import ROOT
 from trackstudy.data.io import merge_event, read_event, select_volumes
 from trackstudy.errors import ConfigError
+from trackstudy.inference import STAGES, predict_event
 from trackstudy.models.encoder import EncoderConfig
 from trackstudy.models.features import FeatureConfig, hit_features
 from trackstudy.models.heads import FAMILIES, build_model, make_context, model_from_config
-from trackstudy.models.targets import RoadBinning, collate, event_targets
-from trackstudy.postprocessing.track_formation import EmbeddingTrackParams, ParamTrackParams
+from trackstudy.models.roads import RoadBinning
+from trackstudy.postprocessing.track_formation import EmbeddingTrackParams, ParamTrackParams, form_tracks, model_params
+from trackstudy.training.targets import collate, event_targets
 
 
 @pytest.fixture(scope="module")
@@ -153,12 +155,12 @@ def test_predict_event_returns_submission_and_timings(family, tiny_event, binnin
     model = _model(family, binning)
     params = {"enc_reg": ParamTrackParams(algorithm="dbscan", eps=0.05),
               "contrastive": EmbeddingTrackParams(device="cpu")}.get(family)
-    cluster = ((tiny_event.phi.to_numpy() + np.pi) // (np.pi / 3)).astype(np.int64)
-    sub, t = model.predict_event(tiny_event, event_id=5, cluster=cluster, params=params)
+    model.track_params = params  # None: the family's defaults
+    sub, t = predict_event(model, tiny_event, locality=None, event_id=5)
     assert len(sub) == len(tiny_event) and (sub.event_id == 5).all()
     np.testing.assert_array_equal(sub.hit_id, tiny_event.hit_id)
     assert sub.track_id.min() >= 0
-    assert set(t) == {"features_s", "encoder_s", "track_formation_s", "n_hits"}
+    assert set(t) == {*STAGES, "total", "n_hits"}
     assert model.training  # predict_event restores the mode
 
 
@@ -169,8 +171,9 @@ def test_form_tracks_from_batch_removes_padding(tiny_event, binning):
     batch = collate([_sample(first, binning), _sample(second, binning)])
     with torch.no_grad():
         out = model(batch["x"], make_context(batch))
-    sub = model.form_tracks(out, first.hit_id.to_numpy(), index=0, pad_mask=batch["pad_mask"], event_id=1)
+    pad = batch["pad_mask"]
+    sub = form_tracks(model.event_outputs(out, 0, pad), first.hit_id.to_numpy(), event_id=1, params=model_params(model))
     assert len(sub) == 50
-    sub2 = model.form_tracks(out, second.hit_id.to_numpy(), index=1, pad_mask=batch["pad_mask"],
-                             cluster=batch["cluster"])
+    sub2 = form_tracks(model.event_outputs(out, 1, pad), second.hit_id.to_numpy(), cluster=batch["cluster"][1][pad[1]],
+                       params=model_params(model))
     assert len(sub2) == len(second)

@@ -9,7 +9,7 @@ from trackstudy.data.io import merge_event, read_event, select_volumes
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.models.encoder import EncoderConfig
 from trackstudy.models.heads import build_model
-from trackstudy.models.inspect import attention_profile, attention_summary, event_attention, inspect_event
+from trackstudy.study.attention_maps import attention_profile, attention_summary, event_attention, inspect_event
 
 # three hits: 0 and 1 close in eta and (across the phi seam) in phi, 2 far away; hit 2 is noise
 ETA = np.array([0.0, 0.05, 1.0])

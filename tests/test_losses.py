@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from trackstudy.errors import ConfigError
 from trackstudy.models.losses import contrastive_loss, joint_loss, masked_cross_entropy, masked_mse
-from trackstudy.models.targets import IGNORE_INDEX
+from trackstudy.models.roads import IGNORE_INDEX
 
 
 def dense_reference(embedding, particle_id, pt, pad_mask, cluster=None, *, temperature=0.05, pt_min=0.9):

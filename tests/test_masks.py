@@ -1,12 +1,11 @@
-"""trackstudy.locality.masks: cluster permutation, BlockMask, packing."""
+"""trackstudy.models.masks: cluster permutation, BlockMask, packing."""
 
 import numpy as np
 import pytest
 import torch
 
 from trackstudy.errors import ConfigError, DataError
-from trackstudy.locality import masks
-
+from trackstudy.models import masks
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

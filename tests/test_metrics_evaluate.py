@@ -12,7 +12,7 @@ import pytest
 from trackstudy.data.io import read_event
 from trackstudy.errors import DataError
 from trackstudy.metrics import evaluate_events, evaluate_submission_file, summary_table, write_submission
-from trackstudy.metrics.study import collect_evaluations, find_submissions, resolve_volumes
+from trackstudy.study.evaluation import collect_evaluations, find_submissions, resolve_volumes
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from trackstudy.config import PARAMS_DIR
-from trackstudy.reports import load_params, notebooks
+from trackstudy.study.reports import load_params, notebooks
 
 
 def _declared() -> dict[str, dict[str, object]]:

@@ -11,7 +11,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from trackstudy.errors import ConfigError, DataError  # noqa: E402
-from trackstudy.models.inspect import AttentionMaps, attention_profile, attention_summary  # noqa: E402
+from trackstudy.study.attention_maps import AttentionMaps, attention_profile, attention_summary  # noqa: E402
 from trackstudy.plots.attention import (  # noqa: E402
     hit_order,
     plot_attention_profile,

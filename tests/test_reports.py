@@ -1,4 +1,4 @@
-"""trackstudy.reports: parameter files, papermill execution into HTML, the index page."""
+"""trackstudy.study.reports: parameter files, papermill execution into HTML, the index page."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from trackstudy import reports
+from trackstudy.study import reports
 from trackstudy.errors import ConfigError
 
 
@@ -40,7 +40,7 @@ def test_run_notebook_injects_declared_parameters_and_writes_offline_html(tmp_pa
     nb = new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [new_markdown_cell("# t"), new_code_cell("n = 1", metadata={"tags": ["parameters"]}),
-                new_code_cell("import plotly.graph_objects as go\nfrom trackstudy.reports import notebook_setup\n"
+                new_code_cell("import plotly.graph_objects as go\nfrom trackstudy.study.reports import notebook_setup\n"
                               "notebook_setup()\nprint('n is', n)\ngo.Figure(go.Scatter(x=[1, 2], y=[n, n])).show()")]
     path = tmp_path / "07_t.ipynb"
     nbformat.write(nb, path)

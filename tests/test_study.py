@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from trackstudy import study
+from trackstudy.study import runs as study_runs
 from trackstudy.config import RUNS_DIR
 from trackstudy.errors import ConfigError
 from trackstudy.metrics.evaluate import Evaluation
@@ -57,7 +58,7 @@ def test_training_config_errors(tmp_path):
 
 
 def test_write_summary(tmp_path, monkeypatch):
-    monkeypatch.setattr(study, "RUNS_DIR", tmp_path)
+    monkeypatch.setattr(study_runs, "RUNS_DIR", tmp_path)
     run = tmp_path / "t_contrastive"
     run.mkdir()
     (run / "summary.json").write_text(json.dumps({"train_seconds": 12.5, "steps": 30, "device": "cpu",
@@ -78,11 +79,10 @@ def test_train_models_reuses_a_run_only_on_the_same_data(tmp_path, monkeypatch, 
     """A finished run is reused when its config matches and it was trained on the folders the
     config means today; a run on other data (e.g. an older simulator's dataset) is retrained."""
 
-    import trackstudy.training
     from trackstudy.data.datasets import dataset_name
     from trackstudy.training.config import dump_yaml
 
-    monkeypatch.setattr(study, "RUNS_DIR", tmp_path / "runs")
+    monkeypatch.setattr(study_runs, "RUNS_DIR", tmp_path / "runs")
     calls = []
 
     def fake_train(cfg, folder, resume=False, progress=True):
@@ -98,7 +98,7 @@ def test_train_models_reuses_a_run_only_on_the_same_data(tmp_path, monkeypatch, 
         (folder / "summary.json").write_text(json.dumps(summary))
         return summary
 
-    monkeypatch.setattr(trackstudy.training, "train", fake_train)
+    monkeypatch.setattr(study_runs, "train", fake_train)
     real_config = study.training_config
 
     def config(model, **kw):
@@ -106,7 +106,7 @@ def test_train_models_reuses_a_run_only_on_the_same_data(tmp_path, monkeypatch, 
         cfg["data"]["root"] = str(tmp_path / "data")
         return cfg
 
-    monkeypatch.setattr(study, "training_config", config)
+    monkeypatch.setattr(study_runs, "training_config", config)
     first = study.train_models(["contrastive"], "t")
     assert calls == ["t_contrastive"] and "reused" not in first["contrastive"]
     again = study.train_models(["contrastive"], "t")

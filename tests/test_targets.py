@@ -6,8 +6,8 @@ import torch
 from trackstudy.config import ROOT
 from trackstudy.data.io import merge_event, read_event, select_volumes
 from trackstudy.errors import ConfigError, DataError
-from trackstudy.models.targets import (IGNORE_INDEX, RoadBinning, class_targets, collate, event_targets, make_sample,
-                                       particle_parameters, regression_targets)
+from trackstudy.models.roads import IGNORE_INDEX, RoadBinning, particle_parameters
+from trackstudy.training.targets import class_targets, collate, event_targets, make_sample, regression_targets
 
 
 def _synthetic_hits(n_particles=2000, hits_per=3, seed=0):

@@ -174,7 +174,7 @@ def test_dataset_is_cached_and_rebuilt_when_the_config_changes(data_root):
 
 def test_augmentation_moves_hits_and_momenta_together(data_root):
     from trackstudy.models.features import feature_array
-    from trackstudy.models.targets import event_targets
+    from trackstudy.training.targets import event_targets
 
     spec = tconfig.resolve_config(tiny_config(data_root))["data"]["val"]
     ds = tdata.load_dataset(spec, feature_cfg=FeatureConfig(), locality=None, root=data_root, progress=False)

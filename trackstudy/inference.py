@@ -7,7 +7,7 @@ The pipeline of the FlexAttention tracking paper (its Table 1), stage by stage::
     features         per-hit input features -> tensors on the device
     masks            the attention metadata of the model's backend, built once per event and read
                      by every layer: FlexAttention BlockMask, cluster packing, LSH plan or dense mask
-                     (trackstudy.models.attention.AttentionContext / trackstudy.locality.masks)
+                     (trackstudy.models.attention.AttentionContext / trackstudy.models.masks)
     encoder          the network's forward pass (no_grad; bfloat16 autocast on CUDA)
     track_formation  model outputs -> tracks (model.form_tracks)
 
@@ -37,8 +37,13 @@ import pandas as pd
 import torch
 
 from trackstudy.config import PIXEL_VOLUMES
+from trackstudy.data.io import Event, iter_events
 from trackstudy.device import autocast_context, resolve_device, synchronize
 from trackstudy.errors import ConfigError, DataError
+from trackstudy.locality.clustering import METHODS, cluster_xyz, resolve_params, vertex_scan_regions
+from trackstudy.models.attention import BACKENDS, AttentionContext
+from trackstudy.models.features import hit_features
+from trackstudy.postprocessing.track_formation import form_tracks, model_params, submission
 
 #: Stages timed by :func:`predict_event`, in pipeline order (plus "total").
 STAGES = ("clustering", "features", "masks", "encoder", "track_formation")
@@ -90,8 +95,6 @@ class StageClock:
 def check_locality(locality: Mapping | None) -> dict:
     """The ``locality`` section normalised to {"method", "params", "vertex_scan"} (method "none"
     when None). Raises ConfigError naming an unknown key, method or parameter."""
-    from trackstudy.locality.clustering import METHODS, resolve_params, vertex_scan_regions
-
     if locality is None:
         return {"method": "none", "params": {}, "vertex_scan": False}
     if not isinstance(locality, Mapping):
@@ -124,8 +127,6 @@ def select_pixel_hits(hits: pd.DataFrame, *, source: str = "hits") -> np.ndarray
 def cluster_hits(hits: pd.DataFrame, locality: Mapping | None) -> np.ndarray | None:
     """Locality cluster labels (N,) int64 of ``hits`` (projection + clustering), or None when the
     method is "none" (full attention over the event)."""
-    from trackstudy.locality.clustering import cluster_xyz
-
     loc = check_locality(locality)
     if loc["method"] == "none":
         return None
@@ -184,10 +185,6 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
     timings: seconds per stage of :data:`STAGES`, "total" (wall time of the whole call) and "n_hits"
     (hits through the network).
     """
-    from trackstudy.models.attention import BACKENDS, AttentionContext
-    from trackstudy.models.features import hit_features
-    from trackstudy.postprocessing.track_formation import submission
-
     if not isinstance(hits, pd.DataFrame):
         raise DataError(f"predict_event: hits must be a pandas DataFrame, got {type(hits).__name__}")
     for col in ("hit_id", "x", "y", "z"):
@@ -225,8 +222,9 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
             out = model(x, ctx, backend=backend)
         with clock("track_formation"):
             out = {k: v.float() for k, v in out.items()}  # bf16 under autocast -> float32 for numpy
-            sub = model.form_tracks(out, sel["hit_id"].to_numpy(), event_id=event_id, cluster=labels,
-                                    xyz=sel[["x", "y", "z"]].to_numpy(np.float64))
+            sub = form_tracks(model.event_outputs(out), sel["hit_id"].to_numpy(), event_id=event_id,
+                              cluster=labels, params=model_params(model),
+                              xyz=sel[["x", "y", "z"]].to_numpy(np.float64))
             if keep is not None and not keep.all():
                 # hits the model never saw: one-hit tracks with fresh ids, rows in input order
                 track = np.empty(len(hits), dtype=np.int64)
@@ -248,8 +246,6 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
 
 
 def _iter_inputs(events) -> Iterable[tuple[int, pd.DataFrame]]:
-    from trackstudy.data.io import Event, iter_events
-
     if isinstance(events, (str, os.PathLike)):
         events = iter_events(events, parts=("hits",))
     for i, ev in enumerate(events):

@@ -1,4 +1,5 @@
-"""``trackstudy bench attention``: every attention backend on the same clustered inputs.
+"""Every attention backend on the same clustered inputs (measured by ``trackstudy bench attention``,
+whose options are parsed in :mod:`trackstudy.cli.bench`).
 
 For each backend: the forward time (median over repeats after warm-up, with the backend's
 per-batch metadata -- BlockMask, packing, LSH plan -- already built, as every layer after the
@@ -25,21 +26,22 @@ memory they are reported as skipped (out of memory) instead of being attempted.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import gc
-import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from trackstudy.device import describe_device, resolve_device, synchronize
+from trackstudy.config import PIXEL_VOLUMES
+from trackstudy.data.io import read_event, select_volumes
+from trackstudy.device import resolve_device, synchronize
 from trackstudy.errors import ConfigError
-from trackstudy.locality import masks
+from trackstudy.locality.clustering import cluster_xyz
+from trackstudy.models import masks
 from trackstudy.models.attention import BACKENDS, EXACT_BACKENDS, AttentionContext, attend
 from trackstudy.models.lsh import LSHConfig
 
@@ -125,10 +127,6 @@ def make_event_inputs(path, *, method: str = "dbscan", n_heads: int = 4, head_di
     """Random q, k, v over the pixel hits (volumes 7, 8, 9) of a real TrackML event, with the
     cluster labels of the locality step (``trackstudy.locality.clustering.cluster_xyz``) and
     the hits' own eta, phi: the cluster structure the encoder meets in practice."""
-    from trackstudy.config import PIXEL_VOLUMES
-    from trackstudy.data.io import read_event, select_volumes
-    from trackstudy.locality.clustering import cluster_xyz
-
     event = select_volumes(read_event(path, parts=("hits",)), PIXEL_VOLUMES)
     hits = event.hits
     if len(hits) == 0:
@@ -409,72 +407,6 @@ def format_results(results: list[BenchResult]) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------------------------
-# command line (registered by trackstudy.cli.bench)
-
-
-def register_cli(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "attention", help="time every attention backend on the same clustered random inputs",
-        description="Run every attention backend on the same random q, k, v with a realistic cluster "
-                    "structure; print per backend the forward time, peak memory and the largest absolute "
-                    "difference from the float64 cluster-masked reference.")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--hits", type=int, help="hits per event (sequence length T) of random clustered inputs")
-    source.add_argument("--event", help="instead: a real TrackML event (folder, prefix or file); its pixel hits "
-                                        "clustered by the locality step's DBSCAN give the labels, eta and phi")
-    parser.add_argument("--cluster-size", type=float, default=None,
-                        help="mean cluster size (default 64; not with --event)")
-    parser.add_argument("--batch", type=int, default=None,
-                        help="events per batch; events after the first are 70-100%% as long (padding); not with --event")
-    parser.add_argument("--heads", type=int, default=4, help="attention heads (default 4, as the paper)")
-    parser.add_argument("--head-dim", type=int, default=48, help="dimension per head (default 48 = 192/4)")
-    parser.add_argument("--backends", default=",".join(BACKENDS),
-                        help=f"comma-separated backends (default: {','.join(BACKENDS)})")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up calls (compilation)")
-    parser.add_argument("--reference-rows", type=int, default=None,
-                        help="query rows checked against the reference (default: all up to 16384 hits, else 4096)")
-    parser.add_argument("--lsh-rounds", type=int, default=LSHConfig.n_rounds, help="LSH hash rounds (OR)")
-    parser.add_argument("--lsh-projections", type=int, default=LSHConfig.n_projections,
-                        help="E2LSH projections per round (AND)")
-    parser.add_argument("--lsh-bucket-width", type=float, default=LSHConfig.bucket_width,
-                        help="E2LSH bucket width in Delta R units")
-    parser.add_argument("--lsh-block-size", type=int, default=LSHConfig.block_size, help="LSH attention block size")
-    parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu or cuda")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--json", action="store_true",
-                        help="print a JSON list of {backend, seconds, peak_mb, max_abs_diff, ...}")
-    parser.set_defaults(func=run_cli)
-
-
-#: Allowed ranges of the command-line counts (inclusive); beyond them the inputs alone would not fit.
-CLI_RANGES = {"hits": (1, 1_000_000), "batch": (1, 64), "heads": (1, 64), "head_dim": (1, 1024),
-              "repeats": (1, 1000), "warmup": (0, 1000), "reference_rows": (1, 1_000_000_000),
-              "lsh_rounds": (1, 64), "lsh_projections": (1, 64), "lsh_block_size": (1, 65_536),
-              "threads": (1, 1024), "seed": (0, 2**32 - 1)}
-
-
-def check_cli_args(args: argparse.Namespace) -> None:
-    """Every option's range, and options that do nothing with --event, before any work (ConfigError)."""
-    if args.event is not None:
-        for name, opt in (("batch", "--batch"), ("cluster_size", "--cluster-size")):
-            if getattr(args, name) is not None:
-                raise ConfigError(f"{opt} has no effect with --event (the event gives one sequence and its own "
-                                  f"clusters); use it with --hits")
-    for name, (low, high) in CLI_RANGES.items():
-        value = getattr(args, name)
-        if value is not None and not low <= value <= high:
-            raise ConfigError(f"--{name.replace('_', '-')} must be {'positive' if low == 1 else f'>= {low}'} and at "
-                              f"most {high}, got {value}")
-    if args.cluster_size is not None and not (math.isfinite(args.cluster_size) and args.cluster_size >= 2):
-        raise ConfigError(f"--cluster-size {args.cluster_size}: expected a finite number >= 2 (mean hits per cluster)")
-    if not (math.isfinite(args.lsh_bucket_width) and args.lsh_bucket_width > 0):
-        raise ConfigError(f"--lsh-bucket-width {args.lsh_bucket_width}: expected a finite number > 0 "
-                          f"(the LSH bucket_width, in Delta R units)")
-
-
 def check_input_memory(n_hits: int, batch: int, heads: int, head_dim: int, device: torch.device) -> None:
     """ConfigError when q, k and v alone would take more than half the free memory of ``device``."""
     need = 3 * batch * heads * n_hits * head_dim * 4
@@ -483,36 +415,3 @@ def check_input_memory(n_hits: int, batch: int, heads: int, head_dim: int, devic
         raise ConfigError(f"--hits {n_hits} x --batch {batch} x --heads {heads} x --head-dim {head_dim}: the inputs "
                           f"alone need {need / 2**30:.1f} GiB, more than half the free memory of {device} "
                           f"({free / 2**30:.1f} GiB)")
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    check_cli_args(args)
-    if args.event is None:
-        args.batch = 1 if args.batch is None else args.batch
-        args.cluster_size = 64.0 if args.cluster_size is None else args.cluster_size
-    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
-    lsh = LSHConfig(n_rounds=args.lsh_rounds, n_projections=args.lsh_projections,
-                    bucket_width=args.lsh_bucket_width, block_size=args.lsh_block_size, seed=args.seed)
-    check_options(backends, repeats=args.repeats, batch=args.batch or 1, n_heads=args.heads, head_dim=args.head_dim,
-                  threads=1 if args.threads is None else args.threads)
-    dev = resolve_device(args.device)
-    if args.event is None:
-        check_input_memory(args.hits, args.batch, args.heads, args.head_dim, dev)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    if args.event is not None:
-        inputs = make_event_inputs(args.event, n_heads=args.heads, head_dim=args.head_dim, seed=args.seed, device=dev)
-    else:
-        inputs = make_inputs(args.hits, args.cluster_size, batch=args.batch, n_heads=args.heads,
-                             head_dim=args.head_dim, seed=args.seed, device=dev)
-    if not args.json:
-        print(f"attention benchmark on {describe_device(dev)}: {args.heads} heads x {args.head_dim}, "
-              f"{inputs.labels.shape[0]} event(s), {describe_clusters(inputs)}")
-    results = run_attention_benchmark(None, backends=backends, repeats=args.repeats, warmup=args.warmup,
-                                      seed=args.seed, device=str(dev), reference_rows=args.reference_rows,
-                                      lsh=lsh, progress=not args.json, inputs=inputs)
-    if args.json:
-        print(json.dumps([asdict(r) for r in results], indent=2))
-    else:
-        print(format_results(results))
-    return 0

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -135,59 +134,6 @@ def preset_model(preset: str = "small", *, family: str = DEFAULT_FAMILY, backend
     return model.to(dev).eval()
 
 
-def run_settings(run_config: dict | None) -> tuple[dict | None, bool]:
-    """(locality section, pixel_only) of a run config; pixel_only defaults to True (the contract's
-    default) when the config does not say."""
-    run_config = run_config or {}
-    locality = run_config.get("locality")
-    data = run_config.get("data") or {}
-    train = data.get("train") or {}
-    return locality, bool(train.get("pixel_only", True))
-
-
-def latency_model(run_dir: str | os.PathLike = "", *, study_run: str | os.PathLike | None = None,
-                  train_config: str | os.PathLike | None = None, train_dir: str | os.PathLike | None = None,
-                  preset: str = "small", family: str = DEFAULT_FAMILY, backend: str | None = None, device="auto",
-                  progress: bool = False):
-    """The model a latency measurement runs, as ``(model, run_config, how)``; the first that applies:
-
-    1. ``run_dir``: that trained run (``load_run``);
-    2. ``study_run``: the study's run of notebook 03 (``runs/<run_prefix>_<model>``), if it holds a model;
-    3. ``train_config``: a training config (e.g. params/train_smoke.yaml) trained here with
-       :func:`trackstudy.training.train` into ``train_dir`` (default: a new temporary folder);
-    4. an untrained ``family`` model of the encoder ``preset``, DBSCAN locality, pixel hits only.
-
-    ``how`` says which, in words. Latency does not depend on the weights (track formation's work
-    does a little: how many neighbours pass the similarity threshold).
-    """
-    from trackstudy.config import resolve_path
-
-    def load(path, how):
-        from trackstudy.training.checkpoint import load_run
-
-        model, run_config = load_run(path, device=device, backend=backend)
-        return model, run_config, how
-
-    if run_dir:
-        return load(run_dir, f"trained run {run_dir}")
-    if study_run and any((resolve_path(study_run) / f).is_file() for f in ("model.pt", "checkpoints/last.pt")):
-        return load(study_run, f"trained run {study_run} (notebook 03)")
-    if train_config:
-        cfg_path = resolve_path(train_config)
-        if not cfg_path.is_file():
-            raise ConfigError(f"train_config: {cfg_path} not found")
-        from trackstudy.training import train
-
-        train_dir = train_dir or tempfile.mkdtemp(prefix="trackstudy-latency-")
-        train(cfg_path, train_dir, progress=progress)
-        return load(train_dir, f"model trained here with {cfg_path.name} (in {train_dir})")
-    model = preset_model(preset, family=family, backend=backend, device=device)
-    run_config = {"model": {"family": family, "preset": preset, "backend": model.encoder_cfg.attention},
-                  "locality": {"method": "dbscan", "params": {}, "vertex_scan": False},
-                  "data": {"train": {"pixel_only": True}}}
-    return model, run_config, f"untrained {family} model, preset {preset!r} (latency does not depend on the weights)"
-
-
 # --------------------------------------------------------------------------------------------
 # measurement
 
@@ -260,7 +206,7 @@ def measure_latency(model, events, *, locality=None, pixel_only: bool = True, de
 
     from trackstudy.device import describe_device, resolve_device
     from trackstudy.inference import check_locality, predict_event
-    from trackstudy.locality.masks import clear_block_mask_cache
+    from trackstudy.models.masks import clear_block_mask_cache
 
     if n_runs < 1:
         raise ConfigError(f"--events must be >= 1, got {n_runs}")
@@ -386,6 +332,8 @@ def run_cli(args: argparse.Namespace) -> int:
             raise ConfigError(f"--preset {args.preset!r}: choose from {', '.join(PRESETS)}")
         if args.family not in FAMILIES:
             raise ConfigError(f"--family {args.family!r}: choose from {', '.join(FAMILIES)}")
+    from trackstudy.study.runs import latency_model, run_settings
+
     events = load_events(args.data, args.events)
     t0 = time.perf_counter()
     model, run_config, how = latency_model(args.run or "", preset=args.preset or "small", family=args.family,
@@ -414,5 +362,4 @@ def run_cli(args: argparse.Namespace) -> int:
 
 
 __all__ = ["DEFAULT_FAMILY", "PAPER_TABLE1", "STAGES", "LatencyResult", "compare_with_paper", "format_result",
-           "latency_model", "load_events", "measure_latency", "measure_peak", "paper_table", "preset_model",
-           "register_cli", "run_settings"]
+           "load_events", "measure_latency", "measure_peak", "paper_table", "preset_model", "register_cli"]

@@ -1,4 +1,5 @@
-"""``trackstudy bench scaling``: encoder forward time and memory of every attention backend versus hits.
+"""Encoder forward time and memory of every attention backend versus hits (measured by
+``trackstudy bench scaling``, whose options are parsed in :mod:`trackstudy.cli.bench`).
 
 Inputs are realistic: for each hit count N, pixel-only events are simulated
 (:mod:`trackstudy.data.simulate`) at the pile-up whose mean occupancy gives N hits
@@ -29,16 +30,27 @@ simulator's throughput (pixel-only events per second at mu = 200).
 
 from __future__ import annotations
 
-import argparse
-import json
+import gc
 import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import torch
+from tqdm.auto import tqdm
 
+from trackstudy.bench.attention import PeakMemory, available_memory
+from trackstudy.data.simulate import SimulationConfig, event_rngs, simulate_event
+from trackstudy.device import autocast_context, describe_device, resolve_device, synchronize
 from trackstudy.errors import ConfigError
+from trackstudy.inference import build_masks, hit_angles
+from trackstudy.locality.clustering import cluster_xyz
+from trackstudy.locality.measures import attention_reduction, block_fraction, cluster_sizes
+from trackstudy.models.attention import BACKENDS, AttentionContext
+from trackstudy.models.encoder import Encoder, EncoderConfig
+from trackstudy.models.features import FeatureConfig, hit_features
+from trackstudy.models.masks import clear_block_mask_cache
 
 DEFAULT_HITS = (1000, 4000, 16000, 55000)
 DEFAULT_BACKENDS = ("dense", "flex", "packed", "lsh")
@@ -60,8 +72,6 @@ def simulator_throughput(mu: float = SIM_MU, n_events: int = 3, *, seed: int = 0
     """Events per second of :func:`trackstudy.data.simulate.simulate_event` at pile-up ``mu``
     (after one untimed event that fills the geometry caches and compiles the propagator), and
     the mean number of hits per event."""
-    from trackstudy.data.simulate import SimulationConfig, event_rngs, simulate_event
-
     if n_events < 1:
         raise ConfigError(f"--sim-events must be >= 1, got {n_events}")
     config = SimulationConfig(mu=float(mu), pixel_only=pixel_only)
@@ -77,7 +87,6 @@ def simulator_throughput(mu: float = SIM_MU, n_events: int = 3, *, seed: int = 0
 @dataclass
 class ScalingInputs:
     """N hits with their features, cluster labels and (eta, phi), from simulated events."""
-
     n_hits: int
     mu: float  # pile-up of the simulated events
     n_events: int  # events concatenated
@@ -87,8 +96,6 @@ class ScalingInputs:
     def describe(self) -> dict:
         """Cluster statistics: clusters, mean / largest size, attention reduction sum(s^2)/N^2 and
         the fraction of 128 x 128 blocks a FlexAttention BlockMask computes."""
-        from trackstudy.locality.measures import attention_reduction, block_fraction, cluster_sizes
-
         sizes = cluster_sizes(self.labels)
         return {"n_hits": self.n_hits, "mu": self.mu, "events": self.n_events, "n_clusters": int(len(sizes)),
                 "mean_cluster_size": float(sizes.mean()), "max_cluster_size": int(sizes.max()),
@@ -99,9 +106,6 @@ class ScalingInputs:
 def make_inputs(n_hits: int, hits_at_200: float, *, seed: int = 0, method: str = "dbscan") -> ScalingInputs:
     """Exactly ``n_hits`` pixel hits of events simulated at the matching pile-up (see the module
     docstring), clustered with ``method``. ``hits_at_200``: mean pixel hits per event at mu = 200."""
-    from trackstudy.data.simulate import SimulationConfig, simulate_event
-    from trackstudy.locality.clustering import cluster_xyz
-
     if n_hits < 1:
         raise ConfigError(f"--hits: hit counts must be positive, got {n_hits}")
     if hits_at_200 <= 0:
@@ -163,14 +167,7 @@ def extrapolate(n, y, n_new: float, default_slope: float) -> float | None:
 
 class EncoderRunner:
     """The encoder of a preset on one device, run on :class:`ScalingInputs` with any backend."""
-
     def __init__(self, preset: str = "small", device="auto", seed: int = 0):
-        import torch
-
-        from trackstudy.device import resolve_device
-        from trackstudy.models.encoder import Encoder, EncoderConfig
-        from trackstudy.models.features import FeatureConfig
-
         self.device = resolve_device(device)
         self.features = FeatureConfig()
         torch.manual_seed(seed)
@@ -178,11 +175,6 @@ class EncoderRunner:
         self.encoder = Encoder(self.config).to(self.device).eval()
 
     def tensors(self, inputs: ScalingInputs) -> dict:
-        import torch
-
-        from trackstudy.inference import hit_angles
-        from trackstudy.models.features import hit_features
-
         eta, phi = hit_angles(inputs.hits)
         dev = self.device
         return {"x": torch.from_numpy(hit_features(inputs.hits, self.features))[None].to(dev),
@@ -190,32 +182,19 @@ class EncoderRunner:
                 "eta": torch.from_numpy(eta)[None].to(dev), "phi": torch.from_numpy(phi)[None].to(dev)}
 
     def context(self, t: dict):
-        import torch
-
-        from trackstudy.locality.masks import clear_block_mask_cache
-        from trackstudy.models.attention import AttentionContext
-
         clear_block_mask_cache()
         pad = torch.ones(t["labels"].shape, dtype=torch.bool, device=self.device)
         return AttentionContext(pad, t["labels"], t["eta"], t["phi"])
 
     def masks(self, ctx, backend: str) -> None:
-        from trackstudy.inference import build_masks
-
         build_masks(ctx, backend, self.config.lsh)
 
     def forward(self, t: dict, ctx, backend: str):
-        import torch
-
-        from trackstudy.device import autocast_context
-
         with torch.no_grad(), autocast_context(self.device):
             return self.encoder(t["x"], ctx, backend=backend)
 
     def time_backend(self, t: dict, backend: str, *, repeats: int = 3, warmup: int = 1) -> tuple[float, float]:
         """(median forward seconds with metadata cached, seconds to build the metadata fresh)."""
-        from trackstudy.device import synchronize
-
         for _ in range(warmup):  # compiles flex / the BlockMask builder on first use
             ctx = self.context(t)
             self.masks(ctx, backend)
@@ -238,10 +217,6 @@ class EncoderRunner:
 
     def peak_mb(self, t: dict, backend: str) -> float | None:
         """Peak memory (MB) of one fresh call: metadata + forward."""
-        import gc
-
-        from trackstudy.bench.attention import PeakMemory
-
         gc.collect()
         with PeakMemory(self.device) as peak:
             ctx = self.context(t)
@@ -312,8 +287,6 @@ class ScalingResult:
 
 def check_options(hits, backends, *, repeats: int, warmup: int, max_seconds: float) -> None:
     """ConfigError for an unknown backend or a bad count, before any work."""
-    from trackstudy.models.attention import BACKENDS
-
     if not hits:
         raise ConfigError("--hits: no hit count given")
     bad = [n for n in hits if n < 1]
@@ -336,11 +309,6 @@ def run_scaling(hits=DEFAULT_HITS, backends=DEFAULT_BACKENDS, *, preset: str = "
                 warmup: int = 1, max_seconds: float = 120.0, device="auto", seed: int = 0, sim_events: int = 3,
                 memory: bool = True, progress: bool = False) -> ScalingResult:
     """Measure every backend at every hit count (see the module docstring)."""
-    from tqdm.auto import tqdm
-
-    from trackstudy.bench.attention import available_memory
-    from trackstudy.device import describe_device
-
     hits = sorted({int(n) for n in hits})
     backends = tuple(backends)
     check_options(hits, backends, repeats=repeats, warmup=warmup, max_seconds=max_seconds)
@@ -381,8 +349,6 @@ def run_scaling(hits=DEFAULT_HITS, backends=DEFAULT_BACKENDS, *, preset: str = "
         for row in tqdm(rows, desc="memory", disable=not progress):
             if row["status"] == "ok":
                 row["peak_mb"] = runner.peak_mb(tensors[row["n_hits"]], row["backend"])
-    import torch
-
     return ScalingResult(pd.DataFrame(rows), pd.DataFrame(inputs_rows), sim, describe_device(runner.device), preset,
                          runner.encoder.num_parameters(),
                          info={"repeats": repeats, "warmup": warmup, "max_seconds": max_seconds,
@@ -421,71 +387,6 @@ def format_result(result: ScalingResult) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------------------------
-# command line (registered by trackstudy.cli.bench)
-
-HELP = "encoder forward time and memory of every attention backend versus the number of hits"
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"--hits {text!r}: expected comma-separated integers such as 1000,4000") from None
-
-
-def register_cli(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "scaling", help=HELP,
-        description="Run the whole encoder of a preset with every attention backend at growing hit counts, on "
-                    "pixel hits of events simulated at the matching pile-up and clustered with DBSCAN; print the "
-                    "forward time, mask-building time and peak memory, the log-log slopes, the speed-up over "
-                    "dense, and the simulator's throughput. Backends that would run out of memory or time are "
-                    "reported as such.")
-    parser.add_argument("--hits", default=",".join(map(str, DEFAULT_HITS)),
-                        help=f"comma-separated hit counts (default {','.join(map(str, DEFAULT_HITS))})")
-    parser.add_argument("--backends", default=",".join(DEFAULT_BACKENDS),
-                        help=f"comma-separated backends (default {','.join(DEFAULT_BACKENDS)})")
-    parser.add_argument("--preset", default="small", help="encoder preset: tiny, small, paper, cms (default small)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed forwards per point (median; default 3)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed forwards per point (default 1)")
-    parser.add_argument("--max-seconds", type=float, default=120.0,
-                        help="skip a backend whose forward is predicted or measured to exceed this (default 120)")
-    parser.add_argument("--sim-events", type=int, default=3, help="events timed for the simulator line (default 3)")
-    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
-    parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu or cuda")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (simulation, subsampling, weights)")
-    parser.add_argument("--json", action="store_true",
-                        help="print JSON: results (backend, n_hits, seconds, mask_seconds, peak_mb, status), "
-                             "slopes, speedups, inputs, simulator, device")
-    parser.set_defaults(func=run_cli)
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    import torch
-
-    from trackstudy.models.encoder import PRESETS
-
-    hits = _int_list(args.hits)
-    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
-    check_options(hits, backends, repeats=args.repeats, warmup=args.warmup, max_seconds=args.max_seconds)
-    if args.preset not in PRESETS:
-        raise ConfigError(f"--preset {args.preset!r}: choose from {', '.join(PRESETS)}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    result = run_scaling(hits, backends, preset=args.preset, repeats=args.repeats, warmup=args.warmup,
-                         max_seconds=args.max_seconds, device=args.device, seed=args.seed,
-                         sim_events=args.sim_events, memory=not args.no_memory, progress=not args.json)
-    if args.json:
-        print(json.dumps(result.summary(), indent=2))
-    else:
-        print(format_result(result))
-    return 0
-
-
 __all__ = ["DEFAULT_BACKENDS", "DEFAULT_HITS", "DENSE_BYTES_PER_PAIR", "EncoderRunner", "ScalingInputs",
            "ScalingResult", "check_options", "extrapolate", "fit_slope", "format_result", "make_inputs",
-           "register_cli", "run_scaling", "simulator_throughput"]
+           "run_scaling", "simulator_throughput"]

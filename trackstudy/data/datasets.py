@@ -18,6 +18,7 @@ from pathlib import Path
 
 from trackstudy.config import DATA_DIR, SHARED_TRACKML_DIR, resolve_path
 from trackstudy.data.io import atomic_write_bytes, find_events
+from trackstudy.data.simulate import SIMULATOR_VERSION, SimulationConfig, config_dict, parse_tracks, simulate_dataset
 from trackstudy.errors import ConfigError, DataError
 
 MANIFEST = "manifest.json"
@@ -27,8 +28,6 @@ def dataset_name(pileup: float, n_events: int, seed: int, pixel_only: bool = Fal
                  hard_scatter: bool = True) -> str:
     """Folder name of a simulated dataset, e.g. ``mu200-pixel-n5-s1-v2`` or ``mu200-pixel-t10_50-n100-s3-v2``
     (``v2``: :data:`~trackstudy.data.simulate.SIMULATOR_VERSION`, so a new simulator never reuses old events)."""
-    from trackstudy.data.simulate import SIMULATOR_VERSION
-
     name = f"mu{pileup:g}"
     if pixel_only:
         name += "-pixel"
@@ -47,8 +46,6 @@ def ensure_simulated(n_events: int, pileup: float, seed: int, *, pixel_only: boo
     ``tracks``: ``"MIN:MAX"`` keeps a random 10-50-style subset of particles per event.
     Returns the folder (default ``data/sim/<dataset_name(...)>``).
     """
-    from trackstudy.data.simulate import SIMULATOR_VERSION, SimulationConfig, parse_tracks, simulate_dataset
-
     config = SimulationConfig(mu=float(pileup), pixel_only=bool(pixel_only), hard_scatter=bool(hard_scatter),
                               tracks=parse_tracks(tracks) if tracks else None)
     manifest = {"simulator": json.loads(json.dumps(asdict(config))), "n_events": int(n_events), "seed": int(seed),
@@ -86,7 +83,6 @@ def _check_manifest(out: Path, expected: dict) -> None:
     if isinstance(found.get("simulator"), dict):
         # a simulator option added later, at the default that reproduces the old events byte for
         # byte, is absent from older manifests: absent means the default, not a different simulation
-        from trackstudy.data.simulate import SimulationConfig, config_dict
 
         found["simulator"] = {**config_dict(SimulationConfig()), **found["simulator"]}
     if found != expected:

@@ -37,9 +37,10 @@ import numpy as np
 import pandas as pd
 
 from trackstudy.config import B_FIELD_T, PACKAGE_DIR, PIXEL_VOLUMES
+from trackstudy.data._propagate import PION_MASS, propagate
 from trackstudy.data.cuts import EventCuts, cut_event, resolve_cuts
 from trackstudy.data.detector import Detector, _module_edge_points
-from trackstudy.data.io import Event, OutputExistsError, coerce_table, event_prefix, write_event
+from trackstudy.data.io import Event, OutputExistsError, coerce_table, event_prefix, read_table, write_event
 from trackstudy.data.weights import trackml_weights
 from trackstudy.errors import ConfigError, DataError
 
@@ -361,8 +362,6 @@ def propagate_particles(particles: pd.DataFrame, config: SimulationConfig, rng: 
     tx, ty, tz (true position, mm), tpx, tpy, tpz (true momentum, GeV), u, v (true local
     position, mm), k (crossing number along the particle's path).
     """
-    from trackstudy.data._propagate import PION_MASS, propagate
-
     detector = detector or Detector.load()
     volumes = tuple(PIXEL_VOLUMES) if config.pixel_only else tuple(sorted(detector.modules["volume_id"].unique()))
     geo = _geometry(detector, volumes)
@@ -652,8 +651,6 @@ def simulate_dataset(out_dir: str | os.PathLike, n_events: int, config: Simulati
 
 def read_particles(path: str | os.PathLike) -> pd.DataFrame:
     """Read a TrackML particles file (.csv or .csv.gz) for :func:`simulate_from_particles`."""
-    from trackstudy.data.io import read_table
-
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: no such particles file")

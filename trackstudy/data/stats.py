@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from trackstudy.config import PIXEL_VOLUMES
-from trackstudy.data.io import Event, available_parts, find_events, read_event, resolve_event
+from trackstudy.config import PIXEL_VOLUMES, SHARED_TRACKML_DIR
+from trackstudy.data.io import Event, available_parts, find_events, read_event, read_table, resolve_event
 from trackstudy.errors import DataError
 from trackstudy.kinematics import pt as pt_of
 
@@ -107,9 +107,6 @@ def real_reference(trackml_dir: str | os.PathLike | None = None) -> tuple[dict, 
     (means over the particles files), hits and pixel hits and hits per layer (the hits files);
     from ``mini/``: the noise fraction (the only real truth shipped). Returns (numbers, hits per layer).
     """
-    from trackstudy.config import SHARED_TRACKML_DIR
-    from trackstudy.data.io import read_table
-
     root = Path(trackml_dir) if trackml_dir else SHARED_TRACKML_DIR
     full = root / "full"
     part_files = sorted(full.glob("event*-particles.csv*"))

@@ -4,7 +4,6 @@
     clustering   dbscan, window, density, grid; ``cluster(projection, method, **params) -> labels``
     measures     reconstructible ratio, cluster DM efficiency, attention reduction, block fraction
     scan         parameter scans, best pick under an attention budget, method comparison table
-    masks        (separate) torch FlexAttention block masks built from the cluster labels
 
 Typical use::
 

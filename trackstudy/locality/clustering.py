@@ -59,7 +59,17 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from trackstudy.errors import ConfigError
-from trackstudy.locality.projection import BARREL, ENDCAP_NEG, ENDCAP_POS, Projection, Surfaces, project
+from trackstudy.locality.projection import (
+    BARREL,
+    ENDCAP_NEG,
+    ENDCAP_POS,
+    Projection,
+    Surfaces,
+    endcap_spread,
+    project,
+    project_to_cylinder,
+    project_to_plane,
+)
 
 # --------------------------------------------------------------------------- parameters
 
@@ -572,8 +582,6 @@ def refine_vertex_z(proj: Projection, labels: np.ndarray, method: str, barrel_pa
     track that pointed to a displaced vertex now land together. Returns
     ``(labels, refined_projection)``; the label convention of :func:`cluster` holds.
     """
-    from trackstudy.locality.projection import endcap_spread, project_to_cylinder, project_to_plane
-
     regions = tuple(regions)
     bad = [r for r in regions if r not in ("barrel", "endcap")]
     if bad:

@@ -28,8 +28,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from trackstudy.data.io import select_volumes
 from trackstudy.errors import ConfigError, DataError
+from trackstudy.locality.clustering import cluster, resolve_params
 from trackstudy.locality.projection import BARREL, REGIONS, Projection, Surfaces, project_hits
+from trackstudy.metrics import evaluate_event
 
 PT_MIN = 0.9
 MIN_HITS = 3
@@ -175,8 +178,6 @@ def cluster_dm_efficiency(labels, hit_id, truth: pd.DataFrame, particles: pd.Dat
     particles: the particles whose efficiency is measured (pass a region's particles for a
     per-region efficiency). The rule is :func:`trackstudy.metrics.evaluate_event`'s.
     """
-    from trackstudy.metrics import evaluate_event
-
     sub = pd.DataFrame({"event_id": np.full(len(labels), int(event_id), dtype=np.int64),
                         "hit_id": np.asarray(hit_id), "track_id": _labels(labels)})
     result = evaluate_event(sub, truth, particles, pt_min=pt_min, min_hits=min_hits)
@@ -248,9 +249,6 @@ def measure_locality(event, method: str = "dbscan", *, params: dict | None = Non
     DM efficiency (trackstudy.metrics.evaluate_event). vertex_scan: refine clusters by the
     vertex-z scan (True/"endcap", "barrel", "all"; see :func:`trackstudy.locality.clustering.cluster`).
     """
-    from trackstudy.data.io import select_volumes
-    from trackstudy.locality.clustering import cluster, resolve_params
-
     params = dict(params or {})
     resolve_params(method, params)  # fail early on a bad name or value
     if pixel_only:

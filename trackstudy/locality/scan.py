@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from trackstudy.data.io import select_volumes
 from trackstudy.errors import ConfigError
 from trackstudy.locality.clustering import cluster, resolve_params
 from trackstudy.locality.measures import (
@@ -64,8 +65,6 @@ def scan(event, method: str, grid: dict[str, list], *, max_reduction: float = 0.
     ``feasible`` (attention_reduction <= max_reduction). DM efficiency is left out (use
     :func:`compare_methods` or :func:`trackstudy.locality.measures.measure_locality`).
     """
-    from trackstudy.data.io import select_volumes
-
     if not grid:
         raise ConfigError("scan: empty parameter grid")
     names = list(grid)

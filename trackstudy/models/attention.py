@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from trackstudy.device import quiet_torch_compile
 from trackstudy.errors import ConfigError, DataError
-from trackstudy.locality import masks as _masks
+from trackstudy.models import masks as _masks
 from trackstudy.models.lsh import LSHConfig, LSHPlan, lsh_attention, lsh_plan
 
 BACKENDS = ("dense", "flex", "packed", "lsh", "explicit")

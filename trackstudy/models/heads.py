@@ -5,7 +5,7 @@ Four families, one interface (used by the trainer, predict and the notebooks)::
     model = build_model(family, encoder_cfg, **head_kwargs)    # family in FAMILIES
     out = model(x, ctx)                  # dict of (B, T, ...) tensors, zero at padding
     loss, parts = model.loss(out, batch) # parts: plain floats for logging
-    sub = model.form_tracks(out, hit_ids, index=b, pad_mask=...)   # Kaggle submission of event b
+    ev = model.event_outputs(out, b, pad_mask)   # event b's outputs, padding removed (track formation)
     cfg = model.config_dict()            # plain containers; model_from_config(cfg) rebuilds it
 
 ==============  =====================================================  ==========================
@@ -19,7 +19,7 @@ jm (JM X:Y)     params, latent (stage 1, X layers) and logits          alpha * M
 contrastive     embedding (B, T, embed_dim = 32)                       multi-positive InfoNCE
 ==============  =====================================================  ==========================
 
-Batch keys read by ``loss`` (see :func:`trackstudy.models.targets.collate`): ``pad_mask``,
+Batch keys read by ``loss`` (see :func:`trackstudy.training.targets.collate`): ``pad_mask``,
 ``cls_target`` (enc_cla, jm), ``reg_target`` and ``reg_mask`` (enc_reg, jm), ``particle_id``,
 ``pt`` and optionally ``cluster`` (contrastive; without it each event is one neighbourhood).
 Padding never changes a real hit's outputs: the encoder masks it and the heads act per hit.
@@ -28,24 +28,19 @@ Padding never changes a real hit's outputs: the encoder masks it and the heads a
 from __future__ import annotations
 
 import contextlib
-import time
 from dataclasses import asdict, dataclass, fields, replace
 
-import numpy as np
-import pandas as pd
 import torch
 import torch.nn as nn
 
-from trackstudy.errors import ConfigError, DataError
+from trackstudy.errors import ConfigError
 from trackstudy.models.attention import AttentionContext
 from trackstudy.models.encoder import Encoder, EncoderConfig
-from trackstudy.models.features import FeatureConfig, hit_features
+from trackstudy.models.features import FeatureConfig
 from trackstudy.models.losses import contrastive_loss, joint_loss, masked_bce, masked_cross_entropy, masked_mse
-from trackstudy.models.targets import REG_TARGETS, RoadBinning
-from trackstudy.postprocessing import track_formation as tf
+from trackstudy.models.roads import REG_TARGETS, RoadBinning
 
 FAMILIES = ("enc_cla", "enc_reg", "jm", "contrastive")
-_TRACK_PARAM_TYPES = {"class": tf.ClassTrackParams, "param": tf.ParamTrackParams, "embedding": tf.EmbeddingTrackParams}
 
 
 @dataclass
@@ -122,7 +117,12 @@ def _zero_padding(t: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
 
 
 class TrackModel(nn.Module):
-    """Base class: an encoder, a head, the loss and the track formation of one family."""
+    """Base class: an encoder, a head and the loss of one family.
+
+    ``track_params``: the track-formation parameters tuned for this model (a dataclass of
+    :mod:`trackstudy.postprocessing.track_formation`, set by the trainer and by ``load_run``, which
+    store it with the run); None: the family's defaults. The model only carries it.
+    """
 
     family: str = ""
 
@@ -143,16 +143,13 @@ class TrackModel(nn.Module):
         self.head_cfg = head_cfg
         self.binning = binning
         self.encoder = Encoder(encoder_cfg)
-        self.track_params = track_params if track_params is not None else self.default_track_params()
+        self.track_params = track_params
 
     # -- interface ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, ctx: AttentionContext | None = None, *, backend: str | None = None) -> dict:
         raise NotImplementedError
 
     def loss(self, outputs: dict, batch: dict) -> tuple[torch.Tensor, dict]:
-        raise NotImplementedError
-
-    def default_track_params(self):
         raise NotImplementedError
 
     def encoders(self) -> list[tuple[str, Encoder]]:
@@ -185,19 +182,13 @@ class TrackModel(nn.Module):
 
     # -- serialisation -----------------------------------------------------------------------------
     def config_dict(self) -> dict:
-        """Everything needed to rebuild the model (not the weights), as plain containers."""
-        tp = self.track_params
-        kinds = {v: k for k, v in _TRACK_PARAM_TYPES.items()}
-        if type(tp) not in kinds:
-            raise ConfigError(f"track_params must be one of {', '.join(c.__name__ for c in kinds)}, "
-                              f"got {type(tp).__name__}")
-        kind = kinds[type(tp)]
+        """Everything needed to rebuild the network (not the weights, not the track parameters, which
+    the run stores beside it: :func:`trackstudy.training.checkpoint.model_config`), as plain containers."""
         return {"family": self.family, "encoder": self.encoder_cfg.to_dict(), "head": self.head_cfg.to_dict(),
                 "features": self.feature_cfg.to_dict(),
-                "binning": self.binning.to_state() if self.binning is not None else None,
-                "track_params": {"kind": kind, **tf.params_to_dict(tp)}}
+                "binning": self.binning.to_state() if self.binning is not None else None}
 
-    # -- track formation ---------------------------------------------------------------------------
+    # -- outputs of one event --------------------------------------------------------------------
     def event_outputs(self, outputs: dict, index: int = 0, pad_mask: torch.Tensor | None = None) -> dict:
         """The outputs of event ``index`` of a batch, padding removed, as detached tensors (N, ...)."""
         out = {}
@@ -208,48 +199,6 @@ class TrackModel(nn.Module):
             out[k] = v.detach()
         return out
 
-    def form_tracks(self, outputs: dict, hit_ids, *, index: int = 0, pad_mask: torch.Tensor | None = None,
-                    event_id: int = 0, cluster=None, params=None, xyz=None) -> pd.DataFrame:
-        """Submission of event ``index`` of a batch of outputs (hit_ids and cluster: that event's
-        real hits, in order). ``params`` defaults to ``self.track_params``."""
-        ev = self.event_outputs(outputs, index, pad_mask)
-        if cluster is not None and isinstance(cluster, torch.Tensor) and cluster.ndim == 2:
-            cluster = cluster[index][pad_mask[index]] if pad_mask is not None else cluster[index]
-        return tf.form_tracks(ev, hit_ids, event_id=event_id, cluster=cluster,
-                              params=params if params is not None else self.track_params, xyz=xyz)
-
-    @torch.no_grad()
-    def predict_event(self, hits: pd.DataFrame, *, event_id: int = 0, cluster=None, params=None,
-                      backend: str | None = None) -> tuple[pd.DataFrame, dict]:
-        """Run one event (hits with hit_id, x, y, z) through the model and form its tracks.
-
-        cluster: (N,) locality labels of the hits (None: full attention). Returns the submission
-        and ``{"features_s", "encoder_s", "track_formation_s", "n_hits"}`` (wall seconds, CUDA
-        synchronised), so track formation is reported apart from the network.
-        """
-        if "hit_id" not in hits.columns:
-            raise DataError("predict_event: hits have no 'hit_id' column")
-        device = next(self.parameters()).device
-        was_training = self.training
-        self.eval()
-        try:
-            t0 = time.perf_counter()
-            x = torch.as_tensor(hit_features(hits, self.feature_cfg, cluster=cluster))[None].to(device)
-            r = np.hypot(hits["x"].to_numpy(np.float64), hits["y"].to_numpy(np.float64))
-            eta = torch.as_tensor(np.arcsinh(hits["z"].to_numpy(np.float64) / np.maximum(r, 1e-3)),
-                                  dtype=torch.float32)[None]
-            phi = torch.as_tensor(np.arctan2(hits["y"].to_numpy(np.float64), hits["x"].to_numpy(np.float64)),
-                                  dtype=torch.float32)[None]
-            lab = None if cluster is None else torch.as_tensor(np.asarray(cluster, dtype=np.int64))[None]
-            ctx = AttentionContext(torch.ones(1, len(hits), dtype=torch.bool), lab, eta, phi, device=device)
-            t1 = time.perf_counter()
-            out, t_enc = tf.timed(self, x, ctx, backend=backend)
-            sub, t_tf = tf.timed(self.form_tracks, out, hits["hit_id"].to_numpy(), event_id=event_id,
-                                 cluster=cluster, params=params, xyz=hits[["x", "y", "z"]].to_numpy(np.float64))
-        finally:
-            self.train(was_training)
-        return sub, {"features_s": t1 - t0, "encoder_s": t_enc, "track_formation_s": t_tf, "n_hits": len(hits)}
-
 
 class EncCla(TrackModel):
     """Encoder + linear classifier over quantile-binned (phi, theta, p, q) road classes."""
@@ -259,9 +208,6 @@ class EncCla(TrackModel):
     def __init__(self, encoder_cfg, head_cfg, feature_cfg=None, binning=None, track_params=None):
         super().__init__(encoder_cfg, head_cfg, feature_cfg, binning, track_params)
         self.classifier = nn.Linear(encoder_cfg.d_model, head_cfg.n_outputs)
-
-    def default_track_params(self):
-        return tf.ClassTrackParams(noise_class=self.head_cfg.n_classes if self.head_cfg.noise == "class" else None)
 
     def forward(self, x, ctx=None, *, backend=None):
         ctx = self._ctx(x, ctx)
@@ -281,9 +227,6 @@ class EncReg(TrackModel):
     def __init__(self, encoder_cfg, head_cfg, feature_cfg=None, binning=None, track_params=None):
         super().__init__(encoder_cfg, head_cfg, feature_cfg, binning, track_params)
         self.regressor = nn.Linear(encoder_cfg.d_model, len(REG_TARGETS) + head_cfg.n_latent)
-
-    def default_track_params(self):
-        return tf.ParamTrackParams()
 
     def forward(self, x, ctx=None, *, backend=None):
         ctx = self._ctx(x, ctx)
@@ -309,9 +252,6 @@ class JointModel(TrackModel):
         self.cla_cfg = replace(encoder_cfg, n_layers=head_cfg.cla_layers, n_features=encoder_cfg.n_features + n_reg)
         self.cla_encoder = Encoder(self.cla_cfg)
         self.classifier = nn.Linear(encoder_cfg.d_model, head_cfg.n_outputs)
-
-    def default_track_params(self):
-        return tf.ClassTrackParams(noise_class=self.head_cfg.n_classes if self.head_cfg.noise == "class" else None)
 
     def encoders(self):
         return [("regressor", self.encoder), ("classifier", self.cla_encoder)]
@@ -341,9 +281,6 @@ class ContrastiveModel(TrackModel):
         super().__init__(encoder_cfg, head_cfg, feature_cfg, binning, track_params)
         self.projection = nn.Linear(encoder_cfg.d_model, head_cfg.embed_dim)
         self.hit_filter = nn.Linear(encoder_cfg.d_model, 1) if head_cfg.filter_weight > 0 else None
-
-    def default_track_params(self):
-        return tf.EmbeddingTrackParams()
 
     def forward(self, x, ctx=None, *, backend=None):
         ctx = self._ctx(x, ctx)
@@ -403,23 +340,15 @@ def build_model(family: str, encoder_cfg: EncoderConfig | dict | str = "small", 
 
 
 def model_from_config(cfg: dict) -> TrackModel:
-    """Rebuild a model (fresh weights) from :meth:`TrackModel.config_dict`; load the state dict after."""
+    """Rebuild a model (fresh weights) from :meth:`TrackModel.config_dict`; load the state dict after.
+    A ``track_params`` entry (stored by runs beside the network's config) is left to the caller."""
     try:
-        tp = dict(cfg.get("track_params") or {})
-        kind = tp.pop("kind", None)
-        track_params = None
-        if kind is not None:
-            if kind not in _TRACK_PARAM_TYPES:
-                raise ConfigError(f"model config: unknown track_params kind {kind!r}")
-            if tp.get("weights") is not None:
-                tp["weights"] = tuple(tp["weights"])
-            track_params = _TRACK_PARAM_TYPES[kind](**tp)
         binning = RoadBinning.from_state(cfg["binning"]) if cfg.get("binning") is not None else None
         head = HeadConfig.from_dict(cfg["head"])
         if head.family != cfg["family"]:
             raise ConfigError(f"model config: family {cfg['family']!r} but head family {head.family!r}")
         return MODEL_CLASSES[head.family](EncoderConfig.from_dict(cfg["encoder"]), head,
-                                          FeatureConfig.from_dict(cfg["features"]), binning, track_params)
+                                          FeatureConfig.from_dict(cfg["features"]), binning)
     except KeyError as exc:
         raise ConfigError(f"model config: missing entry {exc}") from None
 

@@ -1,6 +1,6 @@
 """Loss functions of the track-finding heads; every one ignores padding.
 
-Batch conventions (see :func:`trackstudy.models.targets.collate`): tensors are (B, T, ...),
+Batch conventions (see :func:`trackstudy.training.targets.collate`): tensors are (B, T, ...),
 ``pad_mask`` (B, T) is True on real hits, class labels use ``IGNORE_INDEX`` (-100) for hits that
 must not be trained, ``particle_id`` is int64 (0 = noise, -1 = padding), ``cluster`` is the
 int64 locality-cluster label (-1 on padding).
@@ -8,13 +8,12 @@ int64 locality-cluster label (-1 on padding).
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 
 from trackstudy.errors import ConfigError
-from trackstudy.locality.masks import cluster_blocks
-from trackstudy.models.targets import IGNORE_INDEX
+from trackstudy.models.masks import cluster_blocks
+from trackstudy.models.roads import IGNORE_INDEX
 
 
 def _zero_like_graph(t: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Attention maps of a trained model next to the locality mask (notebook 04)."""
+"""Attention maps of a trained model next to the locality mask (notebook 04), in mplhep's ROOT
+style scoped to the call (:func:`trackstudy.plots.style.hep_figure`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from trackstudy.errors import ConfigError
-from trackstudy.models.inspect import AttentionMaps
+from trackstudy.plots.style import hep_figure
+from trackstudy.study.attention_maps import AttentionMaps
 
 
 def hit_order(maps: AttentionMaps, cluster=None) -> np.ndarray:
@@ -21,6 +23,7 @@ def hit_order(maps: AttentionMaps, cluster=None) -> np.ndarray:
     return np.lexsort(keys[::-1])
 
 
+@hep_figure
 def plot_attention_vs_mask(maps: AttentionMaps, *, stage: str = "encoder", layer: int = 0, head: int = 0,
                            cluster=None, max_hits: int = 600, axes=None):
     """Three panels on the same hit order: the mask the attention may use (same locality cluster),
@@ -46,10 +49,11 @@ def plot_attention_vs_mask(maps: AttentionMaps, *, stage: str = "encoder", layer
                        vmax=None if lim is None else lim[1])
         ax.set(title=title, xlabel="key hit", ylabel="query hit")
         if lim is not None:
-            plt.colorbar(im, ax=ax, fraction=0.046, label="log10 weight")
+            plt.colorbar(im, ax=ax, fraction=0.046, label=r"$\log_{10}$ weight")
     return axes
 
 
+@hep_figure
 def plot_attention_profile(profile: pd.DataFrame, *, stage: str = "encoder", axes=None):
     """Attention mass per |delta eta| and |delta phi| bin, one line per layer (mean over heads),
     with uniform attention over the allowed keys as the dashed reference. Returns the axes."""
@@ -58,7 +62,7 @@ def plot_attention_profile(profile: pd.DataFrame, *, stage: str = "encoder", axe
         raise ConfigError(f"stage={stage!r} is not in the profile (stages: {', '.join(profile['stage'].unique())})")
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(12, 4))
-    for ax, var, label in zip(axes, ("deta", "dphi"), ("|Δη|", "|Δφ| (rad)")):
+    for ax, var, label in zip(axes, ("deta", "dphi"), (r"$|\Delta\eta|$", r"$|\Delta\phi|$ [rad]")):
         v = p[p["variable"] == var]
         bins = v[["lo", "hi"]].drop_duplicates().reset_index(drop=True)
         x = np.arange(len(bins))
@@ -74,6 +78,7 @@ def plot_attention_profile(profile: pd.DataFrame, *, stage: str = "encoder", axe
     return axes
 
 
+@hep_figure
 def plot_locality_summary(summary: pd.DataFrame, *, metric: str = "frac_local", ax=None):
     """Heat map layer x head of one summary statistic minus its uniform-attention baseline
     (positive: the head is more local / more on the same particle than chance)."""

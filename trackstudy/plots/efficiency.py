@@ -1,6 +1,9 @@
 """Efficiency and fake-rate figures in the HEP convention: markers at bin centres, x error =
 half the bin width, asymmetric (Clopper-Pearson) y errors, several models on one figure.
 
+The matplotlib figures are drawn in mplhep's ROOT style, scoped to the call
+(:func:`trackstudy.plots.style.hep_figure`).
+
 matplotlib versions (``ax=`` in, axes out) are for static reports; plotly versions (figure out,
 ``fig.show()`` in notebooks) for interactive views. Inputs are the tables of
 :func:`trackstudy.metrics.binned_efficiency` / :func:`trackstudy.metrics.binned_fake_rate`,
@@ -17,6 +20,7 @@ import pandas as pd
 from trackstudy.errors import ConfigError
 from trackstudy.metrics.binned import TABLE_COLUMNS, binned_efficiency, binned_fake_rate
 from trackstudy.metrics.evaluate import Evaluation
+from trackstudy.plots.style import colour, hep_figure
 
 AXIS_LABELS = {
     "pt": r"particle $p_\mathrm{T}$ [GeV]",
@@ -24,13 +28,16 @@ AXIS_LABELS = {
     "phi": r"particle $\phi$ [rad]",
     "vz": r"production vertex $z$ [mm]",
 }
-PLOTLY_AXIS_LABELS = {"pt": "particle pT [GeV]", "eta": "particle η", "phi": "particle φ [rad]",
+PLOTLY_AXIS_LABELS = {"pt": "particle p<sub>T</sub> [GeV]", "eta": "particle η", "phi": "particle φ [rad]",
                       "vz": "production vertex z [mm]"}
-KIND_LABELS = {"dm": "double-majority efficiency", "perfect": "perfect-match efficiency",
-               "lhc": "LHC efficiency", "fake": "fake rate"}
+KIND_LABELS = {"dm": "Double-majority efficiency", "perfect": "Perfect-match efficiency",
+               "lhc": "LHC efficiency", "fake": "Fake rate"}
 TRACK_AXIS_LABELS = {"pt": r"track $p_\mathrm{T}$ (circle fit) [GeV]", "eta": r"track $\eta$ (line fit)",
                      "phi": r"track $\phi$ [rad]"}
-PLOTLY_TRACK_AXIS_LABELS = {"pt": "track pT (circle fit) [GeV]", "eta": "track η (line fit)", "phi": "track φ [rad]"}
+PLOTLY_TRACK_AXIS_LABELS = {"pt": "track p<sub>T</sub> (circle fit) [GeV]", "eta": "track η (line fit)",
+                            "phi": "track φ [rad]"}
+REGION_METRIC_LABELS = {"dm_efficiency": KIND_LABELS["dm"], "perfect_efficiency": KIND_LABELS["perfect"],
+                        "lhc_efficiency": KIND_LABELS["lhc"], "fake_rate": KIND_LABELS["fake"]}
 MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">")
 
 
@@ -61,6 +68,7 @@ def efficiency_tables(evaluations: Mapping[str, Evaluation] | list[Evaluation], 
     return out
 
 
+@hep_figure
 def plot_efficiency(tables: Mapping[str, pd.DataFrame], *, var: str = "pt", kind: str = "dm", ax=None,
                     logx: bool | None = None, title: str | None = None, ylim=(0.0, 1.05)):
     """Efficiency (or fake rate) vs ``var`` for several models on one matplotlib axes; returns the axes.
@@ -82,7 +90,7 @@ def plot_efficiency(tables: Mapping[str, pd.DataFrame], *, var: str = "pt", kind
         ax.errorbar(x, t["eff"].to_numpy()[ok],
                     xerr=[(x - t["low"].to_numpy()[ok]), (t["high"].to_numpy()[ok] - x)],
                     yerr=[t["err_low"].to_numpy()[ok], t["err_high"].to_numpy()[ok]],
-                    fmt=MARKERS[i % len(MARKERS)], ms=5, capsize=0, elinewidth=1.0, label=name)
+                    fmt=MARKERS[i % len(MARKERS)], color=colour(i), ms=5, capsize=0, elinewidth=1.0, label=name)
     ax.set_xlabel((TRACK_AXIS_LABELS if kind == "fake" else AXIS_LABELS).get(var, var))
     ax.set_ylabel(KIND_LABELS.get(kind, kind))
     if ylim is not None:
@@ -132,6 +140,7 @@ def plot_efficiency_plotly(tables: Mapping[str, pd.DataFrame], *, var: str = "pt
     return fig
 
 
+@hep_figure
 def plot_region_summary(summary: pd.DataFrame, *, ax=None, metric: str = "dm_efficiency"):
     """Bar chart of a metric in barrel vs endcap per model (rows of :func:`summary_table` style
     frames holding ``barrel_<metric>`` and ``endcap_<metric>``); returns the axes."""
@@ -144,11 +153,11 @@ def plot_region_summary(summary: pd.DataFrame, *, ax=None, metric: str = "dm_eff
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4, 3.6))
     x = np.arange(len(summary))
-    ax.bar(x - 0.2, summary[cols[0]].to_numpy(dtype=float), 0.4, label="barrel")
-    ax.bar(x + 0.2, summary[cols[1]].to_numpy(dtype=float), 0.4, label="endcap")
+    ax.bar(x - 0.2, summary[cols[0]].to_numpy(dtype=float), 0.4, color=colour(0), label="barrel")
+    ax.bar(x + 0.2, summary[cols[1]].to_numpy(dtype=float), 0.4, color=colour(1), label="endcap")
     ax.set_xticks(x)
     ax.set_xticklabels([str(i) for i in summary.index], rotation=20)
-    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_ylabel(REGION_METRIC_LABELS.get(metric, metric.replace("_", " ")))
     ax.set_ylim(0, 1.05)
     ax.legend(frameon=False)
     ax.grid(axis="y", alpha=0.3)

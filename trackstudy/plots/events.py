@@ -1,4 +1,9 @@
-"""Event views and dataset distributions for notebook 01 (matplotlib; plotly for 3D and the browser)."""
+"""Event views and dataset distributions for notebook 01 (matplotlib; plotly for 3D and the browser).
+
+The matplotlib figures are drawn in mplhep's ROOT style, scoped to the call
+(:func:`trackstudy.plots.style.hep_figure`); histograms are filled with ``hist`` and drawn with
+``mplhep.histplot``.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,14 @@ import pandas as pd
 
 from trackstudy.data.io import Event, add_particle_features
 from trackstudy.kinematics import r_xy
+from trackstudy.plots.style import colour, hep_figure, histogram
 
 VOLUME_NAMES = {7: "pixel endcap -z", 8: "pixel barrel", 9: "pixel endcap +z", 12: "short strip endcap -z",
                 13: "short strip barrel", 14: "short strip endcap +z", 16: "long strip endcap -z",
                 17: "long strip barrel", 18: "long strip endcap +z"}
 
 
+@hep_figure
 def plot_views(hits: pd.DataFrame, *, color_by: str = "volume_id", max_points: int = 60_000, seed: int = 0,
                axes: Sequence[plt.Axes] | None = None):
     """x-y and r-z views of hits (mm), coloured by a column (default: detector volume).
@@ -29,50 +36,60 @@ def plot_views(hits: pd.DataFrame, *, color_by: str = "volume_id", max_points: i
         hits = hits.sample(max_points, random_state=seed)
     x, y, z = (hits[c].to_numpy(np.float64) for c in ("x", "y", "z"))
     r = r_xy(x, y)
-    for value, idx in hits.groupby(color_by).indices.items():
+    for i, (value, idx) in enumerate(hits.groupby(color_by).indices.items()):
         label = VOLUME_NAMES.get(int(value), str(value)) if color_by == "volume_id" else str(value)
-        axes[0].scatter(x[idx], y[idx], s=0.3, label=f"{value}: {label}", rasterized=True)
-        axes[1].scatter(z[idx], r[idx], s=0.3, rasterized=True)
-    axes[0].set(xlabel="x [mm]", ylabel="y [mm]", aspect="equal", title="transverse view")
-    axes[1].set(xlabel="z [mm]", ylabel="r [mm]", title="longitudinal view")
-    axes[0].legend(markerscale=15, fontsize=7, loc="upper right", title=color_by)
+        axes[0].scatter(x[idx], y[idx], s=0.3, color=colour(i), label=f"{value}: {label}", rasterized=True)
+        axes[1].scatter(z[idx], r[idx], s=0.3, color=colour(i), rasterized=True)
+    axes[0].set(xlabel="$x$ [mm]", ylabel="$y$ [mm]", aspect="equal", title="transverse view")
+    axes[1].set(xlabel="$z$ [mm]", ylabel="$r$ [mm]", title="longitudinal view")
+    # framed: the legend sits on the hits
+    axes[0].legend(markerscale=15, fontsize=7, loc="upper right", title=color_by, frameon=True)
     return axes
 
 
+@hep_figure
 def plot_particle_distributions(samples: Mapping[str, pd.DataFrame], *, pt_min: float = 0.0, axes=None):
     """Normalised pT, eta and nhits distributions of several particle tables side by side
-    (e.g. ``{"simulated mu=200": sim.particles, "real event 1000": real.particles}``). Returns the axes."""
+    (e.g. ``{"simulated mu=200": sim.particles, "real event 1000": real.particles}``), as step
+    histograms (``hist`` + ``mplhep.histplot``); each integrates to one over its bins. Returns the axes."""
+    import mplhep
+
     if axes is None:
         _, axes = plt.subplots(1, 3, figsize=(15, 4))
     pt_bins = np.logspace(-1.5, 2, 50)
     eta_bins = np.linspace(-4.5, 4.5, 46)
     nh_bins = np.arange(-0.5, 30.5, 1)
-    for label, parts in samples.items():
+    for i, (label, parts) in enumerate(samples.items()):
         parts = add_particle_features(parts)
         parts = parts[parts["pt"] > pt_min]
-        kw = dict(histtype="step", density=True, label=f"{label} ({len(parts)})")
-        axes[0].hist(parts["pt"], bins=pt_bins, **kw)
-        axes[1].hist(parts["eta"], bins=eta_bins, **kw)
-        axes[2].hist(parts["nhits"], bins=nh_bins, **kw)
-    axes[0].set(xscale="log", yscale="log", xlabel="particle $p_T$ [GeV]", ylabel="density")
+        for ax, col, bins in zip(axes, ("pt", "eta", "nhits"), (pt_bins, eta_bins, nh_bins)):
+            h = histogram(parts[col], bins)
+            # density over the drawn bins (as plt.hist(density=True)); an empty sample stays at zero
+            mplhep.histplot(h, ax=ax, histtype="step", density=bool(h.sum()), flow="none", yerr=False,
+                            color=colour(i), label=f"{label} ({len(parts)})")
+    axes[0].set(xscale="log", yscale="log", xlabel=r"particle $p_\mathrm{T}$ [GeV]", ylabel="density [1/GeV]")
     axes[1].set(xlabel=r"particle $\eta$", ylabel="density")
     axes[2].set(xlabel="hits per particle", ylabel="density", yscale="log")
     axes[0].legend(fontsize=8)
     return axes
 
 
+@hep_figure
 def plot_hits_per_layer(tables: Mapping[str, pd.DataFrame], *, volumes: Sequence[int] = (7, 8, 9), ax=None):
-    """Hits per (volume, layer) for several datasets, as grouped bars; ``tables`` map a label to
-    a table with columns volume_id, layer_id, n_hits (mean per event). Returns the axes."""
+    """Hits per (volume, layer) for several datasets, one step histogram each (``mplhep.histplot``)
+    over one bin per layer; ``tables`` map a label to a table with columns volume_id, layer_id,
+    n_hits (mean per event). Returns the axes."""
+    import mplhep
+
     if ax is None:
         _, ax = plt.subplots(figsize=(14, 4))
     keys = sorted({(int(v), int(layer)) for t in tables.values()
                    for v, layer in t[["volume_id", "layer_id"]].itertuples(index=False) if v in volumes})
-    width = 0.8 / max(len(tables), 1)
+    edges = np.arange(len(keys) + 1) - 0.5
     for i, (label, t) in enumerate(tables.items()):
         counts = t.set_index(["volume_id", "layer_id"])["n_hits"]
-        vals = [float(counts.get(k, 0.0)) for k in keys]
-        ax.bar(np.arange(len(keys)) + (i - (len(tables) - 1) / 2) * width, vals, width, label=label)
+        vals = np.array([float(counts.get(k, 0.0)) for k in keys])
+        mplhep.histplot(vals, edges, ax=ax, histtype="step", yerr=False, color=colour(i), label=label)
     ax.set_xticks(np.arange(len(keys)), [f"{v}:{layer}" for v, layer in keys], rotation=90, fontsize=7)
     ax.set(xlabel="volume:layer", ylabel="hits per event")
     ax.legend(fontsize=8)

@@ -1,6 +1,7 @@
 """Figures of notebook 02: projection surfaces, projected hits, cluster sizes, parameter scans.
 
-matplotlib for the static figures; plotly (``fig.show()``) for the zoomable projected-hit views.
+matplotlib for the static figures, in mplhep's ROOT style scoped to the call
+(:func:`trackstudy.plots.style.hep_figure`); plotly (``fig.show()``) for the zoomable projected-hit views.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ import numpy as np
 import pandas as pd
 
 from trackstudy.locality.projection import BARREL, ENDCAP_NEG, ENDCAP_POS, Projection, Surfaces
+from trackstudy.plots.style import colour, hep_figure, histogram, trackml_label
 
 
+@hep_figure
 def plot_surfaces(*, surfaces: Surfaces | None = None, detector=None, show_strips: bool = False,
                   ax: plt.Axes | None = None) -> plt.Axes:
     """Longitudinal (z, r) view of the projection surfaces and the pixel layers (the papers' figure 1).
 
     Barrel cylinder in green, endcap planes in red, detector layers in blue (module extents
     from detectors.csv), and dashed lines from the origin through the surface rims: hits
-    between them go to the barrel. Returns the axes.
+    between them go to the barrel. Labelled **TrackML** *detector geometry*. Returns the axes.
     """
     from trackstudy.data.detector import Detector
 
@@ -49,8 +52,10 @@ def plot_surfaces(*, surfaces: Surfaces | None = None, detector=None, show_strip
         ax.plot([0, s * z_top], [0, r_top], color="grey", ls="--", lw=1,
                 label="barrel / endcap boundary" if s > 0 else None)
     ax.scatter([0], [0], color="k", s=15, zorder=5, label="origin (projection centre)")
-    ax.set(xlabel="z [mm]", ylabel="r [mm]", ylim=(0, r_top), title="projection surfaces and pixel layers")
+    ax.set(xlabel="$z$ [mm]", ylabel="$r$ [mm]", ylim=(0, r_top))
+    ax.set_title("projection surfaces and pixel layers", loc="right")
     ax.legend(fontsize=8, loc="upper left", ncols=2)
+    trackml_label(ax, "detector geometry")
     return ax
 
 
@@ -105,46 +110,27 @@ def plot_projection(projection: Projection, color, *, kind: str = "cluster", max
     return fig
 
 
-def plot_projection_static(projection: Projection, color, *, kind: str = "cluster", max_points: int = 60_000,
-                           seed: int = 0, axes: Sequence[plt.Axes] | None = None, marker_size: float = 0.5):
-    """The matplotlib twin of :func:`plot_projection` (three axes: endcap z<0, barrel, endcap z>0)."""
-    color = np.asarray(color)
-    if axes is None:
-        _, axes = plt.subplots(1, 3, figsize=(15, 4.5), gridspec_kw={"width_ratios": [1, 2, 1]})
-    idx = np.arange(len(projection))
-    if len(idx) > max_points:
-        idx = np.sort(np.random.default_rng(seed).choice(idx, max_points, replace=False))
-    shade = _category_colours(color, seed)
-    noise = (color == 0) if kind == "particle" else np.zeros(len(color), dtype=bool)
-    for ax, surface, name in zip(axes, (ENDCAP_NEG, BARREL, ENDCAP_POS), ("endcap z<0", "barrel", "endcap z>0")):
-        sel = idx[projection.surface[idx] == surface]
-        nz = sel[noise[sel]]
-        ax.scatter(projection.u[nz], projection.v[nz], s=marker_size, color="lightgrey", rasterized=True)
-        s = sel[~noise[sel]]
-        ax.scatter(projection.u[s], projection.v[s], s=marker_size, c=shade[s], cmap="turbo", vmin=0, vmax=1,
-                   rasterized=True)
-        if surface == BARREL:
-            ax.set(xlabel="R·φ [mm]", ylabel="z on cylinder [mm]", title=f"{name} by {kind}")
-        else:
-            ax.set(xlabel="x [mm]", ylabel="y [mm]", title=f"{name} by {kind}", aspect="equal")
-    return axes
-
-
+@hep_figure
 def plot_cluster_sizes(sizes: Mapping[str, np.ndarray], *, bins: int = 40, ax: plt.Axes | None = None,
                        title: str = "cluster size distribution") -> plt.Axes:
-    """Histograms (log-spaced bins, log counts) of cluster sizes, one line per entry of ``sizes``."""
+    """Histograms (log-spaced integer bins, log counts) of cluster sizes, one step line per entry of
+    ``sizes`` (filled with ``hist``, drawn with ``mplhep.histplot``)."""
+    import mplhep
+
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
     top = max((int(np.max(s)) for s in sizes.values() if len(s)), default=1)
     edges = np.unique(np.round(np.logspace(0, np.log10(top + 1), bins)).astype(int))
     edges = np.append(edges, edges[-1] + 1)
-    for name, s in sizes.items():
-        ax.hist(np.asarray(s), bins=edges, histtype="step", lw=1.5, label=f"{name} ({len(s)} clusters)")
+    for i, (name, s) in enumerate(sizes.items()):
+        mplhep.histplot(histogram(s, edges), ax=ax, histtype="step", flow="none", yerr=False, lw=1.5,
+                        color=colour(i), label=f"{name} ({len(s)} clusters)")
     ax.set(xscale="log", yscale="log", xlabel="hits per cluster", ylabel="clusters", title=title)
     ax.legend(fontsize=8)
     return ax
 
 
+@hep_figure
 def plot_scan(scan_df: pd.DataFrame, *, max_reduction: float | None = None, color_by: str | None = None,
               axes: Sequence[plt.Axes] | None = None):
     """Reconstructible ratio against attention reduction for every scanned point, one panel per region.

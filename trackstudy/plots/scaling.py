@@ -4,7 +4,8 @@ backend (with the fitted slope in the legend), and the per-stage latency next to
 Inputs are the tables of :mod:`trackstudy.bench.scaling` (``ScalingResult.results``: backend,
 n_hits, seconds, total_seconds, peak_mb, status) and :func:`trackstudy.bench.latency.compare_with_paper`.
 matplotlib versions take ``ax=`` and return the axes; plotly versions return the figure. Every
-figure names the device it was measured on (``device=``).
+figure names the device it was measured on (``device=``). The matplotlib figures are drawn in
+mplhep's ROOT style, scoped to the call (:func:`trackstudy.plots.style.hep_figure`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from trackstudy.errors import ConfigError
+from trackstudy.plots.style import colour, hep_figure
 
 METRICS = {"seconds": "encoder forward [s]", "total_seconds": "masks + encoder forward [s]",
            "peak_mb": "peak memory of one call [MB]"}
@@ -40,6 +42,7 @@ def _points(results: pd.DataFrame, metric: str):
     return out
 
 
+@hep_figure
 def plot_scaling(results: pd.DataFrame, *, metric: str = "seconds", device: str | None = None, ax=None,
                  title: str | None = None):
     """``metric`` (seconds, total_seconds or peak_mb) versus hits per backend on log-log axes, with
@@ -54,7 +57,7 @@ def plot_scaling(results: pd.DataFrame, *, metric: str = "seconds", device: str 
         if not len(n):
             continue
         label = backend if slope is None else f"{backend} (slope {slope:.2f})"
-        line, = ax.plot(n, y, marker=MARKERS[i % len(MARKERS)], ls="-", label=label)
+        line, = ax.plot(n, y, marker=MARKERS[i % len(MARKERS)], ls="-", color=colour(i), label=label)
         if slope is not None:
             a = np.polyfit(np.log(n), np.log(y), 1)
             xs = np.geomspace(n.min(), n.max(), 32)
@@ -94,6 +97,7 @@ def plot_scaling_plotly(results: pd.DataFrame, *, metric: str = "seconds", devic
     return fig
 
 
+@hep_figure
 def plot_stage_shares(comparison: pd.DataFrame, *, ax=None, title: str | None = None):
     """Share of each pipeline component in the total, ours next to the paper's (a table of
     :func:`trackstudy.bench.latency.compare_with_paper`); returns the axes."""
@@ -111,9 +115,9 @@ def plot_stage_shares(comparison: pd.DataFrame, *, ax=None, title: str | None = 
         _, ax = plt.subplots(figsize=(6.4, 2.6))
     labels = [f"ours ({device})", "paper (H100)"]
     left = np.zeros(2)
-    for row in parts.itertuples():
+    for i, row in enumerate(parts.itertuples()):
         widths = np.array([row.ours_share, row.paper_share], dtype=float)
-        ax.barh(labels, widths, left=left, label=row.component)
+        ax.barh(labels, widths, left=left, color=colour(i), label=row.component)
         for j, w in enumerate(widths):
             if w > 0.06:
                 ax.text(left[j] + w / 2, j, f"{w:.0%}", ha="center", va="center", fontsize="small")

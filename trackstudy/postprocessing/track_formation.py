@@ -16,7 +16,7 @@ id, so the output is valid for the official TrackML scorer (track ids are 0 .. n
   embeddings (Euclidean distance d relates to cosine s by d^2 = 2 - 2 s).
 
 Restricted to locality clusters (the default when labels are given), the neighbour search works
-cluster by cluster on padded blocks (:func:`trackstudy.locality.masks.cluster_blocks`, the same
+cluster by cluster on padded blocks (:func:`trackstudy.models.masks.cluster_blocks`, the same
 layout as the contrastive loss), so its cost is sum of cluster size^2, not N^2; DBSCAN then gets
 the eps-graph as a sparse precomputed distance matrix and HDBSCAN runs once per cluster.
 
@@ -39,7 +39,9 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.cluster import DBSCAN, HDBSCAN
 
 from trackstudy.errors import ConfigError, DataError
-from trackstudy.locality.masks import cluster_blocks
+from trackstudy.kinematics import origin_circle_pt
+from trackstudy.metrics import evaluate_event
+from trackstudy.models.masks import cluster_blocks
 
 # ----------------------------------------------------------------------------- parameters
 
@@ -155,6 +157,54 @@ def params_to_dict(params) -> dict:
     """Plain dict of a parameter dataclass (for checkpoints, YAML and tables)."""
     d = asdict(params)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+#: The parameter class of each kind of track formation, by the name runs store it under.
+PARAM_KINDS = {"class": ClassTrackParams, "param": ParamTrackParams, "embedding": EmbeddingTrackParams}
+
+
+def default_params(family: str, head_cfg=None):
+    """The track-formation parameters a model family starts from: road classes (enc_cla, jm; the
+    head's noise class, when it has one, makes singletons), parameter clustering (enc_reg),
+    embedding neighbours (contrastive). ``head_cfg``: the model's HeadConfig (n_classes, noise)."""
+    if family == "contrastive":
+        return EmbeddingTrackParams()
+    if family == "enc_reg":
+        return ParamTrackParams()
+    if family in ("enc_cla", "jm"):
+        noise = head_cfg is not None and getattr(head_cfg, "noise", None) == "class"
+        return ClassTrackParams(noise_class=head_cfg.n_classes if noise else None)
+    raise ConfigError(f"track formation: no defaults for model family {family!r}")
+
+
+def model_params(model):
+    """The parameters a model's tracks are formed with: those tuned for it (``model.track_params``,
+    set by the trainer and by ``load_run``), else its family's defaults."""
+    tuned = getattr(model, "track_params", None)
+    return tuned if tuned is not None else default_params(model.family, getattr(model, "head_cfg", None))
+
+
+def params_record(params) -> dict:
+    """``{"kind": ..., **fields}``: how runs store track-formation parameters (checkpoints, summary.json)."""
+    kinds = {cls: kind for kind, cls in PARAM_KINDS.items()}
+    if type(params) not in kinds:
+        raise ConfigError(f"track_params must be one of {', '.join(c.__name__ for c in kinds)}, "
+                          f"got {type(params).__name__}")
+    return {"kind": kinds[type(params)], **params_to_dict(params)}
+
+
+def params_from_record(record: Mapping):
+    """The parameter dataclass of a :func:`params_record` dict (ConfigError on an unknown kind or field)."""
+    tp = dict(record)
+    kind = tp.pop("kind", None)
+    if kind not in PARAM_KINDS:
+        raise ConfigError(f"track_params: unknown kind {kind!r}; expected one of {', '.join(PARAM_KINDS)}")
+    if tp.get("weights") is not None:
+        tp["weights"] = tuple(tp["weights"])
+    try:
+        return PARAM_KINDS[kind](**tp)
+    except TypeError as exc:
+        raise ConfigError(f"track_params ({kind}): {exc}") from None
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -509,8 +559,6 @@ def _filter_tracks(labels: np.ndarray, prob: np.ndarray, min_filter: float) -> n
 def _low_pt_tracks(labels: np.ndarray, xyz: np.ndarray, min_pt: float) -> np.ndarray:
     """Tracks of >= 2 hits whose origin-circle pT is below ``min_pt`` (GeV) dissolved (NaN, a
     one-hit track, is left alone)."""
-    from trackstudy.kinematics import origin_circle_pt
-
     return _dissolve(labels, lambda lab, rows: np.nan_to_num(
         origin_circle_pt(lab, xyz[rows, 0], xyz[rows, 1]), nan=np.inf) < min_pt)
 
@@ -632,7 +680,7 @@ def tune_track_formation(events: Sequence[Mapping], grid: Mapping[str, Iterable]
     if not events:
         raise ConfigError("tune_track_formation: no validation events")
     if evaluate is None:
-        from trackstudy.metrics import evaluate_event as evaluate
+        evaluate = evaluate_event
     if base is None:
         o = events[0]["outputs"]
         base = (EmbeddingTrackParams() if "embedding" in o else ClassTrackParams() if "logits" in o

@@ -26,11 +26,14 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import yaml
 
+from trackstudy.config import resolve_path
 from trackstudy.data.io import atomic_write_bytes
 from trackstudy.device import resolve_device
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.models.heads import TrackModel, model_from_config
+from trackstudy.postprocessing.track_formation import model_params, params_from_record, params_record
 
 MODEL_FILE = "model.pt"
 CHECKPOINT_DIR = "checkpoints"
@@ -38,7 +41,7 @@ LAST_CHECKPOINT = "last.pt"
 CONFIG_FILE = "config.yaml"
 
 __all__ = ["CHECKPOINT_DIR", "CONFIG_FILE", "LAST_CHECKPOINT", "MODEL_FILE", "checkpoint_path", "load_checkpoint",
-           "load_run", "model_state_dict", "save_checkpoint", "save_model", "torch_save_atomic", "unwrap_model"]
+           "load_run", "model_config", "model_state_dict", "save_checkpoint", "save_model", "torch_save_atomic", "unwrap_model"]
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -100,13 +103,20 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return state
 
 
+def model_config(model: nn.Module) -> dict:
+    """What a run stores to rebuild ``model``: the network's config and, under ``track_params``,
+    the track-formation parameters it was tuned with (its family's defaults when untuned)."""
+    inner = unwrap_model(model)
+    return {**inner.config_dict(), "track_params": params_record(model_params(inner))}
+
+
 def save_model(run_dir: str | os.PathLike, model: nn.Module, run_config: dict, step: int = 0) -> Path:
     """Write ``run_dir/model.pt`` = {"model_config", "state_dict", "run_config", "step"} atomically
     (the model may be wrapped in DDP / torch.compile). Returns the path."""
     inner = unwrap_model(model)
     if not isinstance(inner, TrackModel):
         raise ConfigError(f"save_model: expected a TrackModel, got {type(inner).__name__}")
-    obj = {"model_config": inner.config_dict(), "state_dict": model_state_dict(inner),
+    obj = {"model_config": model_config(inner), "state_dict": model_state_dict(inner),
            "run_config": dict(run_config or {}), "step": int(step)}
     return torch_save_atomic(obj, Path(run_dir) / MODEL_FILE)
 
@@ -115,8 +125,6 @@ def _read_run_config(run_dir: Path) -> dict:
     path = run_dir / CONFIG_FILE
     if not path.is_file():
         return {}
-    import yaml
-
     with open(path) as f:
         cfg = yaml.safe_load(f)
     return cfg if isinstance(cfg, dict) else {}
@@ -140,8 +148,6 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "auto", *,
     "flex" on CUDA for a model trained with "packed" on the CPU: the backends are exact, so the
     weights are the same function). Raises DataError naming the file when nothing loadable is there.
     """
-    from trackstudy.config import resolve_path
-
     run_dir = resolve_path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: run directory not found")
@@ -166,6 +172,8 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "auto", *,
         if backend is not None:
             model_cfg["encoder"] = {**model_cfg["encoder"], "attention": backend}
         model = model_from_config(model_cfg)
+        if model_cfg.get("track_params") is not None:
+            model.track_params = params_from_record(model_cfg["track_params"])
     except ConfigError as exc:
         raise DataError(f"{source}: its model_config is not valid ({exc})") from None
     except (TypeError, ValueError, KeyError, AttributeError):

@@ -27,7 +27,16 @@ from pathlib import Path
 
 import yaml
 
+from trackstudy.config import resolve_path
+from trackstudy.data.simulate import parse_tracks
+from trackstudy.device import DEVICE_CHOICES
 from trackstudy.errors import ConfigError
+from trackstudy.locality.clustering import resolve_params
+from trackstudy.metrics import HEADLINE_KEYS
+from trackstudy.models.encoder import EncoderConfig
+from trackstudy.models.features import FeatureConfig
+from trackstudy.models.heads import HeadConfig
+from trackstudy.postprocessing import track_formation as tf
 
 FAMILIES = ("enc_cla", "enc_reg", "jm", "contrastive")
 PRESET_NAMES = ("tiny", "small", "paper", "cms")
@@ -195,8 +204,6 @@ def _check_dataset(d: dict, where: str, online: bool = False) -> None:
     if not 0 <= d["pileup"] <= 1000:
         raise ConfigError(f"{where}.pileup: must be in [0, 1000], got {d['pileup']}")
     if d["tracks"] is not None:
-        from trackstudy.data.simulate import parse_tracks
-
         if isinstance(d["tracks"], (list, tuple)) and len(d["tracks"]) == 2:
             d["tracks"] = f"{int(d['tracks'][0])}:{int(d['tracks'][1])}"
         if not isinstance(d["tracks"], str):
@@ -236,8 +243,6 @@ def resolve_config(config: dict | str | os.PathLike | None) -> dict:
         if loc["params"]:
             raise ConfigError(f"locality.params: given {sorted(loc['params'])} but locality.method is 'none'")
     else:
-        from trackstudy.locality.clustering import resolve_params
-
         try:
             resolve_params(loc["method"], dict(loc["params"]))
         except ConfigError as exc:
@@ -272,13 +277,11 @@ def resolve_config(config: dict | str | os.PathLike | None) -> dict:
         raise ConfigError("train.schedule_by_time: needs a time budget, train.max_minutes > 0")
     if not 0 < tr["plateau_factor"] < 1:
         raise ConfigError(f"train.plateau_factor: must be in (0, 1), got {tr['plateau_factor']}")
-    from trackstudy.device import DEVICE_CHOICES
 
     if not (tr["device"] in DEVICE_CHOICES or tr["device"].startswith("cuda:")):
         raise ConfigError(f"train.device: {tr['device']!r} unknown; choose from {', '.join(DEVICE_CHOICES)} "
                           "or e.g. 'cuda:1'")
     _positive(cfg, "tune.n_events", allow_zero=True)
-    from trackstudy.metrics import HEADLINE_KEYS
 
     _choice(tu["metric"], tuple(k for k in HEADLINE_KEYS if k not in ("fake_rate", "duplicate_rate"))
             + ("dm_efficiency_pt1", "score_and_dm", "dm_minus_fake"), "tune.metric")
@@ -290,9 +293,6 @@ def resolve_config(config: dict | str | os.PathLike | None) -> dict:
 def _check_model_parts(m: dict) -> None:
     from dataclasses import fields
 
-    from trackstudy.models.encoder import EncoderConfig
-    from trackstudy.models.features import FeatureConfig
-    from trackstudy.models.heads import HeadConfig
 
     for name, cls, skip in (("encoder", EncoderConfig, ()), ("head", HeadConfig, ("family", "n_classes")),
                             ("features", FeatureConfig, ())):
@@ -316,7 +316,6 @@ def base_track_params(family: str, base: dict, default=None):
     the model's own defaults, e.g. with its noise class). ConfigError names an unknown field."""
     from dataclasses import fields, replace
 
-    from trackstudy.postprocessing import track_formation as tf
 
     if default is None:
         default = tf.EmbeddingTrackParams() if family == "contrastive" else (
@@ -396,8 +395,6 @@ def set_value(cfg: dict, assignment: str) -> dict:
 
 def load_yaml(path: str | os.PathLike) -> dict:
     """A YAML mapping from ``path`` (relative paths from the project root when not found as given)."""
-    from trackstudy.config import resolve_path
-
     p = Path(path)
     if not p.is_file():
         p = resolve_path(path)

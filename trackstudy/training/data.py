@@ -35,10 +35,16 @@ import pandas as pd
 import torch
 
 from trackstudy.config import DATA_DIR, PIXEL_VOLUMES, resolve_path
+from trackstudy.data.datasets import dataset_name, ensure_simulated
+from trackstudy.data.detector import Detector
 from trackstudy.data.io import Event, atomic_write_bytes, find_events, merge_event, read_event, select_volumes
+from trackstudy.data.simulate import SimulationConfig, parse_tracks, simulate_event
 from trackstudy.errors import ConfigError, DataError
-from trackstudy.models.features import FeatureConfig
-from trackstudy.models.targets import RoadBinning, class_targets, make_sample
+from trackstudy.locality import cluster_xyz
+from trackstudy.models.features import FeatureConfig, feature_array
+from trackstudy.training.config import config_hash
+from trackstudy.models.roads import RoadBinning, particle_parameters
+from trackstudy.training.targets import class_targets, collate, make_sample
 
 #: Version of the cached tensor layout; part of every cache key.
 CACHE_VERSION = 2
@@ -59,7 +65,6 @@ def locality_labels(hits: pd.DataFrame, locality: dict | None) -> np.ndarray | N
     """(N,) int64 locality-cluster labels of hits (x, y, z in mm), or None for method 'none'."""
     if not locality or locality.get("method", "none") == "none":
         return None
-    from trackstudy.locality import cluster_xyz
 
     return cluster_xyz(hits["x"].to_numpy(), hits["y"].to_numpy(), hits["z"].to_numpy(), locality["method"],
                        vertex_scan=locality.get("vertex_scan", False), **dict(locality.get("params") or {}))
@@ -94,9 +99,6 @@ def augment_sample(sample: dict, rng: np.random.Generator, *, feature_cfg: Featu
     way). Positions and particle momenta move together; features, eta/phi, regression targets,
     road classes and (with ``recluster``) locality clusters are recomputed from them. A sample
     that is one locality cluster (:func:`cluster_samples`) keeps its label: ``recluster=False``."""
-    from trackstudy.models.features import feature_array
-    from trackstudy.models.targets import particle_parameters
-
     x, y, z = sample["xyz"].T
     px, py, pz, q = sample["mom"].T
     a = rng.uniform(-np.pi, np.pi)
@@ -162,8 +164,6 @@ def cluster_samples(samples: list[dict], min_hits: int = 2) -> list[dict]:
 def dataset_folder(spec: dict, root: Path, *, progress: bool = True) -> Path:
     """The events folder of a dataset spec (``data.train`` / ``data.val``): ``dir`` as given, or
     the simulated dataset, made under ``root/sim/`` if missing."""
-    from trackstudy.data.datasets import dataset_name, ensure_simulated
-
     if spec["dir"]:
         path = resolve_path(spec["dir"])
         if not path.is_dir():
@@ -197,8 +197,6 @@ def _identity(events: list[tuple[int, Path]]) -> list:
 
 def cache_key(identity, *, feature_cfg: FeatureConfig, locality: dict | None, pixel_only: bool) -> str:
     """Hash of the data identity and every config part that changes the cached tensors."""
-    from trackstudy.training.config import config_hash
-
     loc = locality if locality and locality.get("method", "none") != "none" else {"method": "none"}
     return config_hash({"version": CACHE_VERSION, "data": identity, "features": feature_cfg.to_dict(),
                         "locality": loc, "pixel_only": bool(pixel_only)})
@@ -293,8 +291,6 @@ def load_dataset(spec: dict, *, feature_cfg: FeatureConfig, locality: dict | Non
 def spec_folder(spec: dict, root: Path) -> Path:
     """The folder a dataset spec means (:func:`dataset_folder`'s answer), without checking or
     simulating it."""
-    from trackstudy.data.datasets import dataset_name
-
     if spec["dir"]:
         return resolve_path(spec["dir"])
     return root / "sim" / dataset_name(spec["pileup"], spec["n_events"], spec["seed"], spec["pixel_only"],
@@ -306,9 +302,6 @@ class OnlineEvents:
     stream (seed, e, i), so the data of a resumed run equals that of an uninterrupted one."""
 
     def __init__(self, spec: dict, *, feature_cfg: FeatureConfig, locality: dict | None):
-        from trackstudy.data.detector import Detector
-        from trackstudy.data.simulate import SimulationConfig, parse_tracks
-
         self.spec = spec
         self.n_events = int(spec["n_events"])
         self.config = SimulationConfig(mu=float(spec["pileup"]), pixel_only=bool(spec["pixel_only"]),
@@ -321,8 +314,6 @@ class OnlineEvents:
         return self.n_events
 
     def sample(self, epoch: int, index: int) -> dict:
-        from trackstudy.data.simulate import simulate_event
-
         rng = np.random.default_rng([int(self.spec["seed"]), 1 + int(epoch), int(index)])
         ev = simulate_event(self.config, rng, event_id=index, detector=self.detector)
         return event_sample(ev, feature_cfg=self.feature_cfg, locality=self.locality,
@@ -421,8 +412,6 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
 
 def make_batch(samples: list[dict], device: torch.device | str = "cpu") -> dict:
     """Collated batch (padding mask added) of samples, on ``device``."""
-    from trackstudy.models.targets import collate
-
     keys = [k for k in BATCH_KEYS if k in samples[0]]
     batch = collate([{k: s[k] for k in keys} for s in samples])
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}

@@ -40,15 +40,25 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from trackstudy.config import resolve_path
 from trackstudy.data.io import atomic_write_bytes
 from trackstudy.device import autocast_context, describe_device, quiet_torch_compile, synchronize
 from trackstudy.errors import ConfigError, DataError
+from trackstudy.metrics import evaluate_event, evaluate_events
 from trackstudy.models.encoder import EncoderConfig
 from trackstudy.models.features import FeatureConfig
 from trackstudy.models.heads import build_model, make_context
+from trackstudy.models.roads import RoadBinning
+from trackstudy.postprocessing.track_formation import (
+    default_params,
+    form_tracks,
+    model_params,
+    params_record,
+    tune_track_formation,
+)
 from trackstudy.training import data as tdata
 from trackstudy.training import ddp
 from trackstudy.training.checkpoint import (
@@ -57,6 +67,8 @@ from trackstudy.training.checkpoint import (
     MODEL_FILE,
     checkpoint_path,
     load_checkpoint,
+    load_run,
+    model_config,
     model_state_dict,
     save_checkpoint,
     save_model,
@@ -380,7 +392,6 @@ class Trainer:
 
     def _build_model(self, ckpt: dict | None) -> None:
         m, tr = self.cfg["model"], self.cfg["train"]
-        from trackstudy.models.targets import RoadBinning
 
         self.binning = None
         if m["family"] in ("enc_cla", "jm"):
@@ -400,7 +411,7 @@ class Trainer:
         enc = EncoderConfig.preset(m["preset"], n_features=self.feature_cfg.n_features, attention=self.backend,
                                    **m["encoder"])
         model = build_model(m["family"], enc, feature_cfg=self.feature_cfg, binning=self.binning, **m["head"])
-        model.track_params = base_track_params(m["family"], self.cfg["tune"]["base"], model.default_track_params())
+        model.track_params = base_track_params(m["family"], self.cfg["tune"]["base"], default_params(m["family"], model.head_cfg))
         self.model = model.to(self.device)
         decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
         no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
@@ -429,7 +440,7 @@ class Trainer:
                 "best_val_loss": self.best_val_loss, "best_step": self.best_step, "bad_evals": self.bad_evals,
                 "train_seconds": self.train_seconds, "epoch_loss": list(self.epoch_loss),
                 "stopped": self.stopped, "rng": _rng_state(), "config": self.cfg,
-                "model_config": self.model.config_dict(), "world_size": self.dist.world_size,
+                "model_config": model_config(self.model), "world_size": self.dist.world_size,
                 "backend": self.backend}
 
     def _restore(self, ckpt: dict) -> None:
@@ -575,8 +586,6 @@ class Trainer:
                     or (ckpt["stopped"] == "steps" and ckpt["step"] >= tr["steps"])
                     or (ckpt["stopped"] == "time_limit" and ckpt["train_seconds"] >= tr["max_minutes"] * 60.0))
             if done:
-                from trackstudy.training.checkpoint import load_run
-
                 self.model, _ = load_run(self.out, self.device)
                 self.summary = json.loads((self.out / SUMMARY_FILE).read_text())
                 retune = [k for k in self.changed if k.startswith("tune.")]
@@ -725,7 +734,7 @@ class Trainer:
         tune_table = self._tune()
         metrics = self._validation_metrics()
         path = save_model(self.out, self.model, self.cfg, step=self.step)
-        last_state["model_config"] = self.model.config_dict()  # the tuned track params, for load_run
+        last_state["model_config"] = model_config(self.model)  # the tuned track params, for load_run
         save_checkpoint(checkpoint_path(self.out), last_state)
         m = self.cfg["model"]
         summary = {
@@ -735,7 +744,7 @@ class Trainer:
             "steps": self.step, "epochs": self.epoch + (self.batch_in_epoch > 0), "stopped": self.stopped,
             "train_seconds": self.train_seconds, "best_val_loss": self.best_val_loss, "best_step": self.best_step,
             "restored_best": restored,
-            "track_params": self.model.config_dict()["track_params"],
+            "track_params": params_record(model_params(self.model)),
             "tune": {"metric": self.cfg["tune"]["metric"], "n_events": len(self._tune_indices()),
                      "top": tune_table.head(5).to_dict(orient="records") if tune_table is not None else []},
             "validation": metrics,
@@ -768,7 +777,7 @@ class Trainer:
         metrics = self._validation_metrics()
         path = save_model(self.out, self.model, self.cfg, step=self.summary.get("steps", 0))
         self.summary.update({
-            "track_params": self.model.config_dict()["track_params"],
+            "track_params": params_record(model_params(self.model)),
             "tune": {"metric": self.cfg["tune"]["metric"], "n_events": len(self._tune_indices()),
                      "top": tune_table.head(5).to_dict(orient="records") if tune_table is not None else []},
             "validation": metrics, "model_file": str(path),
@@ -802,8 +811,6 @@ class Trainer:
         return out
 
     def _tune(self):
-        from trackstudy.postprocessing.track_formation import tune_track_formation
-
         idx = self._tune_indices()
         if not idx:
             return None
@@ -814,8 +821,8 @@ class Trainer:
                         "cluster": self.val.samples[i].get("cluster"), "xyz": self.val.samples[i].get("xyz")}
                        for i, o, ev in zip(idx, outs, events)]
         metric = self.cfg["tune"]["metric"]
-        base = base_track_params(self.cfg["model"]["family"], self.cfg["tune"]["base"],
-                                 self.model.default_track_params())
+        family = self.cfg["model"]["family"]
+        base = base_track_params(family, self.cfg["tune"]["base"], default_params(family, self.model.head_cfg))
         best, best_value, tables = None, -np.inf, []
         for g in self.cfg["tune"]["grid"]:
             if self.locality is None and "split_by_cluster" in g:  # no clusters to split by
@@ -826,28 +833,21 @@ class Trainer:
             value = float(table[metric].iloc[0])
             if np.isfinite(value) and value > best_value:
                 best, best_value = params, value
-        import pandas as pd
-
         if best is not None:
             self.model.track_params = best
         table = pd.concat(tables, ignore_index=True).sort_values(metric, ascending=False, kind="stable")
         if self.progress:
             print(f"trackstudy train: tuned track formation on {len(idx)} validation events: {metric} "
-                  f"{best_value:.4f} with {self.model.config_dict()['track_params']}", file=sys.stderr)
+                  f"{best_value:.4f} with {params_record(model_params(self.model))}", file=sys.stderr)
         return table.reset_index(drop=True)
 
     def _validation_metrics(self, n_events: int | None = None) -> dict:
         """Headline metrics of the model with its current track parameters on the first
         ``n_events`` validation events (all by default)."""
-        import pandas as pd
-
-        from trackstudy.metrics import evaluate_events
-        from trackstudy.postprocessing.track_formation import form_tracks
-
         idx = list(range(len(self.val) if n_events is None else min(n_events, len(self.val))))
         outs = self.event_outputs(idx)
         subs = [form_tracks(o, self.val.samples[i]["hit_id"], event_id=self.val.event_ids[i],
-                            cluster=self.val.samples[i].get("cluster"), params=self.model.track_params,
+                            cluster=self.val.samples[i].get("cluster"), params=model_params(self.model),
                             xyz=self.val.samples[i].get("xyz"))
                 for i, o in zip(idx, outs)]
         result = evaluate_events(pd.concat(subs, ignore_index=True), self._val_events(idx), pt_min=PT_MIN)
@@ -858,8 +858,6 @@ def _evaluate_with_combined(submission, truth, particles, pt_min: float = PT_MIN
     """evaluate_event plus ``score_and_dm``: the mean of the TrackML score and the DM efficiency
     (tuning on the score alone favours dropping 3-hit particles, which weigh 0 in it), and
     ``dm_minus_fake``: DM efficiency - fake rate."""
-    from trackstudy.metrics import evaluate_event
-
     res = evaluate_event(submission, truth, particles, pt_min=pt_min)
     res["score_and_dm"] = 0.5 * (res["trackml_score"] + res["dm_efficiency"])
     # fakes cost as much as misses (the DM efficiency alone never sees the fakes, nor does the score)

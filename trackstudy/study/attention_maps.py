@@ -35,6 +35,7 @@ import torch
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.kinematics import eta_from_xyz, wrap_phi
 from trackstudy.models.attention import AttentionContext
+from trackstudy.models.features import hit_features
 
 #: Default bin edges of |delta eta| and |delta phi| (rad) for the profiles.
 DETA_EDGES = np.array([0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, np.inf])
@@ -74,7 +75,6 @@ def event_attention(model, hits: pd.DataFrame, *, cluster=None, max_hits: int = 
     if n > max_hits:
         raise ConfigError(f"event_attention: {n} hits > max_hits={max_hits}; the maps need layers x heads x "
                           f"N^2 floats: select fewer hits (e.g. one phi sector) or raise max_hits")
-    from trackstudy.models.features import hit_features
 
     device = next(model.parameters()).device
     x = torch.as_tensor(hit_features(hits, model.feature_cfg, cluster=cluster))[None].to(device)

@@ -1,4 +1,4 @@
-"""Study-level helpers for the efficiency notebook (05): compute the training-free baselines on
+"""Models and baselines scored on the same held-out events (the efficiency notebook, 05): compute the training-free baselines on
 the evaluation data (trackstudy.study.eval_dataset finds or simulates it), pick up every model
 submission the study produced, and evaluate them all the same way."""
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from trackstudy.baselines import baseline_submission, load_baseline_params
 from trackstudy.config import PIXEL_VOLUMES, RUNS_DIR
 from trackstudy.data.io import iter_events
 from trackstudy.errors import ConfigError, TrackstudyError
@@ -56,8 +57,6 @@ def collect_evaluations(data_dir: str | os.PathLike, *, baselines: str | list[st
     smoke run). Returns ``({name: Evaluation}, sources)``, sources being one row per candidate:
     model, source, status, hit_coverage.
     """
-    from trackstudy.baselines import baseline_submission, load_baseline_params
-
     vols = resolve_volumes(volumes) if isinstance(volumes, (str, type(None))) else tuple(volumes)
     names = [b.strip() for b in baselines.split(",")] if isinstance(baselines, str) else list(baselines)
     names = [b for b in names if b]

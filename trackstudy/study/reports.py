@@ -1,6 +1,6 @@
 """Notebooks -> reports: run every notebook with papermill, write self-contained HTML and an index.
 
-``python -m trackstudy.reports --params params/full.yaml`` (what ``make study`` runs) executes
+``python -m trackstudy.study.reports --params params/full.yaml`` (what ``make study`` runs) executes
 ``notebooks/NN_*.ipynb`` in order into ``reports/NN_*.ipynb``, converts each to a
 self-contained ``reports/NN_*.html`` (plotly.js and images embedded, so it opens offline),
 and writes ``reports/index.html`` with each notebook's status, run time and device.
@@ -252,7 +252,7 @@ def run_study(params_file: str | os.PathLike, selection: list[str] | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trackstudy.reports", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m trackstudy.study.reports", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default=str(PARAMS_DIR / "full.yaml"), help="YAML parameter file")
     parser.add_argument("--only", nargs="*", default=None, metavar="NN",
                         help="run only the notebooks whose names start with these prefixes (e.g. 01 03)")

@@ -1,4 +1,4 @@
-"""Training targets: road classes for EncCla, track parameters for EncReg, particle ids for contrastive.
+"""What the classification and regression heads predict: track parameters and road classes.
 
 Track parameters are those of the hit's particle at its production vertex (particles table:
 px, py, pz, q), so every hit of a particle has the same target and the same road class::
@@ -32,7 +32,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
 from trackstudy.errors import ConfigError, DataError
 
@@ -65,7 +64,7 @@ def _require(df: pd.DataFrame, cols: Sequence[str], what: str, source: str) -> N
                             "use trackstudy.data.io.merge_event to join hits, truth and particles")
 
 
-def _particle_columns(df: pd.DataFrame, source: str, what: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def particle_columns(df: pd.DataFrame, source: str, what: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """particle_id (int64) and the parameters of each row's particle; noise rows have NaN parameters."""
     _require(df, ("particle_id", "px", "py", "pz", "q"), what, source)
     pid = df["particle_id"].to_numpy()
@@ -139,7 +138,7 @@ class RoadBinning:
         cls._check_bins(n_phi, n_theta, n_p)
         if per not in ("hit", "particle"):
             raise ConfigError(f"RoadBinning.fit: per must be 'hit' or 'particle', got {per!r}")
-        pid, params = _particle_columns(df, source, "the road binning")
+        pid, params = particle_columns(df, source, "the road binning")
         real = pid != 0
         if per == "particle":
             _, first = np.unique(pid, return_index=True)
@@ -222,123 +221,4 @@ class RoadBinning:
                 and np.array_equal(self.p_edges, other.p_edges))
 
 
-def class_targets(df: pd.DataFrame, binning: RoadBinning, *, noise: str = "class",
-                  source: str = "hits") -> np.ndarray:
-    """(N,) int64 road class per hit of a merged table; noise hits per ``noise`` ("class"/"ignore")."""
-    if noise not in ("class", "ignore"):
-        raise ConfigError(f"noise must be 'class' or 'ignore', got {noise!r}")
-    pid, params = _particle_columns(df, source, "the road classes")
-    out = np.full(len(df), binning.n_classes if noise == "class" else IGNORE_INDEX, dtype=np.int64)
-    real = pid != 0
-    out[real] = binning.classes(params["phi"][real], params["theta"][real], params["p"][real], params["q"][real])
-    return out
-
-
-def regression_targets(df: pd.DataFrame, *, source: str = "hits") -> tuple[np.ndarray, np.ndarray]:
-    """(N, 4) float32 (theta, sin phi, cos phi, q) of each hit's particle and an (N,) bool mask
-    (False for noise hits, whose targets are 0 and must not be trained)."""
-    pid, params = _particle_columns(df, source, "the regression targets")
-    real = pid != 0
-    t = np.stack([params["theta"], np.sin(params["phi"]), np.cos(params["phi"]), params["q"]], axis=-1)
-    t[~real] = 0.0
-    return t.astype(np.float32), real
-
-
-def event_targets(df: pd.DataFrame, binning: RoadBinning | None = None, *, noise: str = "class",
-                  source: str = "hits") -> dict[str, np.ndarray]:
-    """All per-hit targets of one event (merged table, one row per hit, in the model's hit order).
-
-    Keys: ``particle_id`` (int64, 0 = noise), ``pt`` (float32 GeV of the particle, 0 for noise),
-    ``reg_target`` (N, 4) float32, ``reg_mask`` (N,) bool and, with a binning, ``cls_target`` (N,) int64.
-    """
-    pid, params = _particle_columns(df, source, "the targets")
-    reg, mask = regression_targets(df, source=source)
-    real = pid != 0
-    pt = np.where(real, np.hypot(df["px"].to_numpy(np.float64), df["py"].to_numpy(np.float64)), 0.0)
-    out = {"particle_id": pid, "pt": pt.astype(np.float32), "reg_target": reg, "reg_mask": mask}
-    if binning is not None:
-        out["cls_target"] = class_targets(df, binning, noise=noise, source=source)
-    return out
-
-
-def make_sample(df: pd.DataFrame, *, feature_cfg=None, binning: RoadBinning | None = None, cluster=None,
-                noise: str = "class", with_targets: bool = True, source: str = "hits") -> dict[str, np.ndarray]:
-    """One event as a dict of per-hit arrays for :func:`collate` (rows in ``df`` order).
-
-    Keys: ``x`` (N, F) features, ``hit_id``, ``eta``/``phi`` of the hit positions (for the lsh
-    backend), ``cluster`` when locality labels (N,) are given and, with ``with_targets`` (needs a
-    merged table with truth), the keys of :func:`event_targets`.
-    """
-    from trackstudy.models.features import hit_features
-
-    if "hit_id" not in df.columns:
-        raise DataError(f"{source}: column 'hit_id' is missing")
-    out = {"x": hit_features(df, feature_cfg, source=source, cluster=cluster),
-           "hit_id": df["hit_id"].to_numpy().astype(np.int64)}
-    x, y, z = (df[c].to_numpy(np.float64) for c in ("x", "y", "z"))
-    r = np.hypot(x, y)
-    out["eta"] = np.arcsinh(z / np.maximum(r, 1e-3)).astype(np.float32)
-    out["phi"] = np.arctan2(y, x).astype(np.float32)
-    if cluster is not None:
-        c = np.asarray(cluster)
-        if c.shape != (len(df),) or not np.issubdtype(c.dtype, np.integer):
-            raise DataError(f"{source}: cluster labels must be {len(df)} integers, got {c.dtype} {c.shape}")
-        if (c < 0).any():
-            raise DataError(f"{source}: cluster label {int(c[c < 0][0])} < 0 at row {int(np.argmax(c < 0))} "
-                            "(every hit needs a locality cluster)")
-        out["cluster"] = c.astype(np.int64)
-    if with_targets:
-        out.update(event_targets(df, binning, noise=noise, source=source))
-    return out
-
-
-#: Value used to pad each batch key (None: the key is not padded but stacked as is).
-PAD_VALUES = {"x": 0.0, "pad_mask": False, "cluster": -1, "particle_id": PAD_PARTICLE_ID, "pt": 0.0,
-              "reg_target": 0.0, "reg_mask": False, "cls_target": IGNORE_INDEX, "eta": 0.0, "phi": 0.0,
-              "hit_id": -1}
-
-
-def collate(samples: Sequence[dict], pad_to: int | None = None) -> dict[str, torch.Tensor]:
-    """Pad per-event samples (dicts of (N_i, ...) arrays with the same keys) into a batch.
-
-    Each sample needs ``x`` (N_i, F); ``pad_mask`` (B, T) bool (True = real hit) is added. Other
-    keys are padded with :data:`PAD_VALUES` (cluster -1, particle_id -1, cls_target -100, ...);
-    integer arrays stay int64, floats become float32. ``pad_to`` fixes T (>= the longest event).
-    """
-    if not samples:
-        raise ConfigError("collate: no samples")
-    keys = list(samples[0].keys())
-    if "x" not in keys:
-        raise ConfigError("collate: every sample needs an 'x' entry (the input features)")
-    lengths = [len(s["x"]) for s in samples]
-    t = max(lengths) if pad_to is None else int(pad_to)
-    if t < max(lengths):
-        raise ConfigError(f"collate: pad_to={pad_to} is shorter than the longest event ({max(lengths)} hits)")
-    batch: dict[str, torch.Tensor] = {}
-    for key in keys:
-        if key == "pad_mask":
-            continue
-        arrays = []
-        for i, s in enumerate(samples):
-            if key not in s:
-                raise ConfigError(f"collate: sample {i} has no {key!r} entry")
-            a = s[key] if isinstance(s[key], torch.Tensor) else torch.from_numpy(np.array(s[key]))
-            if a.shape[0] != lengths[i]:
-                raise ConfigError(f"collate: sample {i} key {key!r} has {a.shape[0]} rows, x has {lengths[i]}")
-            arrays.append(a)
-        first = arrays[0]
-        dtype = (torch.bool if first.dtype == torch.bool else torch.int64 if not first.is_floating_point()
-                 else torch.float32)
-        out = torch.full((len(samples), t, *first.shape[1:]), PAD_VALUES.get(key, 0), dtype=dtype)
-        for i, a in enumerate(arrays):
-            out[i, : lengths[i]] = a.to(dtype)
-        batch[key] = out
-    mask = torch.zeros(len(samples), t, dtype=torch.bool)
-    for i, n in enumerate(lengths):
-        mask[i, :n] = True
-    batch["pad_mask"] = mask
-    return batch
-
-
-__all__ = ["IGNORE_INDEX", "PAD_PARTICLE_ID", "PAD_VALUES", "REG_TARGETS", "RoadBinning", "class_targets",
-           "collate", "event_targets", "make_sample", "particle_parameters", "regression_targets"]
+__all__ = ["IGNORE_INDEX", "REG_TARGETS", "RoadBinning", "particle_columns", "particle_parameters"]

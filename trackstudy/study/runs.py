@@ -19,14 +19,21 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
-from trackstudy.config import REPORTS_DIR, RUNS_DIR, resolve_path
-from trackstudy.data.io import atomic_write_bytes
+from trackstudy.bench.latency import preset_model
+from trackstudy.config import RUNS_DIR, resolve_path
+from trackstudy.data.datasets import resolve_data
 from trackstudy.errors import ConfigError
-
-FAMILIES = ("enc_cla", "enc_reg", "jm", "contrastive")
+from trackstudy.inference import predict_events
+from trackstudy.metrics.submission import write_submission
+from trackstudy.models.heads import FAMILIES
+from trackstudy.training.checkpoint import load_run
+from trackstudy.training.config import load_yaml, resolve_config
+from trackstudy.training.data import data_root, spec_folder
+from trackstudy.training.trainer import train
 
 
 def parse_models(model: str) -> list[str]:
@@ -72,8 +79,6 @@ def training_config(model: str, *, base_config: str = "", preset: str = "", back
     of notebooks 04 and 05 are simulated from the same ones. Track formation is tuned on all the
     validation events. Validation and defaults: :func:`trackstudy.training.config.resolve_config`.
     """
-    from trackstudy.training.config import load_yaml, resolve_config
-
     cfg = load_yaml(resolve_path(base_config.replace("{model}", model))) if base_config else {}
     cfg.setdefault("model", {})["family"] = model
     for section, key, value in (("model", "preset", preset), ("model", "backend", backend),
@@ -94,8 +99,6 @@ def eval_dataset(*, train_pileup: float = 0.0, tracks: str = "10:50", pixel_only
                  eval_events: int = 4, eval_seed: int = 1001, data_dir: str = "", progress: bool = False) -> Path:
     """The held-out evaluation events: ``data_dir`` when given, else simulated events of the
     training kind with their own seed (made once under ``data/sim/``)."""
-    from trackstudy.data.datasets import resolve_data
-
     return resolve_data(data_dir, n_events=int(eval_events), pileup=float(train_pileup), seed=int(eval_seed),
                         pixel_only=bool(pixel_only), tracks=_tracks(tracks), progress=progress)
 
@@ -110,9 +113,6 @@ def train_models(models: list[str], run_prefix: str, *, retrain: bool = False, p
     final model is resumed; ``retrain`` starts over in a fresh folder (the old one is renamed
     aside, never deleted).
     """
-    from trackstudy.training import train
-    from trackstudy.training.config import resolve_config
-
     out = {}
     for model in models:
         cfg = training_config(model, **config_kwargs)
@@ -157,8 +157,6 @@ def _stale_data(summary: dict, cfg: dict) -> tuple[str, str] | None:
     dataset's name carries its settings and the simulator version), so a project moved to
     another path keeps its runs. Runs whose summary does not record its data are taken as
     they are."""
-    from trackstudy.training.data import data_root, spec_folder
-
     recorded = summary.get("data") or {}
     for part in ("train", "val"):
         if not isinstance(recorded.get(part), dict) or "dir" not in recorded[part]:
@@ -173,10 +171,6 @@ def predict_runs(models: list[str], run_prefix: str, data: str | os.PathLike, *,
                  progress: bool = False) -> dict[str, Path]:
     """Kaggle submissions of each trained model on the events of ``data``, written as
     ``runs/<run_prefix>_<model>/submission_<data folder name>.csv``. Returns the files."""
-    from trackstudy.inference import predict_events
-    from trackstudy.metrics.submission import write_submission
-    from trackstudy.training.checkpoint import load_run
-
     data = Path(data)
     files = {}
     for model in models:
@@ -188,81 +182,52 @@ def predict_runs(models: list[str], run_prefix: str, data: str | os.PathLike, *,
     return files
 
 
-def write_summary(evaluations: dict, *, models: list[str], run_prefix: str, data: str | os.PathLike,
-                  path: str | os.PathLike = REPORTS_DIR / "summary.json") -> Path:
-    """``summary.json``: per model (baselines and trained models) the headline metrics on the
-    held-out events (TrackML score, DM efficiency, fake and duplicate rates) and, for trained
-    models, training time, steps, device and parameter count from the run's summary."""
-    entries = {}
-    trained = {m: run_dir(run_prefix, m) for m in models}
-    for name, ev in evaluations.items():
-        s = ev.summary
-        entry = {k: s.get(k) for k in ("trackml_score", "dm_efficiency", "perfect_efficiency", "lhc_efficiency",
-                                       "fake_rate", "duplicate_rate", "n_events")}
-        model = next((m for m, folder in trained.items() if name == folder.name), None)
-        if model is not None:
-            run_summary = json.loads((trained[model] / "summary.json").read_text())
-            entry.update({"kind": "trained", "family": model, "run": str(trained[model]),
-                          **{k: run_summary.get(k) for k in ("train_seconds", "steps", "device", "n_params",
-                                                             "preset", "backend")}})
-        else:
-            entry["kind"] = "baseline"
-        entries[name] = entry
-    # the full-event section (notebook 07: "headline", "full_event", "real_vs_sim") is kept
-    return _update_summary(path, {"data": str(data), "models": entries})
+def run_settings(run_config: dict | None) -> tuple[dict | None, bool]:
+    """(locality section, pixel_only) of a run config; pixel_only defaults to True (the contract's
+    default) when the config does not say."""
+    run_config = run_config or {}
+    locality = run_config.get("locality")
+    data = run_config.get("data") or {}
+    train = data.get("train") or {}
+    return locality, bool(train.get("pixel_only", True))
 
 
-def _update_summary(path: str | os.PathLike, entries: dict) -> Path:
-    """Write ``entries`` (and the time) into the summary file at ``path``, keeping its other keys:
-    notebooks 05 and 07 each own their part of it. Atomic."""
-    path = resolve_path(path)
-    doc = json.loads(path.read_text()) if path.is_file() else {}
-    doc.update({**entries, "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_bytes(path, (json.dumps(doc, indent=1, default=float) + "\n").encode(), force=True)
+def latency_model(run_dir: str | os.PathLike = "", *, study_run: str | os.PathLike | None = None,
+                  train_config: str | os.PathLike | None = None, train_dir: str | os.PathLike | None = None,
+                  preset: str = "small", family: str = "contrastive", backend: str | None = None, device="auto",
+                  progress: bool = False):
+    """The model a latency measurement runs, as ``(model, run_config, how)``; the first that applies:
+
+    1. ``run_dir``: that trained run (``load_run``);
+    2. ``study_run``: the study's run of notebook 03 (``runs/<run_prefix>_<model>``), if it holds a model;
+    3. ``train_config``: a training config (e.g. params/train_smoke.yaml) trained here with
+       :func:`trackstudy.training.train` into ``train_dir`` (default: a new temporary folder);
+    4. an untrained ``family`` model of the encoder ``preset``, DBSCAN locality, pixel hits only.
+
+    ``how`` says which, in words. Latency does not depend on the weights (track formation's work
+    does a little: how many neighbours pass the similarity threshold).
+    """
+    def load(path, how):
+        model, run_config = load_run(path, device=device, backend=backend)
+        return model, run_config, how
+
+    if run_dir:
+        return load(run_dir, f"trained run {run_dir}")
+    if study_run and any((resolve_path(study_run) / f).is_file() for f in ("model.pt", "checkpoints/last.pt")):
+        return load(study_run, f"trained run {study_run} (notebook 03)")
+    if train_config:
+        cfg_path = resolve_path(train_config)
+        if not cfg_path.is_file():
+            raise ConfigError(f"train_config: {cfg_path} not found")
+        train_dir = train_dir or tempfile.mkdtemp(prefix="trackstudy-latency-")
+        train(cfg_path, train_dir, progress=progress)
+        return load(train_dir, f"model trained here with {cfg_path.name} (in {train_dir})")
+    model = preset_model(preset, family=family, backend=backend, device=device)
+    run_config = {"model": {"family": family, "preset": preset, "backend": model.encoder_cfg.attention},
+                  "locality": {"method": "dbscan", "params": {}, "vertex_scan": False},
+                  "data": {"train": {"pixel_only": True}}}
+    return model, run_config, f"untrained {family} model, preset {preset!r} (latency does not depend on the weights)"
 
 
-#: Metrics of each model in the full-event section of ``summary.json``.
-FULL_EVENT_KEYS = ("trackml_score", "dm_efficiency", "perfect_efficiency", "lhc_efficiency", "fake_rate",
-                   "duplicate_rate", "barrel_dm_efficiency", "endcap_dm_efficiency", "barrel_fake_rate",
-                   "endcap_fake_rate", "n_particles", "n_events")
-
-
-def _metrics(ev) -> dict:
-    return {k: ev.summary.get(k) for k in FULL_EVENT_KEYS}
-
-
-def write_full_event_summary(evaluations: dict, *, run: str | os.PathLike, headline_pileup: float,
-                             real_vs_sim=None, path: str | os.PathLike = REPORTS_DIR / "summary.json") -> Path:
-    """Add the full-event results to ``summary.json``, keeping what notebook 05 wrote there.
-
-    evaluations: ``{pileup: {name: Evaluation}}`` on held-out full pixel events; the entry whose name
-    is the run folder's is the trained model. ``headline``: that model at ``headline_pileup`` (the
-    study's headline number), with its training time, steps, device and parameter count;
-    ``full_event``: every model at every pile-up; ``real_vs_sim``: rows of
-    :func:`trackstudy.realsim.comparison_table` (a DataFrame or a list of dicts)."""
-    import math
-
-    run = Path(run)
-    doc: dict = {}
-    run_summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
-    train_info = {k: run_summary.get(k) for k in ("train_seconds", "steps", "device", "n_params", "preset",
-                                                  "backend", "locality")}
-    full = {}
-    for pileup, evs in evaluations.items():
-        full[f"mu{float(pileup):g}"] = {name: {**_metrics(ev), "kind": "trained" if name == run.name else "baseline"}
-                                        for name, ev in evs.items()}
-    doc["full_event"] = full
-    key = f"mu{float(headline_pileup):g}"
-    if run.name in full.get(key, {}):
-        doc["headline"] = {"model": run.name, "run": str(run), "pileup": float(headline_pileup),
-                           "data": "held-out simulated pixel events", **full[key][run.name], **train_info}
-    if real_vs_sim is not None:
-        rows = real_vs_sim.to_dict(orient="records") if hasattr(real_vs_sim, "to_dict") else list(real_vs_sim)
-        doc["real_vs_sim"] = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
-                              for r in rows]
-    return _update_summary(path, doc)
-
-
-__all__ = ["FAMILIES", "FULL_EVENT_KEYS", "eval_dataset", "parse_models", "predict_runs", "run_dir", "train_models",
-           "training_config", "write_full_event_summary", "write_summary"]
+__all__ = ["FAMILIES", "eval_dataset", "parse_models", "predict_runs", "run_dir", "train_models",
+           "training_config", "latency_model", "run_settings"]
