@@ -137,7 +137,7 @@ def test_load_params_errors(tmp_path):
     (tmp_path / "b.yaml").write_text("random: [1, 2]\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_baseline_params(tmp_path / "b.yaml")
-    with pytest.raises(ConfigError, match="no such parameter file"):
+    with pytest.raises(ConfigError, match="parameter file not found"):
         load_baseline_params(tmp_path / "c.yaml")
 
 

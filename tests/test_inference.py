@@ -7,9 +7,9 @@ import torch
 
 from trackstudy.config import PIXEL_VOLUMES
 from trackstudy.data.io import read_event
+from trackstudy.device import StageClock
 from trackstudy.errors import ConfigError, DataError
-from trackstudy.inference import (STAGES, StageClock, check_locality, cluster_hits, predict_event,
-                                  predict_events)
+from trackstudy.inference import STAGES, check_locality, cluster_hits, predict_event, predict_events
 from trackstudy.models.heads import build_model
 from trackstudy.training.checkpoint import load_run, save_model
 

@@ -20,7 +20,7 @@ def test_load_params_validates(tmp_path):
     nested.write_text("a: {b: 1}\n")
     with pytest.raises(ConfigError, match="'a' must be a scalar"):
         reports.load_params(nested)
-    with pytest.raises(ConfigError, match="no such parameter file"):
+    with pytest.raises(ConfigError, match="parameter file not found"):
         reports.load_params(tmp_path / "missing.yaml")
     bad = tmp_path / "b.yaml"
     bad.write_text("a: [\n")

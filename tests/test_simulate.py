@@ -411,7 +411,7 @@ def test_cli_simulate_like_real_sets(tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     (["--like", "pix2gev"], "--like 'pix2gev': expected one of pix1gev, barrel20, mini"),
-    (["--volumes", "8,x"], "--volumes '8,x': expected comma-separated volume ids"),
+    (["--volumes", "8,x"], "--volumes '8,x': expected 'all', 'pixel' or a comma-separated list of volume ids"),
     (["--volumes", ""], "--volumes '': expected"),
     (["--min-pt", "fast"], "--min-pt 'fast': expected a transverse momentum >= 0"),
     (["--min-pt", "-1"], "--min-pt '-1': expected"),

@@ -4,10 +4,18 @@ import pytest
 import torch
 
 from trackstudy.errors import ConfigError, DataError
-from trackstudy.postprocessing.track_formation import (ClassTrackParams, EmbeddingTrackParams, ParamTrackParams,
-                                                       components_from_edges, form_tracks, labels_to_track_ids,
-                                                       timed, tracks_from_classes, tracks_from_embeddings,
-                                                       tracks_from_params, tune_track_formation)
+from trackstudy.postprocessing.track_formation import (
+    ClassTrackParams,
+    EmbeddingTrackParams,
+    ParamTrackParams,
+    components_from_edges,
+    form_tracks,
+    labels_to_track_ids,
+    tracks_from_classes,
+    tracks_from_embeddings,
+    tracks_from_params,
+    tune_track_formation,
+)
 
 
 def _same_partition(track_ids, expected):
@@ -156,11 +164,6 @@ def test_form_tracks_dispatch_and_errors():
         tracks_from_params([1], [[np.nan, 0, 0, 1]])
     with pytest.raises(ConfigError, match="method"):
         EmbeddingTrackParams(method="spectral")
-
-
-def test_timed_returns_result_and_seconds():
-    out, dt = timed(lambda a: a + 1, 1)
-    assert out == 2 and dt >= 0
 
 
 def test_tune_picks_the_best_threshold():

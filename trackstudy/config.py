@@ -1,10 +1,14 @@
 """Project paths, resolved from the package (never from the working directory: papermill
-runs notebooks from elsewhere)."""
+runs notebooks from elsewhere), detector constants, and the one YAML reader of the project."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import yaml
+
+from trackstudy.errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ROOT = PACKAGE_DIR.parent
@@ -33,3 +37,53 @@ def resolve_path(path: str | os.PathLike) -> Path:
     from notebooks/ under papermill, so the working directory is never used)."""
     path = Path(os.path.expanduser(str(path)))
     return path if path.is_absolute() else ROOT / path
+
+
+class YamlLoader(yaml.SafeLoader):
+    """YAML 1.1 without base-60 numbers: ``10:50`` stays the string '10:50' (safe_load reads 650)."""
+
+
+def _no_sexagesimal(kind):
+    base = yaml.SafeLoader.construct_yaml_int if kind == "int" else yaml.SafeLoader.construct_yaml_float
+
+    def construct(loader, node):
+        text = loader.construct_scalar(node)
+        return text if ":" in text else base(loader, node)
+    return construct
+
+
+YamlLoader.add_constructor("tag:yaml.org,2002:int", _no_sexagesimal("int"))
+YamlLoader.add_constructor("tag:yaml.org,2002:float", _no_sexagesimal("float"))
+
+
+def yaml_problem(exc: yaml.YAMLError, with_line: bool = False) -> str:
+    """One line from a YAML error: its problem and, for files, where."""
+    problem = getattr(exc, "problem", None) or (str(exc).splitlines() or ["syntax error"])[0]
+    mark = getattr(exc, "problem_mark", None)
+    if with_line and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return problem
+
+
+def read_yaml(path: str | os.PathLike, *, what: str = "YAML file", expected: str = "a mapping") -> dict:
+    """The mapping in the YAML file ``path`` (an empty file: {}), read with :class:`YamlLoader`.
+
+    ``what`` names the file in errors ("config file", "parameter file"); ``expected`` says what the
+    top level must be. ConfigError names the file and, for syntax errors, the line and column."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a folder (expected a {what})")
+    if not p.is_file():
+        raise ConfigError(f"{p}: {what} not found")
+    try:
+        with open(p, encoding="utf-8") as f:
+            data = yaml.load(f, Loader=YamlLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({yaml_problem(exc, with_line=True)})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a text file (expected a {what})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected {expected}, got {type(data).__name__}")
+    return data

@@ -8,6 +8,7 @@ context everywhere else, so the same training loop runs unchanged on a laptop.
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
 
 import torch
@@ -103,3 +104,36 @@ def quiet_torch_compile():
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch(\..*)?$")
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch(\..*)?$")
         yield
+class StageClock:
+    """Times named stages on ``device`` (default: the best one here): ``with clock("encoder"): ...``.
+
+    The device is synchronised before and after each stage, so every stage owns the kernels it
+    queued. On CUDA the stage time comes from CUDA events recorded at the two boundaries; elsewhere
+    from ``time.perf_counter``. ``clock.seconds`` maps stage name -> seconds (summed if repeated).
+    """
+
+    def __init__(self, device: str | torch.device | None = None):
+        self.device = resolve_device(device or "auto")
+        self.seconds: dict[str, float] = {}
+        self._cuda = self.device.type == "cuda"
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        synchronize(self.device)
+        if self._cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self._cuda:
+                end.record()
+                end.synchronize()
+                dt = start.elapsed_time(end) / 1e3  # ms -> s
+            else:
+                synchronize(self.device)
+                dt = time.perf_counter() - t0
+            self.seconds[name] = self.seconds.get(name, 0.0) + dt
+
+

@@ -27,7 +27,6 @@ formation leaves alone.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -38,8 +37,9 @@ import torch
 
 from trackstudy.config import PIXEL_VOLUMES
 from trackstudy.data.io import Event, iter_events
-from trackstudy.device import autocast_context, resolve_device, synchronize
+from trackstudy.device import StageClock, autocast_context, resolve_device, synchronize
 from trackstudy.errors import ConfigError, DataError
+from trackstudy.kinematics import hit_eta_phi
 from trackstudy.locality.clustering import METHODS, cluster_xyz, resolve_params, vertex_scan_regions
 from trackstudy.models.attention import BACKENDS, AttentionContext
 from trackstudy.models.features import hit_features
@@ -49,43 +49,6 @@ from trackstudy.postprocessing.track_formation import form_tracks, model_params,
 STAGES = ("clustering", "features", "masks", "encoder", "track_formation")
 #: Keys accepted in the ``locality`` section (the run config's).
 LOCALITY_KEYS = ("method", "params", "vertex_scan")
-
-
-# --------------------------------------------------------------------------------------------
-# timing
-
-
-class StageClock:
-    """Times named stages on ``device``: ``with clock("encoder"): ...``.
-
-    The device is synchronised before and after each stage, so every stage owns the kernels it
-    queued. On CUDA the stage time comes from CUDA events recorded at the two boundaries; elsewhere
-    from ``time.perf_counter``. ``clock.seconds`` maps stage name -> seconds (summed if repeated).
-    """
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.seconds: dict[str, float] = {}
-        self._cuda = device.type == "cuda"
-
-    @contextlib.contextmanager
-    def __call__(self, name: str):
-        synchronize(self.device)
-        if self._cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            if self._cuda:
-                end.record()
-                end.synchronize()
-                dt = start.elapsed_time(end) / 1e3  # ms -> s
-            else:
-                synchronize(self.device)
-                dt = time.perf_counter() - t0
-            self.seconds[name] = self.seconds.get(name, 0.0) + dt
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,10 +100,7 @@ def cluster_hits(hits: pd.DataFrame, locality: Mapping | None) -> np.ndarray | N
 
 def hit_angles(hits: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(eta, phi) float32 (N,) of the hit positions (pseudorapidity, radians)."""
-    x, y, z = (hits[c].to_numpy(np.float64) for c in ("x", "y", "z"))
-    r = np.hypot(x, y)
-    return (np.arcsinh(z / np.maximum(r, 1e-3)).astype(np.float32),
-            np.arctan2(y, x).astype(np.float32))
+    return hit_eta_phi(*(hits[c].to_numpy(np.float64) for c in ("x", "y", "z")))
 
 
 def build_masks(ctx, backend: str, lsh=None) -> None:
@@ -291,5 +251,5 @@ def predict_events(model, events, *, locality: Mapping | None, device=None, pixe
     return pd.concat(subs, ignore_index=True), pd.DataFrame(rows)
 
 
-__all__ = ["LOCALITY_KEYS", "STAGES", "StageClock", "build_masks", "check_locality", "cluster_hits", "hit_angles",
+__all__ = ["LOCALITY_KEYS", "STAGES", "build_masks", "check_locality", "cluster_hits", "hit_angles",
            "predict_event", "predict_events", "select_pixel_hits"]

@@ -22,16 +22,25 @@ def phi(x, y):
     return np.arctan2(y, x)
 
 
-def theta_from_xyz(x, y, z):
-    """Polar angle from the z axis in [0, pi]."""
-    return np.arctan2(np.hypot(x, y), z)
-
-
 def eta_from_xyz(x, y, z):
     """Pseudorapidity -ln tan(theta/2) = asinh(z / r); +-inf on the beam line."""
     r = np.hypot(x, y)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.arcsinh(np.divide(z, r))
+
+
+#: Hits closer than this to the beam line (mm) take it as their radius in :func:`hit_eta_phi`.
+MIN_R_MM = 1e-3
+
+
+def hit_eta_phi(x, y, z, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """(eta, phi) of hit positions as the models see them: asinh(z / max(r, MIN_R_MM)) and
+    atan2(y, x), in ``dtype``; finite everywhere (a hit on the beam line gets a large |eta|, not inf)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    z = np.asarray(z, dtype=np.float64)
+    r = np.hypot(x, y)
+    return np.arcsinh(z / np.maximum(r, MIN_R_MM)).astype(dtype), np.arctan2(y, x).astype(dtype)
 
 
 def pt(px, py):
@@ -52,11 +61,6 @@ def eta_from_momentum(px, py, pz):
 def wrap_phi(dphi):
     """Wrap an angle difference into [-pi, pi)."""
     return (np.asarray(dphi) + np.pi) % (2 * np.pi) - np.pi
-
-
-def helix_radius_mm(pt_gev, b_tesla=2.0):
-    """Radius of curvature (mm) of a unit-charge track of transverse momentum pt_gev in field b_tesla."""
-    return np.asarray(pt_gev) / (C_LIGHT * b_tesla) * 1000.0
 
 
 def origin_circle_pt(group, x, y, n_groups: int | None = None, b_tesla: float = 2.0) -> np.ndarray:

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from tqdm.auto import tqdm
 
 from trackstudy.baselines.dbscan_helix import HelixDBSCANParams, dbscan_helix_tracks, unrolled_features
 from trackstudy.baselines.simple import random_tracks, shuffled_tracks, truth_tracks
-from trackstudy.config import PARAMS_DIR
+from trackstudy.config import PARAMS_DIR, read_yaml
 from trackstudy.data.io import Event, iter_events, select_volumes
 from trackstudy.errors import ConfigError
 
@@ -32,21 +31,9 @@ def load_baseline_params(path: str | os.PathLike | None = None) -> dict:
     """The per-method parameter sections of a baselines YAML file (default ``params/baselines.yaml``);
     a missing default file gives the built-in defaults."""
     path = Path(path) if path is not None else BASELINES_YAML
-    if not path.is_file():
-        if path == BASELINES_YAML:
-            return {}
-        raise ConfigError(f"{path}: no such parameter file")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: not valid YAML{where} ({problem})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file (expected a YAML parameter file)") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of method -> parameters")
+    if not path.exists() and path == BASELINES_YAML:
+        return {}
+    data = read_yaml(path, what="parameter file", expected="a mapping of method -> parameters")
     unknown = sorted(set(data) - set(METHODS))
     if unknown:
         raise ConfigError(f"{path}: unknown method section(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")

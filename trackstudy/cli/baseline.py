@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trackstudy.cli.evaluate import parse_volumes
+from trackstudy.data.io import parse_volumes
 from trackstudy.errors import ConfigError, DataError
 
 # The method names are repeated here (tests check they equal trackstudy.baselines.METHODS) so

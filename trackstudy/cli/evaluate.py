@@ -9,29 +9,11 @@ import sys
 
 import pandas as pd
 
-from trackstudy.config import PIXEL_VOLUMES
+from trackstudy.data.io import parse_volumes
 from trackstudy.errors import ConfigError, DataError
 
 # trackstudy.metrics is imported in run(): every command module is imported to build the parser,
 # so module-level imports here would slow down every `trackstudy` call.
-
-
-def parse_volumes(text: str | None):
-    """``all`` / None -> None, ``pixel`` -> (7, 8, 9), ``7,8,9`` -> (7, 8, 9)."""
-    if text is None or text == "all":
-        return None
-    if text == "pixel":
-        return PIXEL_VOLUMES
-    try:
-        vols = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise ConfigError(f"--volumes {text!r}: expected 'all', 'pixel' or a comma-separated list of "
-                          f"volume ids such as 7,8,9") from None
-    if not vols:
-        raise ConfigError(f"--volumes {text!r}: no volume ids given")
-    if min(vols) < 0 or max(vols) > 2**31 - 1:
-        raise ConfigError(f"--volumes {text!r}: volume ids are integers 0 .. {2**31 - 1}")
-    return vols
 
 
 def check_count(value, option: str, low: int = 1, high: int | None = None) -> None:
@@ -101,10 +83,8 @@ def check_result(result, args) -> None:
 
 
 def run(args) -> int:
-    from trackstudy.metrics import HEADLINE_KEYS, evaluate_submission_file
-
     from trackstudy.data.io import find_events
-    from trackstudy.metrics import read_submission
+    from trackstudy.metrics import HEADLINE_KEYS, evaluate_submission_file, read_submission
 
     check_count(args.events, "--events")
     check_number(args.pt_min, "--pt-min", 0.0, what="GeV")

@@ -86,16 +86,15 @@ def _number(value: str, option: str, expected: str) -> float:
 def cuts_from_args(args):
     """The EventCuts of the cut options (None when none is given); bad values name their option."""
     from trackstudy.data.cuts import LAYER_RULES, LIKE, EventCuts
+    from trackstudy.data.io import parse_volumes
 
     given: dict = {}
     if args.volumes is not None:
-        try:
-            vols = tuple(int(v) for v in str(args.volumes).replace(" ", "").split(",") if v != "")
-        except ValueError:
-            vols = ()
-        if not vols or min(vols) < 0:
-            raise ConfigError(f"--volumes {args.volumes!r}: expected comma-separated volume ids, e.g. 8,13,17")
-        given["volumes"] = vols
+        if not str(args.volumes).strip():
+            raise ConfigError("--volumes '': expected 'all', 'pixel' or comma-separated volume ids, e.g. 8,13,17")
+        vols = parse_volumes(str(args.volumes).replace(" ", ""))
+        if vols is not None:
+            given["volumes"] = vols
     if args.min_pt is not None:
         x = _number(args.min_pt, "--min-pt", "a transverse momentum >= 0 in GeV, e.g. 1.0")
         if x < 0:

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from trackstudy.config import PIXEL_VOLUMES
-from trackstudy.errors import DataError, TrackstudyError
+from trackstudy.errors import ConfigError, DataError, TrackstudyError
 from trackstudy.kinematics import eta_from_momentum, eta_from_xyz, phi, pt, r_xy
 from trackstudy.kinematics import p as p_mag
 
@@ -620,6 +620,26 @@ def write_event(event: Event, out_dir: str | os.PathLike, force: bool = False, c
             twin.unlink()
     atomic_write_many(items, force=True)
     return prefix
+
+
+def parse_volumes(text: str | None, what: str = "--volumes") -> tuple[int, ...] | None:
+    """``all`` / "" / None -> None (every volume), ``pixel`` -> (7, 8, 9), ``7,8,9`` -> (7, 8, 9);
+    ``what`` names the option or parameter in errors."""
+    text = None if text is None else str(text).strip()
+    if text in (None, "", "all"):
+        return None
+    if text == "pixel":
+        return PIXEL_VOLUMES
+    try:
+        vols = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"{what} {text!r}: expected 'all', 'pixel' or a comma-separated list of "
+                          f"volume ids such as 7,8,9") from None
+    if not vols:
+        raise ConfigError(f"{what} {text!r}: no volume ids given")
+    if min(vols) < 0 or max(vols) > 2**31 - 1:
+        raise ConfigError(f"{what} {text!r}: volume ids are integers 0 .. {2**31 - 1}")
+    return vols
 
 
 def select_volumes(event: Event, volumes: Sequence[int] | None = PIXEL_VOLUMES) -> Event:

@@ -30,13 +30,13 @@ With the defaults the pixel-detector features lie roughly in [-1, 1]. For the fu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
 from trackstudy.errors import ConfigError, DataError
+from trackstudy.kinematics import hit_eta_phi
 
 #: Every feature this module can compute, in a canonical order.
 AVAILABLE_FEATURES = ("x", "y", "z", "r", "sin_phi", "cos_phi", "phi", "eta", "theta", "dphi_cl", "deta_cl")
@@ -48,9 +48,6 @@ DEFAULT_FEATURES = ("x", "y", "z", "r", "sin_phi", "cos_phi", "eta")
 PIXEL_SCALES = {"xy_scale": 200.0, "z_scale": 1500.0, "eta_scale": 5.0}
 #: Scales (mm, mm, 1) suited to the whole TrackML detector, strips included.
 FULL_DETECTOR_SCALES = {"xy_scale": 1025.0, "z_scale": 3000.0, "eta_scale": 5.0}
-
-#: r (mm) below which eta is computed at r = this value (a hit on the beam line has eta = +-inf).
-_MIN_R_MM = 1e-3
 
 
 @dataclass
@@ -127,8 +124,7 @@ def feature_array(x, y, z, cfg: FeatureConfig | None = None, cluster=None) -> np
     y = np.asarray(y, dtype=np.float64)
     z = np.asarray(z, dtype=np.float64)
     r = np.hypot(x, y)
-    ph = np.arctan2(y, x)
-    eta = np.arcsinh(z / np.maximum(r, _MIN_R_MM))
+    eta, ph = hit_eta_phi(x, y, z, dtype=np.float64)
     if cfg.needs_clusters:
         if cluster is None:
             raise ConfigError(f"features {[n for n in cfg.names if n in CLUSTER_FEATURES]} are relative to the "
@@ -182,15 +178,5 @@ def hit_features(hits: pd.DataFrame, cfg: FeatureConfig | None = None, *, source
     return feature_array(hits["x"].to_numpy(), hits["y"].to_numpy(), hits["z"].to_numpy(), cfg, cluster)
 
 
-def feature_names(cfg: FeatureConfig | None = None) -> list[str]:
-    """Column names of :func:`hit_features` (for tables and plots)."""
-    return list((cfg or FeatureConfig()).names)
-
-
-def select_features(names: Sequence[str], **scales) -> FeatureConfig:
-    """A FeatureConfig for ``names`` with optional scale overrides (xy_scale, z_scale, eta_scale)."""
-    return FeatureConfig(names=tuple(names), **scales)
-
-
 __all__ = ["AVAILABLE_FEATURES", "CLUSTER_FEATURES", "DEFAULT_FEATURES", "FULL_DETECTOR_SCALES", "PIXEL_SCALES", "FeatureConfig",
-           "feature_array", "feature_names", "hit_features", "select_features"]
+           "feature_array", "hit_features"]

@@ -5,12 +5,11 @@ from trackstudy.postprocessing.track_formation import (
     EmbeddingTrackParams,
     ParamTrackParams,
     form_tracks,
-    timed,
     tracks_from_classes,
     tracks_from_embeddings,
     tracks_from_params,
     tune_track_formation,
 )
 
-__all__ = ["ClassTrackParams", "EmbeddingTrackParams", "ParamTrackParams", "form_tracks", "timed",
+__all__ = ["ClassTrackParams", "EmbeddingTrackParams", "ParamTrackParams", "form_tracks",
            "tracks_from_classes", "tracks_from_embeddings", "tracks_from_params", "tune_track_formation"]

@@ -20,14 +20,13 @@ cluster by cluster on padded blocks (:func:`trackstudy.models.masks.cluster_bloc
 layout as the contrastive loss), so its cost is sum of cluster size^2, not N^2; DBSCAN then gets
 the eps-graph as a sparse precomputed distance matrix and HDBSCAN runs once per cluster.
 
-Track formation is timed apart from the encoder with :func:`timed` (synchronises CUDA).
+Track formation is timed apart from the encoder with :class:`trackstudy.device.StageClock`.
 :func:`tune_track_formation` grid-searches the parameters on validation events.
 """
 
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 
@@ -38,6 +37,7 @@ import torch
 from scipy.sparse.csgraph import connected_components
 from sklearn.cluster import DBSCAN, HDBSCAN
 
+from trackstudy.device import StageClock
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.kinematics import origin_circle_pt
 from trackstudy.metrics import evaluate_event
@@ -643,17 +643,6 @@ def form_tracks(outputs: Mapping, hit_ids, *, event_id: int = 0, cluster=None, p
                       "(expected 'embedding', 'logits' or 'params')")
 
 
-def timed(fn: Callable, *args, **kwargs):
-    """(fn(*args, **kwargs), wall seconds), CUDA synchronised before and after, so that track
-    formation can be reported apart from the encoder."""
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    sync()
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    sync()
-    return out, time.perf_counter() - t0
-
-
 def _metric_value(result, key: str) -> float:
     if isinstance(result, Mapping):
         if key not in result:
@@ -696,10 +685,12 @@ def tune_track_formation(events: Sequence[Mapping], grid: Mapping[str, Iterable]
         cand = replace(base, **dict(zip(keys, values)))
         scores, seconds = [], []
         for ev in events:
-            sub, dt = timed(form_tracks, ev["outputs"], ev["hit_ids"], event_id=int(ev.get("event_id", 0)),
-                            cluster=ev.get("cluster"), params=cand, xyz=ev.get("xyz"))
+            clock = StageClock()
+            with clock("track_formation"):
+                sub = form_tracks(ev["outputs"], ev["hit_ids"], event_id=int(ev.get("event_id", 0)),
+                                  cluster=ev.get("cluster"), params=cand, xyz=ev.get("xyz"))
             scores.append(_metric_value(evaluate(sub, ev["truth"], ev["particles"], pt_min=pt_min), metric))
-            seconds.append(dt)
+            seconds.append(clock.seconds["track_formation"])
         finite = [v for v in scores if np.isfinite(v)]  # NaN: no reconstructable particle in an event
         value = float(np.mean(finite)) if finite else float("nan")
         rows.append({**dict(zip(keys, values)), metric: value, "seconds_per_event": float(np.mean(seconds))})
@@ -713,5 +704,5 @@ def tune_track_formation(events: Sequence[Mapping], grid: Mapping[str, Iterable]
 
 
 __all__ = ["ClassTrackParams", "EmbeddingTrackParams", "ParamTrackParams", "components_from_edges", "form_tracks",
-           "knn_edges", "labels_to_track_ids", "params_to_dict", "submission", "timed", "tracks_from_classes",
+           "knn_edges", "labels_to_track_ids", "params_to_dict", "submission", "tracks_from_classes",
            "tracks_from_embeddings", "tracks_from_params", "tune_track_formation"]

@@ -33,7 +33,8 @@ import pandas as pd
 import torch
 
 from trackstudy.errors import ConfigError, DataError
-from trackstudy.kinematics import eta_from_xyz, wrap_phi
+from trackstudy.inference import hit_angles
+from trackstudy.kinematics import wrap_phi
 from trackstudy.models.attention import AttentionContext
 from trackstudy.models.features import hit_features
 
@@ -56,12 +57,6 @@ class AttentionMaps:
     allowed: np.ndarray
 
 
-def _hit_angles(hits: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    x, y, z = (hits[c].to_numpy(np.float64) for c in ("x", "y", "z"))
-    return np.nan_to_num(eta_from_xyz(x, y, z), posinf=10.0, neginf=-10.0), np.arctan2(y, x)
-
-
-@torch.no_grad()
 def event_attention(model, hits: pd.DataFrame, *, cluster=None, max_hits: int = 4000) -> AttentionMaps:
     """Attention weights of every layer and head of ``model`` (a TrackModel) on one event.
 
@@ -78,7 +73,7 @@ def event_attention(model, hits: pd.DataFrame, *, cluster=None, max_hits: int = 
 
     device = next(model.parameters()).device
     x = torch.as_tensor(hit_features(hits, model.feature_cfg, cluster=cluster))[None].to(device)
-    eta, phi = _hit_angles(hits)
+    eta, phi = hit_angles(hits)
     lab = None if cluster is None else torch.as_tensor(np.asarray(cluster, dtype=np.int64))[None]
     ctx = AttentionContext(torch.ones(1, n, dtype=torch.bool), lab, device=device)
     was_training = model.training

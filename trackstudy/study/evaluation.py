@@ -11,23 +11,15 @@ import numpy as np
 import pandas as pd
 
 from trackstudy.baselines import baseline_submission, load_baseline_params
-from trackstudy.config import PIXEL_VOLUMES, RUNS_DIR
-from trackstudy.data.io import iter_events
-from trackstudy.errors import ConfigError, TrackstudyError
+from trackstudy.config import RUNS_DIR
+from trackstudy.data.io import iter_events, parse_volumes
+from trackstudy.errors import TrackstudyError
 from trackstudy.metrics.evaluate import Evaluation, evaluate_events, evaluate_submission_file
 
 
 def resolve_volumes(text: str | None):
-    """``"all"`` / "" / None -> None (every hit), ``"pixel"`` -> (7, 8, 9), ``"7,8"`` -> (7, 8)."""
-    if text is None or str(text).strip() in ("", "all"):
-        return None
-    if str(text).strip() == "pixel":
-        return PIXEL_VOLUMES
-    try:
-        return tuple(int(v) for v in str(text).split(",") if v.strip())
-    except ValueError:
-        raise ConfigError(f"volumes={text!r}: expected 'all', 'pixel' or a comma-separated list of "
-                          f"volume ids") from None
+    """The ``volumes`` parameter of the notebooks: see :func:`trackstudy.data.io.parse_volumes`."""
+    return parse_volumes(text, "volumes")
 
 
 def find_submissions(runs_dir: str | os.PathLike | None = "", pattern: str = "*/submission*.csv*") -> list[Path]:

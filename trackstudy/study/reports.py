@@ -19,9 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
-from trackstudy.config import NOTEBOOKS_DIR, PARAMS_DIR, REPORTS_DIR, ROOT
+from trackstudy.config import NOTEBOOKS_DIR, PARAMS_DIR, REPORTS_DIR, ROOT, read_yaml
 from trackstudy.data.io import atomic_write_bytes
 from trackstudy.errors import ConfigError
 
@@ -46,14 +44,9 @@ def notebook_setup() -> None:
 def load_params(path: str | os.PathLike) -> dict:
     """A flat mapping of notebook parameters from a YAML file (scalars and lists of scalars only)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such parameter file (see {PARAMS_DIR.relative_to(ROOT)}/)")
-    try:
-        params = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(params, dict):
-        raise ConfigError(f"{path}: expected a mapping of parameter names to values")
+    if not path.exists():
+        raise ConfigError(f"{path}: parameter file not found (see {PARAMS_DIR.relative_to(ROOT)}/)")
+    params = read_yaml(path, what="parameter file", expected="a mapping of parameter names to values")
     for key, value in params.items():
         ok = isinstance(value, (str, int, float, bool)) or value is None or (
             isinstance(value, list) and all(isinstance(v, (str, int, float, bool)) for v in value))

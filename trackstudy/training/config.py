@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from trackstudy.config import resolve_path
+from trackstudy.config import YamlLoader, read_yaml, resolve_path, yaml_problem
 from trackstudy.data.simulate import parse_tracks
 from trackstudy.device import DEVICE_CHOICES
 from trackstudy.errors import ConfigError
@@ -343,32 +343,6 @@ def normalise_grid(grid, family: str) -> list[dict]:
     return out
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1 without base-60 numbers: ``10:50`` stays the string '10:50' (safe_load reads 650)."""
-
-
-def _no_sexagesimal(kind):
-    base = yaml.SafeLoader.construct_yaml_int if kind == "int" else yaml.SafeLoader.construct_yaml_float
-
-    def construct(loader, node):
-        text = loader.construct_scalar(node)
-        return text if ":" in text else base(loader, node)
-    return construct
-
-
-_Loader.add_constructor("tag:yaml.org,2002:int", _no_sexagesimal("int"))
-_Loader.add_constructor("tag:yaml.org,2002:float", _no_sexagesimal("float"))
-
-
-def _yaml_problem(exc: yaml.YAMLError, with_line: bool = False) -> str:
-    """One line from a YAML error: its problem and, for files, where."""
-    problem = getattr(exc, "problem", None) or (str(exc).splitlines() or ["syntax error"])[0]
-    mark = getattr(exc, "problem_mark", None)
-    if with_line and mark is not None:
-        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
-    return problem
-
-
 def set_value(cfg: dict, assignment: str) -> dict:
     """Apply one ``section.key=value`` (or ``section.sub.key=value``) override; the value is YAML
     (``3``, ``0.5``, ``true``, ``null``, ``[1, 2]``, ``'10:50'``). Returns ``cfg`` (modified)."""
@@ -379,9 +353,9 @@ def set_value(cfg: dict, assignment: str) -> dict:
     if len(keys) < 2:
         raise ConfigError(f"--set {assignment!r}: the key must name a section and a key, e.g. train.steps")
     try:
-        value = yaml.load(text, Loader=_Loader) if text.strip() else ""
+        value = yaml.load(text, Loader=YamlLoader) if text.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {assignment}: the value is not valid YAML ({_yaml_problem(exc)})") from None
+        raise ConfigError(f"--set {assignment}: the value is not valid YAML ({yaml_problem(exc)})") from None
     if keys[0] not in DEFAULTS:
         raise ConfigError(f"--set {path}: unknown section {keys[0]!r}; valid sections: {', '.join(DEFAULTS)}")
     node = cfg
@@ -394,27 +368,10 @@ def set_value(cfg: dict, assignment: str) -> dict:
 
 
 def load_yaml(path: str | os.PathLike) -> dict:
-    """A YAML mapping from ``path`` (relative paths from the project root when not found as given)."""
+    """A run config's YAML mapping from ``path`` (relative paths from the project root when not found as given)."""
     p = Path(path)
-    if not p.is_file():
-        p = resolve_path(path)
-    if not p.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        with open(p, encoding="utf-8") as f:
-            cfg = yaml.load(f, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({_yaml_problem(exc, with_line=True)})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not a text file (expected a YAML run config)") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{p}: is a folder (expected a YAML run config)") from None
-    if cfg is None:
-        return {}
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{p}: expected a mapping of sections (model, locality, data, train, tune), "
-                          f"got {type(cfg).__name__}")
-    return cfg
+    return read_yaml(p if p.exists() else resolve_path(path), what="config file",
+                     expected="a mapping of sections (model, locality, data, train, tune)")
 
 
 def dump_yaml(cfg: dict) -> str:

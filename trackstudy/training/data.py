@@ -40,10 +40,11 @@ from trackstudy.data.detector import Detector
 from trackstudy.data.io import Event, atomic_write_bytes, find_events, merge_event, read_event, select_volumes
 from trackstudy.data.simulate import SimulationConfig, parse_tracks, simulate_event
 from trackstudy.errors import ConfigError, DataError
+from trackstudy.kinematics import hit_eta_phi
 from trackstudy.locality import cluster_xyz
 from trackstudy.models.features import FeatureConfig, feature_array
-from trackstudy.training.config import config_hash
 from trackstudy.models.roads import RoadBinning, particle_parameters
+from trackstudy.training.config import config_hash
 from trackstudy.training.targets import class_targets, collate, make_sample
 
 #: Version of the cached tensor layout; part of every cache key.
@@ -114,9 +115,7 @@ def augment_sample(sample: dict, rng: np.random.Generator, *, feature_cfg: Featu
     if "cluster" in sample and recluster:
         out["cluster"] = locality_labels(pd.DataFrame({"x": x, "y": y, "z": z}), locality)
     out["x"] = feature_array(x, y, z, feature_cfg, out.get("cluster"))
-    r = np.hypot(x, y)
-    out["eta"] = np.arcsinh(z / np.maximum(r, 1e-3)).astype(np.float32)
-    out["phi"] = np.arctan2(y, x).astype(np.float32)
+    out["eta"], out["phi"] = hit_eta_phi(x, y, z)
     real = sample["particle_id"] != 0
     par = particle_parameters(px, py, pz, q)
     reg = np.stack([par["theta"], np.sin(par["phi"]), np.cos(par["phi"]), q], axis=-1)

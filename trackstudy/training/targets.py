@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from trackstudy.errors import ConfigError, DataError
+from trackstudy.kinematics import hit_eta_phi
 from trackstudy.models.features import hit_features
 from trackstudy.models.roads import (
     IGNORE_INDEX,
@@ -86,9 +87,7 @@ def make_sample(df: pd.DataFrame, *, feature_cfg=None, binning: RoadBinning | No
     out = {"x": hit_features(df, feature_cfg, source=source, cluster=cluster),
            "hit_id": df["hit_id"].to_numpy().astype(np.int64)}
     x, y, z = (df[c].to_numpy(np.float64) for c in ("x", "y", "z"))
-    r = np.hypot(x, y)
-    out["eta"] = np.arcsinh(z / np.maximum(r, 1e-3)).astype(np.float32)
-    out["phi"] = np.arctan2(y, x).astype(np.float32)
+    out["eta"], out["phi"] = hit_eta_phi(x, y, z)
     if cluster is not None:
         c = np.asarray(cluster)
         if c.shape != (len(df),) or not np.issubdtype(c.dtype, np.integer):
