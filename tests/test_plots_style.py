@@ -197,6 +197,23 @@ def test_user_axes_and_settings_are_left_alone():
         plt.rcParams["lines.linewidth"] = matplotlib.rcParamsDefault["lines.linewidth"]
 
 
+@pytest.mark.slow
+def test_notebook_keeps_showing_figures_after_a_styled_one():
+    """The first figure of a kernel loads the inline backend, which turns interactive mode on: done
+    inside the style block, leaving the block turned it off again and later figures were not shown."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    cells = ["import numpy as np\nimport matplotlib.pyplot as plt\n"
+             "from trackstudy.plots.locality import plot_cluster_sizes",
+             "plot_cluster_sizes({'a': np.array([1, 2, 2, 5])});",
+             "plot_cluster_sizes({'b': np.array([1, 3])});",
+             "fig, ax = plt.subplots()\nax.plot([0, 1], [0, 1]);"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    shown = ["image/png" in o.get("data", {}) for c in nb.cells[1:] for o in c.outputs]
+    assert shown == [True, True, True]
+
+
 def test_style_fonts_are_installed():
     from matplotlib import font_manager
 

@@ -43,7 +43,7 @@ def plot_attention_vs_mask(maps: AttentionMaps, *, stage: str = "encoder", layer
         panels.append(("same particle (truth)", ((pid[:, None] == pid[None, :]) & (pid[None, :] != 0)).astype(float),
                        "Greys", None))
     if axes is None:
-        _, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4))
+        _, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), layout="constrained")
     for ax, (title, img, cmap, lim) in zip(axes, panels):
         im = ax.imshow(img, cmap=cmap, interpolation="nearest", vmin=None if lim is None else lim[0],
                        vmax=None if lim is None else lim[1])

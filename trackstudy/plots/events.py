@@ -63,10 +63,11 @@ def plot_particle_distributions(samples: Mapping[str, pd.DataFrame], *, pt_min: 
         parts = add_particle_features(parts)
         parts = parts[parts["pt"] > pt_min]
         for ax, col, bins in zip(axes, ("pt", "eta", "nhits"), (pt_bins, eta_bins, nh_bins)):
-            h = histogram(parts[col], bins)
+            counts = histogram(parts[col], bins).values()  # outside the bins: flow, not drawn
             # density over the drawn bins (as plt.hist(density=True)); an empty sample stays at zero
-            mplhep.histplot(h, ax=ax, histtype="step", density=bool(h.sum()), flow="none", yerr=False,
-                            color=colour(i), label=f"{label} ({len(parts)})")
+            density = counts / (counts.sum() * np.diff(bins)) if counts.sum() else counts
+            mplhep.histplot(density, bins, ax=ax, histtype="step", yerr=False, color=colour(i),
+                            label=f"{label} ({len(parts)})")
     axes[0].set(xscale="log", yscale="log", xlabel=r"particle $p_\mathrm{T}$ [GeV]", ylabel="density [1/GeV]")
     axes[1].set(xlabel=r"particle $\eta$", ylabel="density")
     axes[2].set(xlabel="hits per particle", ylabel="density", yscale="log")

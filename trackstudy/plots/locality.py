@@ -123,7 +123,7 @@ def plot_cluster_sizes(sizes: Mapping[str, np.ndarray], *, bins: int = 40, ax: p
     edges = np.unique(np.round(np.logspace(0, np.log10(top + 1), bins)).astype(int))
     edges = np.append(edges, edges[-1] + 1)
     for i, (name, s) in enumerate(sizes.items()):
-        mplhep.histplot(histogram(s, edges), ax=ax, histtype="step", flow="none", yerr=False, lw=1.5,
+        mplhep.histplot(histogram(s, edges).values(), edges, ax=ax, histtype="step", yerr=False, lw=1.5,
                         color=colour(i), label=f"{name} ({len(s)} clusters)")
     ax.set(xscale="log", yscale="log", xlabel="hits per cluster", ylabel="clusters", title=title)
     ax.legend(fontsize=8)

@@ -46,6 +46,24 @@ STYLE: dict[str, Any] = {
 }
 
 
+def _load_backend() -> None:
+    """Load matplotlib's backend now if no figure has done so yet.
+
+    In a Jupyter kernel, loading the inline backend switches matplotlib to interactive mode (and
+    applies the kernel's ``InlineBackend.rc``). Done inside the style block, by the first figure
+    of a session, those settings would be undone on leaving it, and the notebook's later figures
+    would no longer be shown.
+    """
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    load = getattr(plt, "_get_backend_mod", None)  # pyplot's own loader (it closes no figure, unlike switch_backend)
+    if load is not None:
+        load()
+    else:  # pragma: no cover - other matplotlib versions: at least resolve the name
+        matplotlib.get_backend()
+
+
 @contextmanager
 def hep_style(**rc) -> Iterator[None]:
     """mplhep's ROOT style plus :data:`STYLE` (and ``rc``), for the duration of the ``with`` block only."""
@@ -53,6 +71,7 @@ def hep_style(**rc) -> Iterator[None]:
     import mplhep
     from cycler import cycler
 
+    _load_backend()
     with plt.style.context([mplhep.style.ROOT, {**STYLE, "axes.prop_cycle": cycler(color=COLOURS), **rc}]):
         yield
 
