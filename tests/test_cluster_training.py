@@ -15,10 +15,9 @@ import pytest
 import torch
 
 from trackstudy.errors import ConfigError, DataError
-from trackstudy.models.attention import AttentionContext
 from trackstudy.models.features import FeatureConfig, feature_array
 from trackstudy.models.heads import build_model, make_context
-from trackstudy.postprocessing import track_formation as tf
+from trackstudy.postprocessing import track_formation
 from trackstudy.training import config as tconfig
 from trackstudy.training import data as tdata
 from trackstudy.training import train
@@ -186,50 +185,50 @@ def _two_tracks_embedding():
 def test_max_hits_splits_oversized_tracks():
     e = _two_tracks_embedding()
     e[4:, 0] = 0.9  # B leans towards A: cos(A, B) ~ 0.67, above the 0.5 threshold
-    p = tf.EmbeddingTrackParams(k=7, threshold=0.5)
-    assert tf.tracks_from_embeddings(np.arange(8), e, params=p)["track_id"].nunique() == 1  # one 8-hit blob
-    sub = tf.tracks_from_embeddings(np.arange(8), e, params=tf.EmbeddingTrackParams(k=7, threshold=0.5, max_hits=4))
+    p = track_formation.EmbeddingTrackParams(k=7, threshold=0.5)
+    assert track_formation.tracks_from_embeddings(np.arange(8), e, params=p)["track_id"].nunique() == 1  # one 8-hit blob
+    sub = track_formation.tracks_from_embeddings(np.arange(8), e, params=track_formation.EmbeddingTrackParams(k=7, threshold=0.5, max_hits=4))
     t = sub["track_id"].to_numpy()
     assert len(set(t[:4])) == 1 and len(set(t[4:])) == 1 and t[0] != t[4]  # split at the weak A-B edges
     # a cap nothing fits in: the hits end up as one-hit tracks, never in a track above the cap
-    sub = tf.tracks_from_embeddings(np.arange(8), e, params=tf.EmbeddingTrackParams(k=7, threshold=0.5, max_hits=1))
+    sub = track_formation.tracks_from_embeddings(np.arange(8), e, params=track_formation.EmbeddingTrackParams(k=7, threshold=0.5, max_hits=1))
     assert sub["track_id"].nunique() == 8
 
 
 def test_merge_joins_one_particle_cut_by_the_clustering():
     e = _two_tracks_embedding()
     cluster = np.array([0, 0, 1, 1, 2, 2, 2, 2])  # track A cut in two by the locality clustering
-    p = tf.EmbeddingTrackParams(k=3, threshold=0.9)
-    t = tf.tracks_from_embeddings(np.arange(8), e, cluster=cluster, params=p)["track_id"].to_numpy()
+    p = track_formation.EmbeddingTrackParams(k=3, threshold=0.9)
+    t = track_formation.tracks_from_embeddings(np.arange(8), e, cluster=cluster, params=p)["track_id"].to_numpy()
     assert t[0] != t[2]
-    pm = tf.EmbeddingTrackParams(k=3, threshold=0.9, merge_threshold=0.95)
-    t = tf.tracks_from_embeddings(np.arange(8), e, cluster=cluster, params=pm)["track_id"].to_numpy()
+    pm = track_formation.EmbeddingTrackParams(k=3, threshold=0.9, merge_threshold=0.95)
+    t = track_formation.tracks_from_embeddings(np.arange(8), e, cluster=cluster, params=pm)["track_id"].to_numpy()
     assert t[0] == t[1] == t[2] == t[3] and t[4] != t[0]
-    capped = tf.EmbeddingTrackParams(k=3, threshold=0.9, merge_threshold=0.95, max_hits=3)
-    t = tf.tracks_from_embeddings(np.arange(8), e, cluster=cluster, params=capped)["track_id"].to_numpy()
+    capped = track_formation.EmbeddingTrackParams(k=3, threshold=0.9, merge_threshold=0.95, max_hits=3)
+    t = track_formation.tracks_from_embeddings(np.arange(8), e, cluster=cluster, params=capped)["track_id"].to_numpy()
     assert t[0] != t[2]  # 2 + 2 hits > max_hits: not merged
 
 
 def test_min_filter_dissolves_low_probability_tracks():
     e = _two_tracks_embedding()
     logit = np.array([3.0] * 4 + [-3.0] * 4)  # A: p = 0.95, B: p = 0.05
-    p = tf.EmbeddingTrackParams(k=3, threshold=0.9, min_filter=0.5)
-    t = tf.tracks_from_embeddings(np.arange(8), e, params=p, hit_filter=logit)["track_id"].to_numpy()
+    p = track_formation.EmbeddingTrackParams(k=3, threshold=0.9, min_filter=0.5)
+    t = track_formation.tracks_from_embeddings(np.arange(8), e, params=p, hit_filter=logit)["track_id"].to_numpy()
     assert len(set(t[:4])) == 1 and len(set(t[4:])) == 4
-    out = tf.form_tracks({"embedding": torch.from_numpy(e), "filter": torch.from_numpy(logit)}, np.arange(8),
+    out = track_formation.form_tracks({"embedding": torch.from_numpy(e), "filter": torch.from_numpy(logit)}, np.arange(8),
                          params=p)
     assert np.array_equal(out["track_id"].to_numpy(), t)
     with pytest.raises(ConfigError, match="hit-filter"):
-        tf.tracks_from_embeddings(np.arange(8), e, params=p)
+        track_formation.tracks_from_embeddings(np.arange(8), e, params=p)
     with pytest.raises(ConfigError, match="min_filter"):
-        tf.EmbeddingTrackParams(min_filter=1.5)
+        track_formation.EmbeddingTrackParams(min_filter=1.5)
 
 
 def test_track_params_with_new_fields_roundtrip(tmp_path):
     from trackstudy.training.checkpoint import load_run, save_model
 
     model = build_model("contrastive", "tiny", feature_cfg=CLUSTER_FEATURES, filter_weight=0.5,
-                        track_params=tf.EmbeddingTrackParams(max_hits=25, merge_threshold=0.97, min_filter=0.4))
+                        track_params=track_formation.EmbeddingTrackParams(max_hits=25, merge_threshold=0.97, min_filter=0.4))
     save_model(tmp_path, model, {})
     again, _ = load_run(tmp_path, "cpu")
     assert again.track_params == model.track_params and again.head_cfg.filter_weight == 0.5
@@ -301,22 +300,22 @@ def test_min_track_pt_dissolves_low_pt_tracks_worked_by_hand():
     xyz = np.concatenate([arc(5000.0, 0.3), arc(500.0, 2.0)])
     assert np.allclose(origin_circle_pt(np.repeat([0, 1], 4), xyz[:, 0], xyz[:, 1]), [2.9979, 0.29979], rtol=1e-4)
     e = _two_tracks_embedding()
-    p = tf.EmbeddingTrackParams(k=3, threshold=0.9, min_track_pt=0.5)
-    t = tf.tracks_from_embeddings(np.arange(8), e, params=p, xyz=xyz)["track_id"].to_numpy()
+    p = track_formation.EmbeddingTrackParams(k=3, threshold=0.9, min_track_pt=0.5)
+    t = track_formation.tracks_from_embeddings(np.arange(8), e, params=p, xyz=xyz)["track_id"].to_numpy()
     assert len(set(t[:4])) == 1 and len(set(t[4:])) == 4
-    out = tf.form_tracks({"embedding": torch.from_numpy(e)}, np.arange(8), params=p, xyz=xyz)
+    out = track_formation.form_tracks({"embedding": torch.from_numpy(e)}, np.arange(8), params=p, xyz=xyz)
     assert np.array_equal(out["track_id"].to_numpy(), t)
     with pytest.raises(ConfigError, match="hit positions"):
-        tf.tracks_from_embeddings(np.arange(8), e, params=p)
+        track_formation.tracks_from_embeddings(np.arange(8), e, params=p)
     with pytest.raises(ConfigError, match="min_track_pt"):
-        tf.EmbeddingTrackParams(min_track_pt=-1.0)
+        track_formation.EmbeddingTrackParams(min_track_pt=-1.0)
 
 
 def test_max_hits_caps_dbscan_tracks_too():
     e = _two_tracks_embedding()
     e[4:, 0] = 0.9  # the two tracks within eps of each other: DBSCAN makes one 8-hit track
     base = dict(method="dbscan", eps=0.9, min_samples=1)
-    assert tf.tracks_from_embeddings(np.arange(8), e, params=tf.EmbeddingTrackParams(**base))["track_id"].nunique() == 1
-    sub = tf.tracks_from_embeddings(np.arange(8), e, params=tf.EmbeddingTrackParams(**base, max_hits=4))
+    assert track_formation.tracks_from_embeddings(np.arange(8), e, params=track_formation.EmbeddingTrackParams(**base))["track_id"].nunique() == 1
+    sub = track_formation.tracks_from_embeddings(np.arange(8), e, params=track_formation.EmbeddingTrackParams(**base, max_hits=4))
     t = sub["track_id"].to_numpy()
     assert len(set(t[:4])) == 1 and len(set(t[4:])) == 1 and t[0] != t[4]

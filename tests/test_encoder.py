@@ -114,7 +114,7 @@ def test_return_attention_gives_per_layer_cluster_masked_weights():
 def test_config_validation_and_round_trip(tmp_path):
     with pytest.raises(ConfigError, match="not divisible by n_heads"):
         EncoderConfig(d_model=30, n_heads=4)
-    with pytest.raises(ConfigError, match="attention 'flash' unknown"):
+    with pytest.raises(ConfigError, match="attention 'flash' is unknown"):
         EncoderConfig(attention="flash")
     with pytest.raises(ConfigError, match="preset 'huge' unknown"):
         EncoderConfig.preset("huge")

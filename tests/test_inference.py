@@ -78,7 +78,7 @@ def test_backend_override_and_device(hits):
     a, _ = predict_event(model, small, locality=DBSCAN, backend="dense", device="cpu")
     b, _ = predict_event(model, small, locality=DBSCAN)
     pd.testing.assert_frame_equal(a, b)
-    with pytest.raises(ConfigError, match="backend='nope'"):
+    with pytest.raises(ConfigError, match="backend 'nope'"):
         predict_event(model, small, locality=DBSCAN, backend="nope")
 
 

@@ -12,6 +12,7 @@ import torch
 
 from trackstudy.errors import ConfigError
 from trackstudy.models.features import FeatureConfig
+from trackstudy.postprocessing import track_formation
 from trackstudy.training import config as tconfig
 from trackstudy.training import data as tdata
 from trackstudy.training import train
@@ -55,7 +56,7 @@ def test_defaults_fill_and_yaml_roundtrip():
     cfg = tconfig.resolve_config({"train": {"steps": 5}})
     assert cfg["train"]["steps"] == 5 and cfg["train"]["lr"] == tconfig.DEFAULTS["train"]["lr"]
     assert cfg["data"]["val"]["seed"] == 1 and cfg["model"]["family"] == "contrastive"
-    assert cfg["tune"]["grid"] == tconfig.DEFAULT_GRIDS["contrastive"]
+    assert cfg["tune"]["grid"] == track_formation.TUNE_GRIDS["contrastive"]
     import yaml
 
     assert tconfig.resolve_config(yaml.safe_load(tconfig.dump_yaml(cfg))) == cfg
@@ -81,7 +82,7 @@ def test_lr_schedule_warmup_cosine_and_time_budget():
 
 
 def test_contrastive_default_grid_is_wide():
-    knn = tconfig.DEFAULT_GRIDS["contrastive"][0]
+    knn = track_formation.TUNE_GRIDS["contrastive"][0]
     assert max(knn["threshold"]) > 0.95 and min(knn["threshold"]) <= 0.5  # the best was at the edge 0.95 before
 
 

@@ -41,7 +41,7 @@ from trackstudy.device import StageClock, autocast_context, resolve_device, sync
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.kinematics import hit_eta_phi
 from trackstudy.locality.clustering import METHODS, cluster_xyz, resolve_params, vertex_scan_regions
-from trackstudy.models.attention import BACKENDS, AttentionContext
+from trackstudy.models.attention import AttentionContext, build_masks, get_backend
 from trackstudy.models.features import hit_features
 from trackstudy.postprocessing.track_formation import form_tracks, model_params, submission
 
@@ -103,20 +103,6 @@ def hit_angles(hits: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return hit_eta_phi(*(hits[c].to_numpy(np.float64) for c in ("x", "y", "z")))
 
 
-def build_masks(ctx, backend: str, lsh=None) -> None:
-    """Build (and cache in ``ctx``) the attention metadata ``backend`` reads in every layer."""
-    if backend in ("dense", "explicit"):
-        ctx.dense_mask()
-    elif backend == "flex":
-        ctx.flex_layout()
-    elif backend == "packed":
-        ctx.packing()
-    elif backend == "lsh":
-        ctx.lsh_plan(lsh)
-    else:
-        raise ConfigError(f"attention backend {backend!r} unknown")
-
-
 def _model_device(model) -> torch.device:
     try:
         return next(model.parameters()).device
@@ -155,8 +141,7 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
     if _model_device(model) != dev:
         model.to(dev)
     backend = backend or model.encoder_cfg.attention
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")
+    get_backend(backend, "backend")
     was_training = model.training
     model.eval()
     clock = StageClock(dev)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from trackstudy.errors import ConfigError, DataError
+from trackstudy.errors import DataError
 
 
 def register(sub) -> None:
@@ -37,12 +37,12 @@ def run(args) -> int:
     from trackstudy.data.io import find_events
     from trackstudy.inference import STAGES
     from trackstudy.metrics import write_submission
-    from trackstudy.models.attention import BACKENDS
+    from trackstudy.models.attention import get_backend
     from trackstudy.training.checkpoint import load_run
 
     check_count(args.events, "--events")
-    if args.backend is not None and args.backend not in BACKENDS:
-        raise ConfigError(f"--backend {args.backend!r}: unknown; choose from {', '.join(BACKENDS)}")
+    if args.backend is not None:
+        get_backend(args.backend, "--backend")
     data = Path(args.data)
     if not data.is_dir():
         raise DataError(f"{data}: no such data folder (--data)")

@@ -30,6 +30,8 @@ dense mask, the cluster permutation, the BlockMask, the packing and the LSH plan
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -38,10 +40,6 @@ from trackstudy.device import quiet_torch_compile
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.models import masks as _masks
 from trackstudy.models.lsh import LSHConfig, LSHPlan, lsh_attention, lsh_plan
-
-BACKENDS = ("dense", "flex", "packed", "lsh", "explicit")
-#: Backends that compute exactly the cluster-masked attention.
-EXACT_BACKENDS = ("dense", "flex", "packed", "explicit")
 
 
 class AttentionContext:
@@ -272,6 +270,60 @@ def packed_attention(q, k, v, ctx: AttentionContext):
     return out.view(B, T, H, hs).transpose(1, 2), None
 
 
+# --------------------------------------------------------------------------------------------
+# the registry: every backend once, by name
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One attention backend: how it attends, what it builds first, what it can do.
+
+    ``attend(q, k, v, ctx, lsh) -> (out, weights or None)``; ``prepare(ctx, lsh)`` builds and caches
+    in ``ctx`` what the backend reads in every layer (masks, packing, hash buckets), so that the
+    inference pipeline can time it as its own stage. ``exact``: computes the cluster-masked
+    attention exactly (the exact backends agree to float tolerance); ``trainable``: selectable as
+    a training backend; ``cpu_backward``: has a backward pass on the CPU."""
+
+    name: str
+    attend: Callable
+    prepare: Callable
+    exact: bool
+    trainable: bool = True
+    cpu_backward: bool = True
+    description: str = ""
+
+
+REGISTRY: dict[str, Backend] = {b.name: b for b in (
+    Backend("dense", lambda q, k, v, ctx, lsh: dense_attention(q, k, v, ctx), lambda ctx, lsh: ctx.dense_mask(),
+            exact=True, description="SDPA with the dense (B, T, T) cluster mask"),
+    Backend("flex", lambda q, k, v, ctx, lsh: flex_attention(q, k, v, ctx), lambda ctx, lsh: ctx.flex_layout(),
+            exact=True, cpu_backward=False, description="FlexAttention with a BlockMask of the cluster-sorted hits"),
+    Backend("packed", lambda q, k, v, ctx, lsh: packed_attention(q, k, v, ctx), lambda ctx, lsh: ctx.packing(),
+            exact=True, description="clusters packed into padded SDPA batches"),
+    Backend("lsh", lambda q, k, v, ctx, lsh: (lsh_attention(q, k, v, ctx.lsh_plan(lsh or LSHConfig())), None),
+            lambda ctx, lsh: ctx.lsh_plan(lsh or LSHConfig()), exact=False,
+            description="locality-sensitive hashing of (eta, phi) into buckets (approximate)"),
+    Backend("explicit", lambda q, k, v, ctx, lsh: explicit_attention(q, k, v, ctx), lambda ctx, lsh: ctx.dense_mask(),
+            exact=True, trainable=False, description="materialised weights, for inspecting attention"),
+)}
+#: Names of every backend, of the exact ones, and of those a training config may choose.
+BACKENDS = tuple(REGISTRY)
+EXACT_BACKENDS = tuple(n for n, b in REGISTRY.items() if b.exact)
+TRAIN_BACKENDS = tuple(n for n, b in REGISTRY.items() if b.trainable)
+
+
+def get_backend(name: str, what: str = "attention backend") -> Backend:
+    """The registered backend ``name``; ConfigError naming ``what`` and the choices otherwise."""
+    if name not in REGISTRY:
+        raise ConfigError(f"{what} {name!r} is unknown; choose from {', '.join(BACKENDS)}")
+    return REGISTRY[name]
+
+
+def build_masks(ctx: AttentionContext, backend: str, lsh: LSHConfig | None = None) -> None:
+    """Build (and cache in ``ctx``) the attention metadata ``backend`` reads in every layer."""
+    get_backend(backend).prepare(ctx, lsh)
+
+
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ctx: AttentionContext, backend: str = "dense",
            *, lsh: LSHConfig | None = None, need_weights: bool = False):
     """Attention of q, k, v (B, H, T, hs) by ``backend``; returns ``(out (B, H, T, hs), weights)``
@@ -280,19 +332,10 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ctx: AttentionCont
     ``need_weights`` switches an exact backend to ``explicit`` (same function); it is an error
     with ``lsh``, whose attention is not the cluster-masked one."""
     _check(q, k, v, ctx)
-    if backend not in BACKENDS:
-        raise ConfigError(f"attention backend {backend!r} is unknown; choose from {', '.join(BACKENDS)}")
+    b = get_backend(backend)
     if need_weights:
-        if backend not in EXACT_BACKENDS:
+        if not b.exact:
             raise ConfigError(f"attention weights are only available from the exact backends "
                               f"({', '.join(EXACT_BACKENDS)}), not {backend!r}")
         return explicit_attention(q, k, v, ctx)
-    if backend == "dense":
-        return dense_attention(q, k, v, ctx)
-    if backend == "explicit":
-        return explicit_attention(q, k, v, ctx)
-    if backend == "flex":
-        return flex_attention(q, k, v, ctx)
-    if backend == "packed":
-        return packed_attention(q, k, v, ctx)
-    return lsh_attention(q, k, v, ctx.lsh_plan(lsh or LSHConfig())), None
+    return b.attend(q, k, v, ctx, lsh)

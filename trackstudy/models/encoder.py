@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 
 from trackstudy.errors import ConfigError, DataError
-from trackstudy.models.attention import BACKENDS, EXACT_BACKENDS, AttentionContext, attend
+from trackstudy.models.attention import BACKENDS, EXACT_BACKENDS, AttentionContext, attend, get_backend
 from trackstudy.models.lsh import LSHConfig
 
 __all__ = ["EncoderConfig", "Encoder", "PRESETS", "parameter_count", "preset_parameter_counts",
@@ -76,8 +76,7 @@ class EncoderConfig:
         if self.activation not in _ACTIVATIONS:
             raise ConfigError(f"EncoderConfig.activation {self.activation!r} unknown; choose from "
                               f"{', '.join(_ACTIVATIONS)}")
-        if self.attention not in BACKENDS:
-            raise ConfigError(f"EncoderConfig.attention {self.attention!r} unknown; choose from {', '.join(BACKENDS)}")
+        get_backend(self.attention, "EncoderConfig.attention")
         self.lsh  # validates the LSH fields
 
     @property
@@ -224,9 +223,7 @@ class Encoder(nn.Module):
             raise DataError(f"Encoder: the AttentionContext is for (B, T) = {(ctx.batch_size, ctx.seq_len)}, "
                             f"the input has {(B, T)}")
         backend = backend or self.config.attention
-        if backend not in BACKENDS:
-            raise ConfigError(f"attention backend {backend!r} unknown; choose from {', '.join(BACKENDS)}")
-        if return_attention and backend not in EXACT_BACKENDS:
+        if return_attention and not get_backend(backend).exact:
             raise ConfigError(f"return_attention needs an exact backend ({', '.join(EXACT_BACKENDS)}); "
                               f"{backend!r} does not compute the cluster-masked attention")
         real = ctx.pad_mask[..., None]  # (B, T, 1)

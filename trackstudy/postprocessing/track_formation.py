@@ -643,6 +643,26 @@ def form_tracks(outputs: Mapping, hit_ids, *, event_id: int = 0, cluster=None, p
                       "(expected 'embedding', 'logits' or 'params')")
 
 
+#: Track-formation grids tuned at the end of training, per family. A list of mappings is tuned
+#: one after the other (each from the family's base parameters) and the best point wins.
+TUNE_GRIDS: dict = {
+    "contrastive": [
+        {"method": ["knn"], "k": [4, 6, 8, 12, 16],
+         "threshold": [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995],
+         "mutual": [False, True]},
+        {"method": ["dbscan"], "eps": [0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4], "min_samples": [1, 2, 3]},
+        # min_samples <= min_cluster_size: sklearn's HDBSCAN rejects a locality cluster smaller than min_samples
+        {"method": ["hdbscan"], "min_cluster_size": [2, 3, 4], "min_samples": [1, 2], "selection": ["eom", "leaf"]},
+    ],
+    "enc_reg": [
+        {"algorithm": ["dbscan"], "eps": [0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12], "min_samples": [1, 2, 3]},
+        {"algorithm": ["hdbscan"], "min_cluster_size": [2, 3, 4, 5], "min_samples": [1, 2]},
+    ],
+    "enc_cla": [{"min_prob": [0.0, 0.1, 0.2, 0.3, 0.5], "split_by_cluster": [False, True]}],
+    "jm": [{"min_prob": [0.0, 0.1, 0.2, 0.3, 0.5], "split_by_cluster": [False, True]}],
+}
+
+
 def _metric_value(result, key: str) -> float:
     if isinstance(result, Mapping):
         if key not in result:
@@ -703,6 +723,7 @@ def tune_track_formation(events: Sequence[Mapping], grid: Mapping[str, Iterable]
     return best, table
 
 
-__all__ = ["ClassTrackParams", "EmbeddingTrackParams", "ParamTrackParams", "components_from_edges", "form_tracks",
-           "knn_edges", "labels_to_track_ids", "params_to_dict", "submission", "tracks_from_classes",
+__all__ = ["PARAM_KINDS", "ClassTrackParams", "EmbeddingTrackParams", "ParamTrackParams", "components_from_edges",
+           "default_params", "form_tracks", "model_params", "params_from_record", "params_record",
+           "TUNE_GRIDS", "knn_edges", "labels_to_track_ids", "params_to_dict", "submission", "tracks_from_classes",
            "tracks_from_embeddings", "tracks_from_params", "tune_track_formation"]

@@ -10,9 +10,9 @@ batches), :mod:`.trainer` (the loop), :mod:`.checkpoint` (run directory files), 
 """
 
 from trackstudy.training.checkpoint import load_checkpoint, load_run, save_checkpoint, save_model, unwrap_model
-from trackstudy.training.config import DEFAULT_GRIDS, DEFAULTS, dump_yaml, load_yaml, resolve_config, set_value
+from trackstudy.training.config import DEFAULTS, dump_yaml, load_yaml, resolve_config, set_value
 from trackstudy.training.trainer import Trainer, train, training_backend
 
-__all__ = ["DEFAULTS", "DEFAULT_GRIDS", "Trainer", "dump_yaml", "load_checkpoint", "load_run", "load_yaml",
+__all__ = ["DEFAULTS", "Trainer", "dump_yaml", "load_checkpoint", "load_run", "load_yaml",
            "resolve_config", "save_checkpoint", "save_model", "set_value", "train", "training_backend",
            "unwrap_model"]

@@ -23,6 +23,7 @@ import copy
 import hashlib
 import json
 import os
+from dataclasses import fields, replace
 from pathlib import Path
 
 import yaml
@@ -31,17 +32,17 @@ from trackstudy.config import YamlLoader, read_yaml, resolve_path, yaml_problem
 from trackstudy.data.simulate import parse_tracks
 from trackstudy.device import DEVICE_CHOICES
 from trackstudy.errors import ConfigError
-from trackstudy.locality.clustering import resolve_params
+from trackstudy.locality.clustering import METHODS, resolve_params
 from trackstudy.metrics import HEADLINE_KEYS
-from trackstudy.models.encoder import EncoderConfig
+from trackstudy.models.attention import TRAIN_BACKENDS
+from trackstudy.models.encoder import PRESETS, EncoderConfig
 from trackstudy.models.features import FeatureConfig
-from trackstudy.models.heads import HeadConfig
-from trackstudy.postprocessing import track_formation as tf
+from trackstudy.models.heads import FAMILIES, HeadConfig
+from trackstudy.postprocessing.track_formation import TUNE_GRIDS, default_params
 
-FAMILIES = ("enc_cla", "enc_reg", "jm", "contrastive")
-PRESET_NAMES = ("tiny", "small", "paper", "cms")
-TRAIN_BACKENDS = ("dense", "flex", "packed", "lsh")
-LOCALITY_METHODS = ("none", "dbscan", "window", "density", "grid")
+#: Choices of the config's named fields, each defined beside what it names.
+PRESET_NAMES = tuple(PRESETS)
+LOCALITY_METHODS = ("none", *METHODS)
 SCHEDULES = ("cosine", "constant", "plateau")
 SEQUENCES = ("event", "cluster")
 
@@ -100,28 +101,9 @@ DEFAULTS: dict = {
         "n_events": 20,  # validation events used to tune track formation (0 = skip tuning)
         "metric": "trackml_score",  # or dm_efficiency, ..., score_and_dm (mean of trackml_score and dm_efficiency),
         # dm_minus_fake (DM efficiency - fake rate: the full-event targets bound both)
-        "grid": None,  # None: the family's default grid (DEFAULT_GRIDS)
+        "grid": None,  # None: the family's default grid (track_formation.TUNE_GRIDS)
         "base": {},  # track-formation parameters before tuning (the validation curve uses them), e.g. {max_hits: 30}
     },
-}
-
-#: Track-formation grids tuned at the end of training, per family. A list of mappings is tuned
-#: one after the other (each from the family's base parameters) and the best point wins.
-DEFAULT_GRIDS: dict = {
-    "contrastive": [
-        {"method": ["knn"], "k": [4, 6, 8, 12, 16],
-         "threshold": [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995],
-         "mutual": [False, True]},
-        {"method": ["dbscan"], "eps": [0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4], "min_samples": [1, 2, 3]},
-        # min_samples <= min_cluster_size: sklearn's HDBSCAN rejects a locality cluster smaller than min_samples
-        {"method": ["hdbscan"], "min_cluster_size": [2, 3, 4], "min_samples": [1, 2], "selection": ["eom", "leaf"]},
-    ],
-    "enc_reg": [
-        {"algorithm": ["dbscan"], "eps": [0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12], "min_samples": [1, 2, 3]},
-        {"algorithm": ["hdbscan"], "min_cluster_size": [2, 3, 4, 5], "min_samples": [1, 2]},
-    ],
-    "enc_cla": [{"min_prob": [0.0, 0.1, 0.2, 0.3, 0.5], "split_by_cluster": [False, True]}],
-    "jm": [{"min_prob": [0.0, 0.1, 0.2, 0.3, 0.5], "split_by_cluster": [False, True]}],
 }
 
 #: Keys that may differ between a checkpoint's config and the config given to ``resume``: they
@@ -291,7 +273,6 @@ def resolve_config(config: dict | str | os.PathLike | None) -> dict:
 
 
 def _check_model_parts(m: dict) -> None:
-    from dataclasses import fields
 
 
     for name, cls, skip in (("encoder", EncoderConfig, ()), ("head", HeadConfig, ("family", "n_classes")),
@@ -314,12 +295,8 @@ def _check_model_parts(m: dict) -> None:
 def base_track_params(family: str, base: dict, default=None):
     """The family's track-formation parameters with the fields of ``tune.base`` replaced (``default``:
     the model's own defaults, e.g. with its noise class). ConfigError names an unknown field."""
-    from dataclasses import fields, replace
-
-
     if default is None:
-        default = tf.EmbeddingTrackParams() if family == "contrastive" else (
-            tf.ParamTrackParams() if family == "enc_reg" else tf.ClassTrackParams())
+        default = default_params(family)
     valid = [f.name for f in fields(default)]
     unknown = sorted(set(base) - set(valid))
     if unknown:
@@ -333,7 +310,7 @@ def base_track_params(family: str, base: dict, default=None):
 def normalise_grid(grid, family: str) -> list[dict]:
     """The tuning grid as a list of {param: [values]} (None -> the family's default grid)."""
     if grid is None:
-        return copy.deepcopy(DEFAULT_GRIDS[family])
+        return copy.deepcopy(TUNE_GRIDS[family])
     grids = grid if isinstance(grid, list) else [grid]
     out = []
     for i, g in enumerate(grids):
@@ -398,6 +375,6 @@ def diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
-__all__ = ["DEFAULTS", "DEFAULT_GRIDS", "FAMILIES", "LOCALITY_METHODS", "RESUMABLE_CHANGES", "SCHEDULES", "SEQUENCES",
+__all__ = ["DEFAULTS", "FAMILIES", "LOCALITY_METHODS", "RESUMABLE_CHANGES", "SCHEDULES", "SEQUENCES",
            "TRAIN_BACKENDS", "base_track_params", "config_hash", "diff_keys", "dump_yaml", "load_yaml", "normalise_grid",
            "resolve_config", "set_value"]

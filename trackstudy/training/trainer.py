@@ -48,6 +48,7 @@ from trackstudy.data.io import atomic_write_bytes
 from trackstudy.device import autocast_context, describe_device, quiet_torch_compile, synchronize
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.metrics import evaluate_event, evaluate_events
+from trackstudy.models.attention import get_backend
 from trackstudy.models.encoder import EncoderConfig
 from trackstudy.models.features import FeatureConfig
 from trackstudy.models.heads import build_model, make_context
@@ -98,8 +99,8 @@ def training_backend(requested: str, device: torch.device) -> tuple[str, str | N
     """The attention backend used for training on ``device`` and a notice when it differs:
     FlexAttention has no backward outside CUDA, so ``flex`` trains with ``packed`` there (exact: the
     same block-diagonal attention)."""
-    if requested == "flex" and device.type != "cuda":
-        return "packed", (f"model.backend 'flex': FlexAttention has no backward pass on {device.type}; "
+    if not get_backend(requested, "model.backend").cpu_backward and device.type != "cuda":
+        return "packed", (f"model.backend {requested!r}: no backward pass on {device.type}; "
                           "training with the exact 'packed' backend instead (same cluster-masked attention)")
     return requested, None
 
