@@ -178,3 +178,11 @@ def test_latency_model_trains_the_smoke_config(tmp_path):
     assert "trained here" in how and (tmp_path / "run" / "model.pt").is_file()
     locality, pixel_only = study.run_settings(cfg)
     assert locality["method"] == cfg["locality"]["method"] and pixel_only is True
+
+
+def test_cli_latency_defaults_match_the_benchmark():
+    """The CLI repeats a few defaults so that building its parser does not import torch."""
+    from trackstudy.cli.bench import LATENCY_FAMILY, benchmark_parser
+
+    assert LATENCY_FAMILY == bench.DEFAULT_FAMILY
+    assert benchmark_parser("latency").parse_args(["--preset", "tiny", "--data", "x"]).family == bench.DEFAULT_FAMILY

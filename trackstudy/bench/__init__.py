@@ -1,7 +1,7 @@
-"""Benchmarks behind ``trackstudy bench <name>``.
+"""Benchmarks that measure and print numbers: attention backends (:mod:`.attention`), the
+inference pipeline stage by stage (:mod:`.latency`), and the encoder against the number of hits
+(:mod:`.scaling`).
 
-Each module of this package defines ``register_cli(subparsers)`` for one benchmark
-sub-command; :data:`trackstudy.cli.bench.BENCHMARKS` lists them (name and help text), and a
-module is imported only when its sub-command runs, so building the CLI never imports torch.
-A new benchmark is a module here plus one line in that list.
+The modules only measure: functions with explicit arguments that return results and tables.
+Their command line (``trackstudy bench NAME``) is in :mod:`trackstudy.cli.bench`.
 """

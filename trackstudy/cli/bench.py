@@ -10,8 +10,6 @@ Building the parser of every ``trackstudy`` command must stay cheap (no torch im
 :func:`register` lists the benchmarks by name and help text only (:data:`BENCHMARKS`); the full
 parser of one benchmark is built when its sub-command runs (``trackstudy bench NAME -h`` shows
 it), and torch and :mod:`trackstudy.bench` are imported inside the functions of this module.
-A benchmark not in :data:`REGISTER` still keeps its parser in its own module
-(``trackstudy.bench.NAME.register_cli``, for now ``latency``) and is registered from there.
 A new benchmark is a module of :mod:`trackstudy.bench` plus a line in :data:`BENCHMARKS` and a
 ``register_NAME`` here.
 """
@@ -19,10 +17,11 @@ A new benchmark is a module of :mod:`trackstudy.bench` plus a line in :data:`BEN
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
+import time
 
+from trackstudy.cli.locality import parse_params
 from trackstudy.errors import ConfigError
 
 #: name -> help line of each benchmark (the module trackstudy.bench.<name> measures).
@@ -47,9 +46,7 @@ def register(subparsers) -> None:
 
 def _registrar(name: str):
     """The function that adds the sub-command ``name`` with its options to a subparsers object."""
-    if name in REGISTER:
-        return REGISTER[name]
-    return importlib.import_module(f"trackstudy.bench.{name}").register_cli
+    return REGISTER[name]
 
 
 def _parsers(name: str, prog: str = "trackstudy bench"):
@@ -280,4 +277,89 @@ def run_scaling(args: argparse.Namespace) -> int:
 
 
 #: name -> register function of the benchmarks whose options are parsed here.
-REGISTER = {"attention": register_attention, "scaling": register_scaling}
+#: Default model family of ``bench latency --preset`` (kept equal to trackstudy.bench.latency.DEFAULT_FAMILY
+#: by a test; repeated here so that building the parser does not import torch).
+LATENCY_FAMILY = "contrastive"
+
+
+def register_latency(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "latency", help=BENCHMARKS["latency"],
+        description="Run the inference pipeline of a trained run (or an untrained preset model) over the events "
+                    "of a dataset: projection + clustering, features, mask building, encoder forward, track "
+                    "formation. Prints the median and 90th percentile of each stage after warm-up, and the peak "
+                    "memory. Works on hits-only data.")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--run", metavar="DIR", help="a trained run directory (runs/NAME)")
+    model.add_argument("--preset", help="instead: an untrained model with this encoder preset (tiny, small, "
+                                        "paper, cms), DBSCAN locality, pixel hits")
+    parser.add_argument("--family", default=LATENCY_FAMILY,
+                        help=f"model family of --preset (default {LATENCY_FAMILY})")
+    parser.add_argument("--data", required=True, metavar="PATH",
+                        help="a folder of TrackML events, an event prefix or a file of an event (hits are enough)")
+    parser.add_argument("--events", type=int, default=5, metavar="N",
+                        help="timed runs (default 5), cycling over the folder's events")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs (default 1; compiles flex)")
+    parser.add_argument("--backend", default=None,
+                        help="attention backend (default: the run's; for --preset flex on CUDA, packed on CPU)")
+    parser.add_argument("--locality", default=None, metavar="METHOD",
+                        help="locality clustering of the pipeline (none, dbscan, window, density, grid; default: "
+                             "the run's). A run trained with full attention can be timed with sparse attention "
+                             "(e.g. --locality dbscan --backend packed): same weights, same cost as a sparse model")
+    parser.add_argument("--locality-param", action="append", default=[], metavar="K=V",
+                        help="clustering parameter, repeatable, as `trackstudy locality --param` (e.g. "
+                             "n_jobs=-1 for DBSCAN on all cores); replaces the run's locality parameters")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu or cuda")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the extra run that measures peak memory")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON: stages (name -> median s), total_seconds, peak_mb, n_hits, device, ...")
+    parser.set_defaults(func=run_latency)
+    return parser
+
+
+def run_latency(args: argparse.Namespace) -> int:
+    import torch
+
+    from trackstudy.bench.latency import PAPER_TABLE1, compare_with_paper, format_result, load_events, measure_latency
+    from trackstudy.inference import check_locality
+    from trackstudy.models.encoder import PRESETS
+    from trackstudy.models.heads import FAMILIES
+    from trackstudy.study.runs import latency_model, run_settings
+
+    if args.events < 1:
+        raise ConfigError(f"--events must be >= 1, got {args.events}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    if args.run is None and args.preset is not None:
+        if args.preset not in PRESETS:
+            raise ConfigError(f"--preset {args.preset!r}: choose from {', '.join(PRESETS)}")
+        if args.family not in FAMILIES:
+            raise ConfigError(f"--family {args.family!r}: choose from {', '.join(FAMILIES)}")
+    events = load_events(args.data, args.events)
+    t0 = time.perf_counter()
+    model, run_config, how = latency_model(args.run or "", preset=args.preset or "small", family=args.family,
+                                           backend=args.backend, device=args.device)
+    locality, pixel_only = run_settings(run_config)
+    if args.locality is not None:
+        locality = {"method": args.locality, "params": {}, "vertex_scan": False}
+    if args.locality_param:
+        locality = check_locality({**(locality or {}), "params": parse_params(args.locality_param)})
+    result = measure_latency(model, events, locality=locality, pixel_only=pixel_only, n_runs=args.events,
+                             warmup=args.warmup, memory=not args.no_memory, progress=not args.json)
+    result.info.update(model=how, n_params=int(sum(p.numel() for p in model.parameters())),
+                       data=str(args.data), locality=locality, bench_seconds=time.perf_counter() - t0)
+    if args.json:
+        print(json.dumps(result.summary(), indent=2))
+    else:
+        print(f"model: {how} ({result.info['n_params']:,} parameters)")
+        print(format_result(result))
+        cmp = compare_with_paper(result)
+        print("\nnext to the paper (" + PAPER_TABLE1["device"] + "):")
+        print(cmp.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    return 0
+
+
+REGISTER = {"attention": register_attention, "latency": register_latency, "scaling": register_scaling}
