@@ -1,0 +1,113 @@
+"""A trained run scored on held-out simulated events: the accuracy benchmark of a training config.
+
+The held-out events are simulated like the run's validation data (pile-up, tracks per event,
+pixel volumes) with a seed that neither its training nor its validation data used
+(:func:`heldout_folder`); :func:`score_run` runs the model over them and reports the TrackML
+score, the efficiencies (pT > 0.9 GeV), fake and duplicate rates, barrel vs endcap, DM efficiency
+in bins of pT and eta with Clopper-Pearson intervals, and the seconds per event of each
+inference stage; :func:`baseline_comparison` puts a training-free baseline on the same events.
+``scripts/bench_training.py`` is the command line of this module.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from trackstudy.baselines import baseline_submission
+from trackstudy.config import PIXEL_VOLUMES, resolve_path
+from trackstudy.data.io import iter_events
+from trackstudy.errors import ConfigError
+from trackstudy.inference import STAGES, predict_events
+from trackstudy.metrics import evaluate_events, evaluate_submission_file, write_submission
+from trackstudy.metrics.binned import binned_efficiency
+from trackstudy.training.checkpoint import load_run
+from trackstudy.training.data import data_root, dataset_folder
+
+#: Summary keys of the report, in the order they are printed.
+HEADLINE = ("trackml_score", "dm_efficiency", "dm_efficiency_pt1", "perfect_efficiency", "lhc_efficiency",
+            "fake_rate", "duplicate_rate")
+REGIONS = ("barrel_dm_efficiency", "endcap_dm_efficiency", "barrel_fake_rate", "endcap_fake_rate")
+
+
+def heldout_folder(cfg: dict, n_events: int, seed: int) -> Path:
+    """The folder of ``n_events`` held-out events for the resolved run config ``cfg``: simulated like
+    its validation data, with ``seed`` (simulated on first use). ConfigError if the seed is one of
+    the run's own."""
+    spec = cfg["data"]["val"]
+    if seed in {cfg["data"]["train"]["seed"], spec["seed"]}:
+        raise ConfigError(f"held-out seed {seed} is used by the training or validation data; choose another")
+    return dataset_folder({**spec, "dir": "", "n_events": int(n_events), "seed": int(seed)},
+                          data_root(cfg["data"]["root"]))
+
+
+def binned_dm(particles: pd.DataFrame) -> dict:
+    """DM efficiency in bins of pT and eta (pT > 0.9 GeV for eta) with Clopper-Pearson 68% intervals,
+    as plain rows per variable."""
+    out = {}
+    for var in ("pt", "eta"):
+        table = binned_efficiency(particles, var)
+        out[var] = [{k: (None if isinstance(v, float) and math.isnan(v) else
+                         (int(v) if k.startswith("n_") else float(v))) for k, v in row.items()}
+                    for row in table.to_dict(orient="records")]
+    return out
+
+
+def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = "auto",
+              weights: str | os.PathLike | None = None) -> tuple[dict, pd.DataFrame]:
+    """The report of run ``run`` on the events of ``data`` and its submission.
+
+    ``weights``: a training checkpoint of the run (e.g. ``checkpoints/at_15min.pt``) scored instead
+    of the final weights, with the run's tuned track formation; the report then names it. The
+    submission is written beside the run as ``heldout.csv`` (``heldout_<checkpoint>.csv``)."""
+    run, data = resolve_path(run), resolve_path(data)
+    model, run_config = load_run(run, device)
+    tag, info = "heldout", {}
+    if weights:
+        ck = torch.load(resolve_path(weights), map_location=next(model.parameters()).device, weights_only=True)
+        model.load_state_dict(ck["model"])
+        tag = f"heldout_{Path(weights).stem}"
+        info = {"weights": str(weights), "weights_step": int(ck["step"]),
+                "weights_train_seconds": float(ck["train_seconds"])}
+    sub, timings = predict_events(model, data, locality=run_config["locality"],
+                                  pixel_only=run_config["data"]["train"]["pixel_only"])
+    write_submission(sub, run / f"{tag}.csv", force=True)
+    result = evaluate_submission_file(sub, data)
+    s = result.summary
+    report = {
+        "tag": tag, "run": str(run), "heldout_data": str(data), "n_events": s["n_events"],
+        **{k: s.get(k) for k in HEADLINE},
+        "seconds_per_event": {k: float(timings[k].mean()) for k in (*STAGES, "total")},
+        # the median leaves out the first event's one-time start-up (CUDA context, kernels, caches)
+        "seconds_per_event_median": {k: float(timings[k].median()) for k in (*STAGES, "total")},
+        **info,
+        **{k: s.get(k) for k in (*REGIONS, "n_particles", "n_tracks")},
+        "binned": binned_dm(result.particles),
+    }
+    return report, sub
+
+
+def baseline_comparison(method: str, data: str | os.PathLike, submission: pd.DataFrame, n_events: int = 1,
+                        progress: bool = True) -> dict:
+    """A training-free baseline (e.g. ``dbscan-helix``) on the first ``n_events`` events of ``data``,
+    and the model's ``submission`` scored on the same events (pixel volumes)."""
+    events = list(iter_events(resolve_path(data), n_events=n_events))
+    t0 = time.perf_counter()
+    bsub = baseline_submission(method, events, volumes=PIXEL_VOLUMES, progress=progress)
+    seconds = (time.perf_counter() - t0) / len(events)
+    base = evaluate_events(bsub, events, volumes=PIXEL_VOLUMES)
+    model = evaluate_events(submission[submission["event_id"].isin([e.event_id for e in events])], events,
+                            volumes=PIXEL_VOLUMES)
+    keys = ("trackml_score", "dm_efficiency", "barrel_dm_efficiency", "endcap_dm_efficiency", "fake_rate",
+            "duplicate_rate")
+    return {"method": method, "n_events": len(events), "seconds_per_event": seconds,
+            **{k: base.summary.get(k) for k in keys},
+            "model_on_the_same_events": {k: model.summary.get(k) for k in keys}}
+
+
+__all__ = ["HEADLINE", "REGIONS", "baseline_comparison", "binned_dm", "heldout_folder", "score_run"]
