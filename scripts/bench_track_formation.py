@@ -25,8 +25,12 @@ from trackstudy.data.io import read_table
 from trackstudy.device import resolve_device, synchronize
 from trackstudy.locality.clustering import cluster_xyz
 from trackstudy.models.losses import contrastive_loss
-from trackstudy.postprocessing.track_formation import (EmbeddingTrackParams, ParamTrackParams, tracks_from_embeddings,
-                                                       tracks_from_params)
+from trackstudy.postprocessing.track_formation import (
+    EmbeddingTrackParams,
+    ParamTrackParams,
+    tracks_from_embeddings,
+    tracks_from_params,
+)
 
 
 def synthetic_event(n_hits: int | None, method: str = "grid", seed: int = 0):

@@ -10,7 +10,6 @@ from trackstudy.models import masks
 from trackstudy.models.attention import BACKENDS, AttentionContext, attend
 from trackstudy.models.lsh import LSHConfig, lsh_buckets, lsh_pair_fraction, lsh_plan, lsh_projections
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 LENGTHS = (150, 97, 40)

@@ -11,7 +11,6 @@ from trackstudy.cli import main
 from trackstudy.errors import ConfigError
 from trackstudy.models.attention import attend
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -5,7 +5,12 @@ import pandas as pd
 import pytest
 
 from trackstudy.data.cuts import (
-    LIKE, EventCuts, cut_event, hits_per_particle_layer, one_hit_per_layer_mask, resolve_cuts,
+    LIKE,
+    EventCuts,
+    cut_event,
+    hits_per_particle_layer,
+    one_hit_per_layer_mask,
+    resolve_cuts,
 )
 from trackstudy.data.io import Event, coerce_table, read_event, validate_event
 from trackstudy.data.weights import trackml_weights

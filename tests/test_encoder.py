@@ -7,7 +7,6 @@ from trackstudy.errors import ConfigError, DataError
 from trackstudy.models.attention import AttentionContext
 from trackstudy.models.encoder import PRESETS, Encoder, EncoderConfig, parameter_count, preset_parameter_counts
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 LENGTHS = (120, 75, 33)

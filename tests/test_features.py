@@ -3,8 +3,7 @@ import pandas as pd
 import pytest
 
 from trackstudy.errors import ConfigError, DataError
-from trackstudy.models.features import (AVAILABLE_FEATURES, DEFAULT_FEATURES, FeatureConfig, feature_array,
-                                        hit_features)
+from trackstudy.models.features import AVAILABLE_FEATURES, DEFAULT_FEATURES, FeatureConfig, feature_array, hit_features
 
 
 def test_hand_computed_values():
@@ -35,8 +34,8 @@ def test_beam_line_hit_is_finite():
 
 
 def test_real_event_features_in_range():
-    from trackstudy.data.io import read_event, select_volumes
     from trackstudy.config import ROOT
+    from trackstudy.data.io import read_event, select_volumes
     ev = select_volumes(read_event(ROOT / "data" / "real" / "mini", parts=("hits",)))
     f = hit_features(ev.hits)
     assert np.isfinite(f).all()

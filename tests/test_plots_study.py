@@ -11,7 +11,6 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from trackstudy.errors import ConfigError, DataError  # noqa: E402
-from trackstudy.study.attention_maps import AttentionMaps, attention_profile, attention_summary  # noqa: E402
 from trackstudy.plots.attention import (  # noqa: E402
     hit_order,
     plot_attention_profile,
@@ -19,6 +18,7 @@ from trackstudy.plots.attention import (  # noqa: E402
     plot_locality_summary,
 )
 from trackstudy.plots.training import plot_training_curves, plot_validation_tracks, read_logs  # noqa: E402
+from trackstudy.study.attention_maps import AttentionMaps, attention_profile, attention_summary  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from trackstudy.study import reports
 from trackstudy.errors import ConfigError
+from trackstudy.study import reports
 
 
 def test_load_params_validates(tmp_path):

@@ -11,8 +11,14 @@ from trackstudy.data._propagate import PION_MASS, SI_X0_MM, _cylinder_s, _helix_
 from trackstudy.data.detector import Detector
 from trackstudy.data.io import read_event, validate_event
 from trackstudy.data.simulate import (
-    SimulationConfig, event_rngs, generate_particles, parse_tracks, propagate_particles, simulate_dataset,
-    simulate_event, simulate_from_particles,
+    SimulationConfig,
+    event_rngs,
+    generate_particles,
+    parse_tracks,
+    propagate_particles,
+    simulate_dataset,
+    simulate_event,
+    simulate_from_particles,
 )
 from trackstudy.errors import ConfigError, DataError
 

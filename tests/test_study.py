@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from trackstudy import study
-from trackstudy.study import runs as study_runs
 from trackstudy.config import RUNS_DIR
 from trackstudy.errors import ConfigError
 from trackstudy.metrics.evaluate import Evaluation
+from trackstudy.study import runs as study_runs
 
 
 def test_parse_models():

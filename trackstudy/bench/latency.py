@@ -26,8 +26,18 @@ import os
 from dataclasses import dataclass, field
 
 import pandas as pd
+import torch
+from tqdm.auto import tqdm
 
+from trackstudy.bench.attention import PeakMemory
+from trackstudy.config import resolve_path
+from trackstudy.data.datasets import real_trackml_dir
+from trackstudy.data.io import find_events, read_event
+from trackstudy.device import describe_device, resolve_device
 from trackstudy.errors import ConfigError, DataError
+from trackstudy.inference import check_locality, predict_event
+from trackstudy.models.heads import build_model
+from trackstudy.models.masks import clear_block_mask_cache
 
 #: Stages of :func:`trackstudy.inference.predict_event` (kept in step with trackstudy.inference.STAGES;
 #: repeated here so that building the CLI parser does not import torch).
@@ -73,9 +83,6 @@ def _status_mb(field_name: str) -> float | None:
 def measure_peak(fn, device) -> tuple[float | None, float | None]:
     """Run ``fn()`` once; returns ``(growth MB, whole-process peak MB)`` during the call (CUDA:
     allocated device memory; CPU: resident set; None where it cannot be measured)."""
-    import torch
-
-    from trackstudy.bench.attention import PeakMemory
 
     with PeakMemory(device) as peak:
         fn()
@@ -94,10 +101,6 @@ def load_events(path: str | os.PathLike, n_events: int | None = None) -> list[tu
     """``(event_id, hits)`` of the first ``n_events`` events of a folder, or of one event given as
     a prefix or file; only the hits are read (no truth needed). ``"mini"`` and ``"full"`` name the
     real TrackML samples shipped beside the project (the full one: event 1001, 93,680 hits)."""
-    from trackstudy.config import resolve_path
-    from trackstudy.data.datasets import real_trackml_dir
-    from trackstudy.data.io import find_events, read_event
-
     p = real_trackml_dir(str(path)) if str(path) in ("mini", "full") else resolve_path(path)
     if p.is_dir():
         found = find_events(p)
@@ -118,10 +121,6 @@ def preset_model(preset: str = "small", *, family: str = DEFAULT_FAMILY, backend
     """An untrained model of ``family`` with the encoder ``preset`` (weights seeded) in eval mode
     on ``device``; backend default: flex on CUDA, packed elsewhere (FlexAttention on the CPU is
     compiled for the CPU and slower than packing there)."""
-    import torch
-
-    from trackstudy.device import resolve_device
-    from trackstudy.models.heads import build_model
 
     dev = resolve_device(device)
     backend = backend or ("flex" if dev.type == "cuda" else "packed")
@@ -198,12 +197,6 @@ def measure_latency(model, events, *, locality=None, pixel_only: bool = True, de
     events: list of ``(event_id, hits)`` (see :func:`load_events`) or of hits DataFrames; the
     ``n_runs`` timed runs cycle over them after ``warmup`` untimed runs on the first one.
     """
-    import torch
-    from tqdm.auto import tqdm
-
-    from trackstudy.device import describe_device, resolve_device
-    from trackstudy.inference import check_locality, predict_event
-    from trackstudy.models.masks import clear_block_mask_cache
 
     if n_runs < 1:
         raise ConfigError(f"--events must be >= 1, got {n_runs}")

@@ -100,11 +100,10 @@ def _load_events(paths: list[str], n_events: int | None):
 
 
 def run(args) -> int:
+    from trackstudy.cli.evaluate import check_count, check_number
     from trackstudy.locality.clustering import resolve_params
     from trackstudy.locality.measures import mean_results, measure_locality
     from trackstudy.locality.projection import Surfaces
-
-    from trackstudy.cli.evaluate import check_count, check_number
 
     check_count(args.n_events, "--n-events")
     check_number(args.radius, "--radius", 0.0, low_open=True, high=1e5, what="mm")

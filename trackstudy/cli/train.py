@@ -30,13 +30,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from trackstudy.training import load_yaml, resolve_config, set_value, train
-
     import copy
     import os
     from pathlib import Path
 
     from trackstudy.cli._paths import check_writable_folder
+    from trackstudy.training import load_yaml, resolve_config, set_value, train
 
     out = Path(args.out)
     if os.path.lexists(out) and not out.is_dir():

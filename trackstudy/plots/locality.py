@@ -12,7 +12,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from trackstudy.data.detector import Detector
 from trackstudy.locality.projection import BARREL, ENDCAP_NEG, ENDCAP_POS, Projection, Surfaces
+from trackstudy.locality.scan import best
 from trackstudy.plots.style import colour, hep_figure, histogram, trackml_label
 
 
@@ -25,8 +27,6 @@ def plot_surfaces(*, surfaces: Surfaces | None = None, detector=None, show_strip
     from detectors.csv), and dashed lines from the origin through the surface rims: hits
     between them go to the barrel. Labelled **TrackML** *detector geometry*. Returns the axes.
     """
-    from trackstudy.data.detector import Detector
-
     surfaces = surfaces or Surfaces()
     detector = detector or Detector.load()
     layers = detector.layers
@@ -138,8 +138,6 @@ def plot_scan(scan_df: pd.DataFrame, *, max_reduction: float | None = None, colo
     Points are coloured by ``color_by`` (default: the panel region's first scanned parameter); the reduction
     budget is a dashed line and the best feasible point a star. Returns the axes.
     """
-    from trackstudy.locality.scan import best
-
     if max_reduction is None:
         max_reduction = scan_df.attrs.get("max_reduction", 0.01)
     names = scan_df.attrs.get("grid_names") or []

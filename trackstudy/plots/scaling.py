@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from trackstudy.bench.scaling import fit_slope
 from trackstudy.errors import ConfigError
 from trackstudy.plots.style import colour, hep_figure
 
@@ -24,8 +25,6 @@ _RESULT_COLUMNS = ("backend", "n_hits", "status")
 
 def _points(results: pd.DataFrame, metric: str):
     """(backend, n (k,), y (k,), slope or None) for each backend, measured points only."""
-    from trackstudy.bench.scaling import fit_slope
-
     if metric not in METRICS:
         raise ConfigError(f"metric {metric!r}: expected one of {', '.join(METRICS)}")
     missing = [c for c in (*_RESULT_COLUMNS, metric) if c not in results.columns]
