@@ -1,6 +1,7 @@
 # trackstudy: two commands on a fresh machine with Python 3.11.
 #   make study   set up .venv, simulate the default data, run every notebook into reports/
 #   make test    set up .venv, run the whole test suite (notebooks through nbval at smoke size)
+#   make test-fast  unit tests without the slow ones and without the notebooks (the developer's loop)
 #   make lab     JupyterLab on the notebooks, with this environment as the kernel
 #
 # Overridable: PYTHON (interpreter that creates the venv), PARAMS (parameter set for study),
@@ -23,10 +24,10 @@ endif
 TORCH_PIP_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: study test lab setup clean-reports help
+.PHONY: study test test-fast lab setup clean-reports help
 
 help:
-	@sed -n '2,5p' Makefile
+	@sed -n '2,6p' Makefile
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +54,11 @@ study: setup
 test: setup
 	$(PY) -m pytest -n 2 tests $(PYTEST_ARGS)
 	$(PY) -m pytest --nbval-lax notebooks $(PYTEST_ARGS)
+
+# The developer's loop: unit tests without the slow ones (marker `slow`) and without the
+# notebooks, on both cores (about a minute on 2 cores). `make test` remains what CI runs.
+test-fast: setup
+	$(PY) -m pytest -n 2 -m "not slow" tests $(PYTEST_ARGS)
 
 lab: setup
 	$(PIP) install --quiet "jupyterlab>=4.0"

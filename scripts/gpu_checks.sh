@@ -49,9 +49,9 @@ for s in $STEPS; do
     fi ;;
   tests)
     step "CUDA tests and the model/training tests on the GPU (device auto picks CUDA)"
-    timeout 180 python3 -m pytest -q -p no:cacheprovider -p no:benchmark -n 8 tests/test_attention_backends.py \
-        tests/test_device.py tests/test_losses.py tests/test_track_formation.py tests/test_encoder.py \
-        tests/test_masks.py tests/test_inference.py tests/test_training.py > "$OUT/pytest_gpu.log" 2>&1
+    timeout 180 python3 -m pytest -q -p no:cacheprovider -p no:benchmark -n 8 tests/models/test_attention_backends.py \
+        tests/test_device.py tests/models/test_losses.py tests/postprocessing/test_track_formation.py tests/models/test_encoder.py \
+        tests/models/test_masks.py tests/test_inference.py tests/training/test_training.py > "$OUT/pytest_gpu.log" 2>&1
     echo "rc=$?"; tail -n 30 "$OUT/pytest_gpu.log" ;;
   train_gpu)
     step "training: contrastive 10-50 benchmark on the GPU (bf16 autocast), 2 minutes, 100 held-out events"

@@ -1,21 +1,23 @@
 """trackstudy: transformer-based charged-particle track reconstruction on TrackML-format data.
 
-The package follows the data, one sub-package per stage; each imports only the ones above it
-in this list (the stages), and the layers below the line import the stages::
+The package follows the data, one sub-package per stage. Each part imports only the parts above
+it in this list (tests/test_structure.py checks it): the stages first, then the layers that use
+them::
 
-    config, errors, device, kinematics   paths and constants, error types, devices, hit angles
-    data/            TrackML I/O and validation, detector geometry, the built-in simulator
+    errors, config, device, kinematics   error types, paths and constants, devices and timing, hit angles
+    data/            TrackML I/O and validation, detector geometry, the built-in simulator, cuts
     metrics/         TrackML score, double-majority and other efficiencies, fake/duplicate rates
+    baselines/       truth, random and DBSCAN-helix track finders
     locality/        projection onto the R = 91 mm cylinder and z = +-920 mm planes, clustering
     models/          features, encoder, attention backends and their masks, the four heads
-    postprocessing/  track formation (model outputs -> Kaggle submissions)
-    baselines/       truth, random and DBSCAN-helix track finders
+    postprocessing/  track formation (model outputs -> Kaggle submissions) and its tuning
     ---------------
     training/        run configs, targets and batches, the trainer, checkpoints, DDP
-    inference        one event or a folder of events through the whole pipeline
-    study/           runs, evaluation, summary, real vs simulated, attention maps, reports
+    inference        one event or a folder of events through the whole pipeline, stage by stage
+    bench/           benchmarks that measure (attention backends, latency, scaling)
+    study/           runs, held-out scoring, evaluation, summary, real vs simulated, attention maps,
+                     reports: what the notebooks, make study and the scripts share
     plots/           figures of the notebooks and reports
-    bench/           benchmarks that print numbers (attention, latency, scaling)
     cli/             the ``trackstudy`` command
 """
 

@@ -16,7 +16,7 @@ from trackstudy.data.io import Event, coerce_table, read_event, validate_event
 from trackstudy.data.weights import trackml_weights
 from trackstudy.errors import ConfigError, DataError
 
-REAL = Path(__file__).resolve().parents[1] / "data" / "real"
+REAL = Path(__file__).resolve().parents[2] / "data" / "real"
 A, B, C, D = 11, 22, 33, 44
 
 

@@ -12,7 +12,7 @@ import yaml
 
 from trackstudy.training import train
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_training.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_training.py"
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
 
 

@@ -10,7 +10,7 @@ import torch
 from trackstudy.models.heads import build_model
 from trackstudy.training.checkpoint import save_model
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_real.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_real.py"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

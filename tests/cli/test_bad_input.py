@@ -531,7 +531,7 @@ def test_yaml_file_keeps_min_max_strings(tmp_path):
 
 
 def test_set_errors_blame_the_set(tmp_path, capsys):
-    cfg = Path(__file__).resolve().parents[1] / "params" / "train_smoke.yaml"
+    cfg = Path(__file__).resolve().parents[2] / "params" / "train_smoke.yaml"
     line = refused(["train", "--config", cfg, "--out", tmp_path / "run", "--set", "train.steps=abc"],
                    capsys, "--set", "train.steps")
     assert str(cfg) not in line
@@ -622,6 +622,6 @@ def test_particle_lists_beside_events_are_read(tmp_path):
     # alone: a layout of particle lists, not an incomplete copy
     from trackstudy.data.io import find_events, read_event
 
-    full = Path(__file__).resolve().parents[1] / "data" / "real" / "full"
+    full = Path(__file__).resolve().parents[2] / "data" / "real" / "full"
     assert [eid for eid, _ in find_events(full)] == [1001]
     assert len(read_event(full / "event000001001", parts=("hits",)).hits) > 0

@@ -8,7 +8,7 @@ from trackstudy.data.io import read_event
 from trackstudy.data.weights import ORDER_MATRIX, trackml_weights, weight_order, weight_pt
 from trackstudy.errors import DataError
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "real" / "mini"
+DATA = Path(__file__).resolve().parents[2] / "data" / "real" / "mini"
 
 
 def test_weight_pt_shape():

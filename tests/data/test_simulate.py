@@ -22,7 +22,7 @@ from trackstudy.data.simulate import (
 )
 from trackstudy.errors import ConfigError, DataError
 
-REAL = Path(__file__).resolve().parents[1] / "data" / "real"
+REAL = Path(__file__).resolve().parents[2] / "data" / "real"
 DATA = REAL / "mini"
 QUIET = dict(noise_fraction=0.0, material_scale=0.0, interaction_per_mm=0.0, smear=False)
 

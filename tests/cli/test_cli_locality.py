@@ -10,7 +10,7 @@ from trackstudy.cli import main
 from trackstudy.cli.locality import parse_params
 from trackstudy.errors import ConfigError
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "real" / "mini"
+DATA = Path(__file__).resolve().parents[2] / "data" / "real" / "mini"
 
 
 def _json(capsys, argv):

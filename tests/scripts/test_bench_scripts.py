@@ -17,7 +17,7 @@ import pytest
 from trackstudy.bench.attention import BenchResult
 from trackstudy.cli.bench import benchmark_parser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts"
 PY_SCRIPTS = ["bench_attention.py", "bench_locality.py", "bench_metrics.py", "bench_simulate.py",
               "bench_track_formation.py", "calibrate_simulator.py"]
