@@ -33,7 +33,7 @@ def _events(args):
         return list(iter_events(args.data, n_events=args.events))
     from trackstudy.data.simulate import SimulationConfig, event_rngs, simulate_event
 
-    config = SimulationConfig(mu=args.pileup, pixel_only=True)
+    config = SimulationConfig(pileup=args.pileup, pixel_only=True)
     return [simulate_event(config, rng, event_id=1000 + i) for i, rng in enumerate(event_rngs(args.seed, args.events))]
 
 

@@ -48,7 +48,7 @@ def main(argv=None):
             from trackstudy.data.simulate import SimulationConfig, simulate_dataset
 
             t = time.perf_counter()
-            simulate_dataset(data, 1, SimulationConfig(mu=200), seed=42, progress=False)
+            simulate_dataset(data, 1, SimulationConfig(pileup=200), seed=42, progress=False)
             print(f"simulated one full-detector mu=200 event in {time.perf_counter() - t:.1f} s")
         eid, prefix = find_events(data)[0]
         ev = read_event(prefix, eid)

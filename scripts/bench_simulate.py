@@ -46,8 +46,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     det = Detector.load()
-    cfg = SimulationConfig(mu=args.mu)
-    simulate_event(SimulationConfig(mu=1), 0, 0, det)  # compile / load the numba kernel
+    cfg = SimulationConfig(pileup=args.mu)
+    simulate_event(SimulationConfig(pileup=1), 0, 0, det)  # compile / load the numba kernel
     rngs = event_rngs(args.seed, args.events)
     t0 = time.perf_counter()
     events = [simulate_event(cfg, rng, 1000 + i, det) for i, rng in enumerate(rngs)]

@@ -78,3 +78,17 @@ def test_manifest_without_a_later_default_option_is_the_same_simulation(tmp_path
     (out / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(DataError, match="differs in endcap_interaction_scale"):
         ensure_simulated(1, 2.0, 5, pixel_only=True, out_dir=out, progress=False)
+
+
+def test_manifest_that_names_the_pileup_mu_is_the_same_simulation(tmp_path):
+    # manifests written before SimulationConfig's field was named pileup call it mu
+    out = tmp_path / "ds"
+    ensure_simulated(1, 2.0, 5, pixel_only=True, out_dir=out, progress=False)
+    manifest = json.loads((out / MANIFEST).read_text())
+    manifest["simulator"]["mu"] = manifest["simulator"].pop("pileup")
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    assert ensure_simulated(1, 2.0, 5, pixel_only=True, out_dir=out, progress=False) == out
+    manifest["simulator"]["mu"] = 3.0
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match="differs in pileup"):
+        ensure_simulated(1, 2.0, 5, pixel_only=True, out_dir=out, progress=False)

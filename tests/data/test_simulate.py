@@ -174,7 +174,7 @@ def test_loopers_recross_layers_and_stay_bounded(det):
 # ----------------------------------------------------------------------------- events
 @pytest.fixture(scope="module")
 def small_event(det):
-    return simulate_event(SimulationConfig(mu=5), 11, event_id=7, detector=det)
+    return simulate_event(SimulationConfig(pileup=5), 11, event_id=7, detector=det)
 
 
 def test_event_is_valid_trackml(small_event, det):
@@ -203,7 +203,7 @@ def test_event_is_valid_trackml(small_event, det):
 
 
 def test_generated_spectra_at_mu200():
-    p = generate_particles(SimulationConfig(mu=200), np.random.default_rng(3))
+    p = generate_particles(SimulationConfig(pileup=200), np.random.default_rng(3))
     pt = np.hypot(p["px"], p["py"])
     eta = np.arcsinh(p["pz"] / pt)
     assert 10792 * 0.85 < len(p) < 10792 * 1.15
@@ -214,7 +214,7 @@ def test_generated_spectra_at_mu200():
     assert 0.55 < prompt.mean() < 0.8
     assert np.std(p.loc[prompt, "vz"]) < 20.0
     assert ((p["particle_id"].to_numpy() >> 52) == 1).sum() > 50  # the hard-scatter vertex
-    none = generate_particles(SimulationConfig(mu=0, hard_scatter=False), np.random.default_rng(3))
+    none = generate_particles(SimulationConfig(pileup=0, hard_scatter=False), np.random.default_rng(3))
     assert len(none) == 0
 
 
@@ -232,7 +232,7 @@ def test_displaced_particles_follow_the_real_kinematics():
     direction and pT independently and gave them ten times the real impact parameter)."""
     real = pd.concat([pd.read_csv(f) for f in sorted((REAL / "full").glob("event*-particles.csv.gz"))])
     real_dphi, real_d0 = _displaced_geometry(real)
-    sim = pd.concat([generate_particles(SimulationConfig(mu=200), np.random.default_rng(s)) for s in (5, 6)])
+    sim = pd.concat([generate_particles(SimulationConfig(pileup=200), np.random.default_rng(s)) for s in (5, 6)])
     sim_dphi, sim_d0 = _displaced_geometry(sim)
     assert len(sim_dphi) > 100 and len(real_dphi) > 100
     assert np.median(real_dphi) < 0.1  # the fact the simulator must reproduce
@@ -243,14 +243,14 @@ def test_displaced_particles_follow_the_real_kinematics():
 
 
 def test_pixel_only(det):
-    ev = simulate_event(SimulationConfig(mu=5, pixel_only=True), 2, detector=det)
+    ev = simulate_event(SimulationConfig(pileup=5, pixel_only=True), 2, detector=det)
     assert set(ev.hits["volume_id"].unique()) <= set(PIXEL_VOLUMES)
     assert len(ev.hits) > 100
 
 
 def test_tracks_subset(det):
-    full = simulate_event(SimulationConfig(mu=10), 4, detector=det)
-    sub = simulate_event(SimulationConfig(mu=10, tracks=(5, 8)), 4, detector=det)
+    full = simulate_event(SimulationConfig(pileup=10), 4, detector=det)
+    sub = simulate_event(SimulationConfig(pileup=10, tracks=(5, 8)), 4, detector=det)
     assert 5 <= len(sub.particles) <= 8
     assert (sub.particles["nhits"] >= 1).all()
     # the subset keeps all hits of its particles: same counts as in the full event of the same seed
@@ -262,7 +262,7 @@ def test_tracks_subset(det):
     assert sub.hits["hit_id"].tolist() == list(range(1, len(sub.hits) + 1))
     validate_event(sub)
     # asking for more particles than have hits keeps them all
-    few = simulate_event(SimulationConfig(mu=0, tracks=(5000, 6000)), 4, detector=det)
+    few = simulate_event(SimulationConfig(pileup=0, tracks=(5000, 6000)), 4, detector=det)
     assert len(few.particles) == (few.particles["nhits"] > 0).sum()
 
 
@@ -284,7 +284,7 @@ def _bytes(folder: Path) -> dict[str, bytes]:
 
 
 def test_same_seed_gives_identical_files(tmp_path, det):
-    cfg = SimulationConfig(mu=3)
+    cfg = SimulationConfig(pileup=3)
     simulate_dataset(tmp_path / "a", 2, cfg, seed=5, progress=False, detector=det)
     simulate_dataset(tmp_path / "b", 2, cfg, seed=5, progress=False, detector=det)
     simulate_dataset(tmp_path / "c", 1, cfg, seed=5, progress=False, detector=det)
@@ -299,16 +299,16 @@ def test_same_seed_gives_identical_files(tmp_path, det):
 
 
 def test_simulate_dataset_refuses_to_overwrite(tmp_path, det):
-    simulate_dataset(tmp_path, 1, SimulationConfig(mu=1), seed=1, progress=False, detector=det)
+    simulate_dataset(tmp_path, 1, SimulationConfig(pileup=1), seed=1, progress=False, detector=det)
     with pytest.raises(FileExistsError, match="exists"):
-        simulate_dataset(tmp_path, 1, SimulationConfig(mu=1), seed=1, progress=False, detector=det)
-    simulate_dataset(tmp_path, 1, SimulationConfig(mu=1), seed=2, force=True, progress=False, detector=det)
+        simulate_dataset(tmp_path, 1, SimulationConfig(pileup=1), seed=1, progress=False, detector=det)
+    simulate_dataset(tmp_path, 1, SimulationConfig(pileup=1), seed=2, force=True, progress=False, detector=det)
 
 
 # ----------------------------------------------------------------------------- config and CLI
 def test_config_errors():
-    with pytest.raises(ConfigError, match="mu"):
-        SimulationConfig(mu=-1)
+    with pytest.raises(ConfigError, match="pileup"):
+        SimulationConfig(pileup=-1)
     with pytest.raises(ConfigError, match="noise_fraction"):
         SimulationConfig(noise_fraction=1.0)
     with pytest.raises(ConfigError, match="MIN <= MAX"):
@@ -443,12 +443,12 @@ def test_mu200_event_looks_like_a_real_one(det):
     # 12,263 particles in the two shared events), so compare the mean particle count over 20
     # generated events, and per-particle yields for one simulated event.
     rng = np.random.default_rng(2024)
-    gen = [generate_particles(SimulationConfig(mu=200), rng) for _ in range(20)]
+    gen = [generate_particles(SimulationConfig(pileup=200), rng) for _ in range(20)]
     n = np.array([len(p) for p in gen])
     n_hi = np.array([(np.hypot(p["px"], p["py"]) > 0.9).sum() for p in gen])
     assert n.mean() == pytest.approx(10792, rel=0.05)
     assert n_hi.mean() == pytest.approx(1465, rel=0.15)
-    ev = simulate_event(SimulationConfig(mu=200), 2024, detector=det)
+    ev = simulate_event(SimulationConfig(pileup=200), 2024, detector=det)
     n_p = len(ev.particles)
     assert len(ev.hits) / n_p == pytest.approx(102001 / 10792, rel=0.15)
     assert ev.hits["volume_id"].isin(PIXEL_VOLUMES).sum() / n_p == pytest.approx(52308 / 10792, rel=0.15)

@@ -74,7 +74,7 @@ def simulator_throughput(mu: float = SIM_MU, n_events: int = 3, *, seed: int = 0
     the mean number of hits per event."""
     if n_events < 1:
         raise ConfigError(f"--sim-events must be >= 1, got {n_events}")
-    config = SimulationConfig(mu=float(mu), pixel_only=pixel_only)
+    config = SimulationConfig(pileup=float(mu), pixel_only=pixel_only)
     rngs = event_rngs(seed, n_events + 1)
     simulate_event(config, rngs[0])
     t0 = time.perf_counter()
@@ -116,7 +116,7 @@ def make_inputs(n_hits: int, hits_at_200: float, *, seed: int = 0, method: str =
     parts, labels, have, offset, n_events = [], [], 0, 0, 0
     while have < n_hits:
         need_mu = min(1000.0, SIM_MU * (n_hits - have) / hits_at_200)
-        ev = simulate_event(SimulationConfig(mu=need_mu, pixel_only=True), rng, event_id=n_events)
+        ev = simulate_event(SimulationConfig(pileup=need_mu, pixel_only=True), rng, event_id=n_events)
         n_events += 1
         if len(ev.hits) == 0:
             continue

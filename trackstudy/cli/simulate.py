@@ -182,12 +182,12 @@ def run(args) -> int:
         raise ConfigError(str(exc).replace("tracks=", "--tracks ", 1)) from None
     try:
         config = SimulationConfig(
-            mu=200.0 if args.pileup is None else args.pileup, hard_scatter=not args.no_hard_scatter, pixel_only=pixel_only, tracks=tracks,
+            pileup=200.0 if args.pileup is None else args.pileup, hard_scatter=not args.no_hard_scatter, pixel_only=pixel_only, tracks=tracks,
             noise_fraction=args.noise_fraction, inefficiency=args.inefficiency, max_turns=args.max_turns,
         )
     except ConfigError as exc:  # name the option, not the dataclass field
         msg = str(exc)
-        for field, opt in (("mu", "--pileup"), ("noise_fraction", "--noise-fraction"),
+        for field, opt in (("pileup", "--pileup"), ("noise_fraction", "--noise-fraction"),
                            ("inefficiency", "--inefficiency"), ("max_turns", "--max-turns")):
             msg = msg.replace(f"SimulationConfig.{field}=", f"{opt} ")
         raise ConfigError(msg) from None

@@ -46,7 +46,7 @@ def ensure_simulated(n_events: int, pileup: float, seed: int, *, pixel_only: boo
     ``tracks``: ``"MIN:MAX"`` keeps a random 10-50-style subset of particles per event.
     Returns the folder (default ``data/sim/<dataset_name(...)>``).
     """
-    config = SimulationConfig(mu=float(pileup), pixel_only=bool(pixel_only), hard_scatter=bool(hard_scatter),
+    config = SimulationConfig(pileup=float(pileup), pixel_only=bool(pixel_only), hard_scatter=bool(hard_scatter),
                               tracks=parse_tracks(tracks) if tracks else None)
     manifest = {"simulator": json.loads(json.dumps(asdict(config))), "n_events": int(n_events), "seed": int(seed),
                 "simulator_version": SIMULATOR_VERSION}
@@ -84,7 +84,10 @@ def _check_manifest(out: Path, expected: dict) -> None:
         # a simulator option added later, at the default that reproduces the old events byte for
         # byte, is absent from older manifests: absent means the default, not a different simulation
 
-        found["simulator"] = {**config_dict(SimulationConfig()), **found["simulator"]}
+        sim = dict(found["simulator"])
+        if "mu" in sim and "pileup" not in sim:  # manifests written before the field was named pileup
+            sim["pileup"] = sim.pop("mu")
+        found["simulator"] = {**config_dict(SimulationConfig()), **sim}
     if found != expected:
         diff = [k for k in set(found["simulator"]) | set(expected["simulator"])
                 if found["simulator"].get(k) != expected["simulator"].get(k)]

@@ -69,7 +69,7 @@ _ENDCAP_MARGIN_RPHI = 12.0
 class SimulationConfig:
     """Parameters of the simulator (defaults: a TrackML-like event at mu = 200).
 
-    mu: mean number of pile-up interactions (Poisson), 0..1000.
+    pileup: mean number of pile-up interactions (mu, Poisson), 0..1000.
     hard_scatter: add one high-multiplicity hard-scatter vertex (the real events have one).
     pixel_only: simulate and keep only the pixel volumes 7, 8, 9.
     tracks: (min, max) -> keep k ~ U{min..max} random particles with hits (and noise in proportion).
@@ -97,7 +97,7 @@ class SimulationConfig:
         secondaries get 0), see :func:`trackstudy.data.weights.trackml_weights`.
     """
 
-    mu: float = 200.0
+    pileup: float = 200.0
     hard_scatter: bool = True
     pixel_only: bool = False
     tracks: tuple[int, int] | None = None
@@ -117,8 +117,8 @@ class SimulationConfig:
     def __post_init__(self):
         def bad(name, why):
             raise ConfigError(f"SimulationConfig.{name}={getattr(self, name)!r}: {why}")
-        if not (0.0 <= float(self.mu) <= 1000.0):
-            bad("mu", "must be between 0 and 1000")
+        if not (0.0 <= float(self.pileup) <= 1000.0):
+            bad("pileup", "must be between 0 and 1000")
         if not (0.0 <= float(self.noise_fraction) < 1.0):
             bad("noise_fraction", "must be in [0, 1)")
         if not (0.0 <= float(self.inefficiency) < 1.0):
@@ -184,7 +184,7 @@ def _from_quantiles(table: np.ndarray, u: np.ndarray) -> np.ndarray:
 def generate_particles(config: SimulationConfig, rng: np.random.Generator) -> pd.DataFrame:
     """Sample the particles of one event (TrackML particles columns, nhits = 0)."""
     cal = load_calibration()
-    n_int = int(rng.poisson(config.mu)) if config.mu > 0 else 0
+    n_int = int(rng.poisson(config.pileup)) if config.pileup > 0 else 0
     nonempty = rng.random(n_int) < float(cal["pu_p_nonempty"])
     mult = np.where(nonempty, rng.choice(cal["pu_counts"], size=n_int), 0)
     hs = 1 if config.hard_scatter else 0

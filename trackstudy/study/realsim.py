@@ -45,7 +45,7 @@ def simulated_events(name: str, n: int, pileup: float, seed: int) -> list:
     """``n`` simulated events cut like the real set ``name``; event i depends only on (seed, i)."""
     cuts = LIKE[name]
     pixel_only = cuts.volumes is not None and set(cuts.volumes) <= set(PIXEL_VOLUMES)
-    config = SimulationConfig(mu=float(pileup), pixel_only=pixel_only)
+    config = SimulationConfig(pileup=float(pileup), pixel_only=pixel_only)
     out = []
     for i, rng in enumerate(event_rngs(seed, n)):
         out.append(cut_event(simulate_event(config, rng, event_id=i), cuts, rng=rng))

@@ -303,7 +303,7 @@ class OnlineEvents:
     def __init__(self, spec: dict, *, feature_cfg: FeatureConfig, locality: dict | None):
         self.spec = spec
         self.n_events = int(spec["n_events"])
-        self.config = SimulationConfig(mu=float(spec["pileup"]), pixel_only=bool(spec["pixel_only"]),
+        self.config = SimulationConfig(pileup=float(spec["pileup"]), pixel_only=bool(spec["pixel_only"]),
                                        tracks=parse_tracks(spec["tracks"]) if spec["tracks"] else None)
         self.detector = Detector.load()
         self.feature_cfg = feature_cfg
