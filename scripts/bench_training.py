@@ -29,7 +29,7 @@ from trackstudy.config import RUNS_DIR, resolve_path
 from trackstudy.errors import ConfigError
 from trackstudy.study.heldout import HEADLINE, REGIONS, baseline_comparison, heldout_folder, score_run
 from trackstudy.training import resolve_config, set_value, train
-from trackstudy.training.config import load_yaml
+from trackstudy.training.run_config import load_yaml
 
 
 def main(argv=None) -> int:

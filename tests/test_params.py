@@ -48,7 +48,7 @@ def test_parameter_files_name_existing_parameters(name):
 @pytest.mark.parametrize("config", sorted((PARAMS_DIR / "bench").glob("*.yaml")), ids=lambda p: p.name)
 def test_benchmark_configs_are_valid(config):
     # every benchmark config resolves (keys, types, ranges, locality, tuning grid and base)
-    from trackstudy.training.config import resolve_config
+    from trackstudy.training.run_config import resolve_config
 
     cfg = resolve_config(config)
     assert cfg["train"]["max_minutes"] >= 0 and cfg["tune"]["grid"]

@@ -513,7 +513,7 @@ def test_checkpoint_wrong_shapes(data, tmp_path, capsys, tiny_run):
 
 
 def test_set_value_keeps_min_max_strings():
-    from trackstudy.training.config import set_value
+    from trackstudy.training.run_config import set_value
 
     cfg: dict = {}
     set_value(cfg, "data.train.tracks=10:50")
@@ -523,7 +523,7 @@ def test_set_value_keeps_min_max_strings():
 
 
 def test_yaml_file_keeps_min_max_strings(tmp_path):
-    from trackstudy.training.config import load_yaml
+    from trackstudy.training.run_config import load_yaml
 
     p = tmp_path / "c.yaml"
     p.write_text("data:\n  train:\n    tracks: 10:50\n")

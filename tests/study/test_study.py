@@ -80,7 +80,7 @@ def test_train_models_reuses_a_run_only_on_the_same_data(tmp_path, monkeypatch, 
     config means today; a run on other data (e.g. an older simulator's dataset) is retrained."""
 
     from trackstudy.data.datasets import dataset_name
-    from trackstudy.training.config import dump_yaml
+    from trackstudy.training.run_config import dump_yaml
 
     monkeypatch.setattr(study_runs, "RUNS_DIR", tmp_path / "runs")
     calls = []

@@ -7,7 +7,7 @@ import pytest
 
 from trackstudy.errors import ConfigError
 from trackstudy.study.heldout import binned_dm, heldout_folder
-from trackstudy.training.config import resolve_config
+from trackstudy.training.run_config import resolve_config
 
 
 def _cfg(tmp_path):

@@ -18,8 +18,8 @@ from trackstudy.errors import ConfigError, DataError
 from trackstudy.models.features import FeatureConfig, feature_array
 from trackstudy.models.heads import build_model, make_context
 from trackstudy.postprocessing import track_formation
-from trackstudy.training import config as tconfig
 from trackstudy.training import data as tdata
+from trackstudy.training import run_config as tconfig
 from trackstudy.training import train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -13,8 +13,8 @@ import torch
 from trackstudy.errors import ConfigError
 from trackstudy.models.features import FeatureConfig
 from trackstudy.postprocessing import track_formation
-from trackstudy.training import config as tconfig
 from trackstudy.training import data as tdata
+from trackstudy.training import run_config as tconfig
 from trackstudy.training import train
 from trackstudy.training.trainer import Trainer, training_backend
 

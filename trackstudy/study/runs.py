@@ -31,8 +31,8 @@ from trackstudy.inference import predict_events
 from trackstudy.metrics.submission import write_submission
 from trackstudy.models.heads import FAMILIES
 from trackstudy.training.checkpoint import load_run
-from trackstudy.training.config import load_yaml, resolve_config
 from trackstudy.training.data import data_root, spec_folder
+from trackstudy.training.run_config import load_yaml, resolve_config
 from trackstudy.training.trainer import train
 
 
@@ -77,7 +77,7 @@ def training_config(model: str, *, base_config: str = "", preset: str = "", back
     config's values when given (empty string or 0 keeps the base config's); the data parameters
     (pile-up, tracks, pixel_only, event counts, seed) always apply, because the held-out events
     of notebooks 04 and 05 are simulated from the same ones. Track formation is tuned on all the
-    validation events. Validation and defaults: :func:`trackstudy.training.config.resolve_config`.
+    validation events. Validation and defaults: :func:`trackstudy.training.run_config.resolve_config`.
     """
     cfg = load_yaml(resolve_path(base_config.replace("{model}", model))) if base_config else {}
     cfg.setdefault("model", {})["family"] = model

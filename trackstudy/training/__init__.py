@@ -4,13 +4,14 @@
     summary = train("params/train_smoke.yaml", "runs/smoke")     # writes runs/smoke/ (see checkpoint.py)
     model, run_config = load_run("runs/smoke")                   # eval mode, on the best device
 
-Modules: :mod:`.config` (schema, defaults, validation), :mod:`.data` (events -> cached tensors,
-batches), :mod:`.trainer` (the loop), :mod:`.checkpoint` (run directory files), :mod:`.ddp`
+Modules: :mod:`.run_config` (schema, defaults, validation), :mod:`.targets` (labels of each
+family, samples, padded batches), :mod:`.data` (events -> cached tensors, batches),
+:mod:`.trainer` (the loop), :mod:`.checkpoint` (run directory files), :mod:`.ddp`
 (torch.distributed helpers).
 """
 
 from trackstudy.training.checkpoint import load_checkpoint, load_run, save_checkpoint, save_model, unwrap_model
-from trackstudy.training.config import DEFAULTS, dump_yaml, load_yaml, resolve_config, set_value
+from trackstudy.training.run_config import DEFAULTS, dump_yaml, load_yaml, resolve_config, set_value
 from trackstudy.training.trainer import Trainer, train, training_backend
 
 __all__ = ["DEFAULTS", "Trainer", "dump_yaml", "load_checkpoint", "load_run", "load_yaml",

@@ -44,7 +44,7 @@ from trackstudy.kinematics import hit_eta_phi
 from trackstudy.locality import cluster_xyz
 from trackstudy.models.features import FeatureConfig, feature_array
 from trackstudy.models.roads import RoadBinning, particle_parameters
-from trackstudy.training.config import config_hash
+from trackstudy.training.run_config import config_hash
 from trackstudy.training.targets import class_targets, collate, make_sample
 
 #: Version of the cached tensor layout; part of every cache key.

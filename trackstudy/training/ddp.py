@@ -28,7 +28,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    backend: str = ""
+    comm_backend: str = ""  # torch.distributed's communication backend (nccl, gloo), not an attention backend
     owns_group: bool = False  # True when init_distributed created the process group
 
     @property
@@ -61,14 +61,14 @@ def init_distributed(device: str = "auto") -> tuple[DistInfo, torch.device]:
     if dev.type == "cuda":
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
-        backend = "nccl"
+        comm_backend = "nccl"
     elif dev.type == "cpu":
-        backend = "gloo"
+        comm_backend = "gloo"
     else:
         raise ConfigError(f"distributed training supports CUDA (nccl) and CPU (gloo), not {dev.type!r}")
     owns = False
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, rank=rank, world_size=world,
+        dist.init_process_group(backend=comm_backend, rank=rank, world_size=world,
                                 device_id=dev if dev.type == "cuda" else None)
         owns = True
     return DistInfo(rank, world, local_rank, dist.get_backend(), owns), dev

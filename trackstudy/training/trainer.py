@@ -75,7 +75,7 @@ from trackstudy.training.checkpoint import (
     save_model,
     torch_save_atomic,
 )
-from trackstudy.training.config import (
+from trackstudy.training.run_config import (
     RESUMABLE_CHANGES,
     base_track_params,
     diff_keys,
@@ -405,11 +405,11 @@ class Trainer:
         if self.train_set is not None:
             self._prepare_samples(self.train_set.samples)
         self._prepare_samples(self.val.samples)
-        self.backend, notice = training_backend(m["backend"], self.device)
+        self.attention_backend, notice = training_backend(m["backend"], self.device)
         if notice:
             self._notice(notice)
         torch.manual_seed(tr["seed"])
-        enc = EncoderConfig.preset(m["preset"], n_features=self.feature_cfg.n_features, attention=self.backend,
+        enc = EncoderConfig.preset(m["preset"], n_features=self.feature_cfg.n_features, attention=self.attention_backend,
                                    **m["encoder"])
         model = build_model(m["family"], enc, feature_cfg=self.feature_cfg, binning=self.binning, **m["head"])
         model.track_params = base_track_params(m["family"], self.cfg["tune"]["base"], default_params(m["family"], model.head_cfg))
@@ -442,7 +442,7 @@ class Trainer:
                 "train_seconds": self.train_seconds, "epoch_loss": list(self.epoch_loss),
                 "stopped": self.stopped, "rng": _rng_state(), "config": self.cfg,
                 "model_config": model_config(self.model), "world_size": self.dist.world_size,
-                "backend": self.backend}
+                "backend": self.attention_backend}
 
     def _restore(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
@@ -623,7 +623,7 @@ class Trainer:
         if info.is_main and self.progress:
             print(f"trackstudy train: {cfg['model']['family']} ({cfg['model']['preset']}, "
                   f"{self.model.encoder.num_parameters():,} encoder parameters) on {describe_device(self.device)}, "
-                  f"backend {self.backend}, {info.world_size} process(es)", file=sys.stderr)
+                  f"attention {self.attention_backend}, {info.world_size} process(es)", file=sys.stderr)
         self._loop()
         return self._finish()
 
@@ -719,7 +719,7 @@ class Trainer:
         info = self.dist
         ddp_info = None
         if info.enabled:
-            ddp_info = {"world_size": info.world_size, "backend": info.backend,
+            ddp_info = {"world_size": info.world_size, "backend": info.comm_backend,
                         "max_param_diff": ddp.max_param_difference(self.model, info)}
         best_file = self.out / CHECKPOINT_DIR / BEST_CHECKPOINT
         last_state = self._state() if info.is_main else None  # the last weights: what a resume continues
@@ -739,7 +739,7 @@ class Trainer:
         save_checkpoint(checkpoint_path(self.out), last_state)
         m = self.cfg["model"]
         summary = {
-            "family": m["family"], "preset": m["preset"], "backend": self.backend, "backend_requested": m["backend"],
+            "family": m["family"], "preset": m["preset"], "backend": self.attention_backend, "backend_requested": m["backend"],
             "locality": self.cfg["locality"], "device": describe_device(self.device),
             "n_params": sum(p.numel() for p in self.model.parameters()),
             "steps": self.step, "epochs": self.epoch + (self.batch_in_epoch > 0), "stopped": self.stopped,
