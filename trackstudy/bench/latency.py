@@ -47,9 +47,8 @@ STAGES = ("clustering", "features", "masks", "encoder", "track_formation")
 #: clustering runs as parallel DBSCAN on 36 CPU cores), in milliseconds; the TrackFormers Part 2
 #: paper (section 3.1) splits the first row into clustering 6 ms and block-mask creation 2 ms.
 PAPER_TABLE1 = {
-    "source": "FlexAttention contrastive tracking paper, Table 1 (shared/seeds/flexattention-contrastive-"
-              "tracking-paper.txt, section 4.2); TrackFormers Part 2, section 3.1 "
-              "(shared/seeds/trackformers-part2-paper.txt)",
+    "source": "FlexAttention contrastive tracking paper, Table 1 (section 4.2); TrackFormers Part 2, section 3.1 "
+              "(see docs/references.md)",
     "device": "NVIDIA H100 (clustering: DBSCAN on 36 CPU cores)",
     "rows": [
         ("hit clustering & mask building", ("clustering", "features", "masks"), 6.0),
