@@ -67,15 +67,15 @@ def main(argv=None) -> int:
                    help="instead: the real reduced event (truth) and the real full-size hits of event 1001")
     args = p.parse_args(argv)
 
-    from trackstudy.config import SHARED_TRACKML_DIR
+    from trackstudy.config import REAL_DATA_DIR
     from trackstudy.data.io import read_event, select_volumes
     from trackstudy.locality.scan import compare_methods
 
     pd.set_option("display.width", 200, "display.max_columns", 20)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.real:
-        sets = {"real reduced event (mini)": [read_event(SHARED_TRACKML_DIR / "mini")],
-                "real full-size event 1001 (hits only)": [read_event(SHARED_TRACKML_DIR / "full" / "event000001001",
+        sets = {"real reduced event (mini)": [read_event(REAL_DATA_DIR / "mini")],
+                "real full-size event 1001 (hits only)": [read_event(REAL_DATA_DIR / "full" / "event000001001",
                                                                      parts=("hits",))]}
     else:
         t0 = time.perf_counter()

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from trackstudy.config import PIXEL_VOLUMES, SHARED_TRACKML_DIR
+from trackstudy.config import PIXEL_VOLUMES, REAL_DATA_DIR
 from trackstudy.data.detector import Detector
 from trackstudy.data.io import Event, read_table, write_event
 from trackstudy.data.simulate import SimulationConfig, event_rngs, simulate_event, simulate_from_particles
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
         n = lay.get((8, lid), 0)
         print(f"volume 8 layer {lid:<6} {n:>10.0f}   {real:>10}          {n / real:6.3f}     "
               f"{per_particle.get((8, lid), 0) / (real / REAL_1001_PARTICLES):6.3f}")
-    real_hits_file = SHARED_TRACKML_DIR / "full" / "event000001001-hits.csv.gz"
+    real_hits_file = REAL_DATA_DIR / "full" / "event000001001-hits.csv.gz"
     real_hits = read_table(real_hits_file, "hits") if real_hits_file.is_file() else None
     if real_hits is not None:
         real_vol = real_hits.groupby("volume_id").size()
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     if args.no_particles_from:
         return 0
     print("\n--particles-from: real particles re-simulated (mu and spectra not used), vs their real nhits")
-    for f in sorted((SHARED_TRACKML_DIR / "full").glob("event*-particles.csv*")):
+    for f in sorted((REAL_DATA_DIR / "full").glob("event*-particles.csv*")):
         real_p = read_table(f, "particles")
         t0 = time.perf_counter()
         ev = simulate_from_particles(real_p, args.seed, SimulationConfig(), det)

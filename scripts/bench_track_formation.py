@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from trackstudy.config import PIXEL_VOLUMES, SHARED_TRACKML_DIR
+from trackstudy.config import PIXEL_VOLUMES, REAL_DATA_DIR
 from trackstudy.data.io import read_table
 from trackstudy.device import resolve_device, synchronize
 from trackstudy.locality.clustering import cluster_xyz
@@ -34,7 +34,7 @@ from trackstudy.postprocessing.track_formation import (
 
 
 def synthetic_event(n_hits: int | None, method: str = "grid", seed: int = 0):
-    hits = read_table(SHARED_TRACKML_DIR / "full" / "event000001001-hits.csv.gz", "hits")
+    hits = read_table(REAL_DATA_DIR / "full" / "event000001001-hits.csv.gz", "hits")
     hits = hits[hits.volume_id.isin(PIXEL_VOLUMES)].reset_index(drop=True)
     if n_hits is not None and n_hits < len(hits):
         hits = hits.sample(n_hits, random_state=seed).reset_index(drop=True)

@@ -2,7 +2,7 @@
 
 Reads the full particle lists of the real events in ``data/real/full`` and the reduced real
 event in ``data/real/mini`` (for where noise hits sit; the folder is
-``trackstudy.config.SHARED_TRACKML_DIR``, set by ``TRACKSTUDY_TRACKML``), and writes
+``trackstudy.config.REAL_DATA_DIR``, set by ``TRACKSTUDY_TRACKML``), and writes
 ``trackstudy/data/simulator_calibration.npz`` (a few tens of kB), so the simulator reads no
 real event files at run time. Run from anywhere:
 
@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trackstudy.config import PACKAGE_DIR, SHARED_TRACKML_DIR
+from trackstudy.config import PACKAGE_DIR, REAL_DATA_DIR
 from trackstudy.data.io import atomic_write_bytes, find_events, read_event, read_table
 from trackstudy.kinematics import eta_from_momentum, wrap_phi
 
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(OUT), help="output .npz (default: inside the package)")
     args = ap.parse_args(argv)
 
-    full = SHARED_TRACKML_DIR / "full"
+    full = REAL_DATA_DIR / "full"
     files = sorted(full.glob("event*-particles.csv*"))
     if not files:
         print(f"no particles files in {full}", file=sys.stderr)
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     disp_rows = np.column_stack([rv[disp], vz[disp], np.log(pt[disp]), d_phi, eta[disp], q[disp]])
 
     # noise hits per volume in the real reduced event (truth particle_id 0)
-    mini = SHARED_TRACKML_DIR / "mini"
+    mini = REAL_DATA_DIR / "mini"
     (eid, prefix), = find_events(mini)[:1]
     ev = read_event(prefix, eid, parts=("hits", "truth"))
     is_noise = (ev.truth.set_index("hit_id").loc[ev.hits["hit_id"], "particle_id"] == 0).to_numpy()

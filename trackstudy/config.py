@@ -22,7 +22,7 @@ RUNS_DIR = ROOT / "runs"
 #: reduced event with truth; ``full``: the full-size hits of event 1001 and the particles of
 #: events 1000 and 1001; see data/real/README.md). Override with the TRACKSTUDY_TRACKML
 #: environment variable (a folder holding ``mini/`` and ``full/``).
-SHARED_TRACKML_DIR = Path(os.environ.get("TRACKSTUDY_TRACKML", ROOT / "data" / "real"))
+REAL_DATA_DIR = Path(os.environ.get("TRACKSTUDY_TRACKML", ROOT / "data" / "real"))
 #: The TrackML detector geometry, shipped gzipped inside the package.
 DETECTORS_CSV = PACKAGE_DIR / "data" / "detectors.csv.gz"
 

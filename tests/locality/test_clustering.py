@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.cluster import DBSCAN
 
-from trackstudy.config import SHARED_TRACKML_DIR
+from trackstudy.config import REAL_DATA_DIR
 from trackstudy.data.io import read_event, select_volumes
 from trackstudy.errors import ConfigError
 from trackstudy.locality.clustering import (
@@ -227,7 +227,7 @@ def test_refine_endcaps_reprojects_from_the_best_vertex():
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_real_mini_event(method):
-    ev = select_volumes(read_event(SHARED_TRACKML_DIR / "mini"))
+    ev = select_volumes(read_event(REAL_DATA_DIR / "mini"))
     proj = project_hits(ev.hits)
     lab = cluster(proj, method, vertex_scan=(method == "dbscan"))
     assert len(lab) == len(ev.hits) == 2783

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trackstudy.config import SHARED_TRACKML_DIR
+from trackstudy.config import REAL_DATA_DIR
 from trackstudy.data.io import read_event
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.locality.measures import (
@@ -118,7 +118,7 @@ def test_containment_errors():
 
 @pytest.fixture(scope="module")
 def mini():
-    return read_event(SHARED_TRACKML_DIR / "mini")
+    return read_event(REAL_DATA_DIR / "mini")
 
 
 def test_measure_on_real_mini_event(mini):

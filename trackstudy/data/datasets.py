@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from trackstudy.config import DATA_DIR, SHARED_TRACKML_DIR, resolve_path
+from trackstudy.config import DATA_DIR, REAL_DATA_DIR, resolve_path
 from trackstudy.data.io import atomic_write_bytes, find_events
 from trackstudy.data.simulate import SIMULATOR_VERSION, SimulationConfig, config_dict, parse_tracks, simulate_dataset
 from trackstudy.errors import ConfigError, DataError
@@ -122,7 +122,7 @@ def real_trackml_dir(kind: str = "mini") -> Path:
     ``barrel20`` (event 1000: barrel hits of 20% of the particles and 20% of the noise)."""
     if kind not in REAL_SETS:
         raise ConfigError(f"kind={kind!r}: expected one of {', '.join(map(repr, REAL_SETS))}")
-    path = SHARED_TRACKML_DIR / kind
+    path = REAL_DATA_DIR / kind
     if not path.is_dir():
         raise DataError(f"{path}: the real TrackML samples are not there (set TRACKSTUDY_TRACKML to their folder)")
     return path

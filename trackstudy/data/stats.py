@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trackstudy.config import PIXEL_VOLUMES, SHARED_TRACKML_DIR
+from trackstudy.config import PIXEL_VOLUMES, REAL_DATA_DIR
 from trackstudy.data.io import Event, available_parts, find_events, read_event, read_table, resolve_event
 from trackstudy.errors import DataError
 from trackstudy.kinematics import pt as pt_of
@@ -107,7 +107,7 @@ def real_reference(trackml_dir: str | os.PathLike | None = None) -> tuple[dict, 
     (means over the particles files), hits and pixel hits and hits per layer (the hits files);
     from ``mini/``: the noise fraction (the only real truth shipped). Returns (numbers, hits per layer).
     """
-    root = Path(trackml_dir) if trackml_dir else SHARED_TRACKML_DIR
+    root = Path(trackml_dir) if trackml_dir else REAL_DATA_DIR
     full = root / "full"
     part_files = sorted(full.glob("event*-particles.csv*"))
     hit_files = sorted(full.glob("event*-hits.csv*"))
