@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -49,6 +50,19 @@ from trackstudy.postprocessing.track_formation import form_tracks, model_params,
 STAGES = ("clustering", "features", "masks", "encoder", "track_formation")
 #: Keys accepted in the ``locality`` section (the run config's).
 LOCALITY_KEYS = ("method", "params", "vertex_scan")
+#: The dense-path guard: above this many hits through the network, a run without locality
+#: clustering (locality method "none": full attention over the event, e.g. the 10-50-track runs)
+#: takes the sparse path :data:`SPARSE_PATH` instead, with a notice (full attention over a real
+#: event of 48,006 pixel hits took 22.8 s and ~15 GB on 2 CPU cores). ``max_dense_hits=None``
+#: (the CLI: naming ``--locality`` or ``--backend``) turns the guard off; the CLI's
+#: ``--max-dense-hits N`` moves the threshold.
+DENSE_MAX_HITS = 10_000
+#: (locality method, attention backend) of the guard's sparse path.
+SPARSE_PATH = ("grid", "packed")
+
+
+class SparsePathWarning(UserWarning):
+    """Issued by :func:`predict_event` (without ``notify``) when the dense-path guard switches paths."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -103,6 +117,24 @@ def hit_angles(hits: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return hit_eta_phi(*(hits[c].to_numpy(np.float64) for c in ("x", "y", "z")))
 
 
+def guard_dense(n_hits: int, locality: Mapping | None, backend: str,
+                max_dense_hits: int | None = DENSE_MAX_HITS) -> tuple[dict, str, str | None]:
+    """The dense-path guard: ``(locality, backend, notice)`` to run ``n_hits`` hits with.
+
+    Full attention (locality method "none", any backend but the approximate ``lsh``) over more
+    than ``max_dense_hits`` hits becomes :data:`SPARSE_PATH` (default grid clustering, packed
+    backend) and ``notice`` is one line naming the options that keep full attention; otherwise the
+    inputs come back unchanged with notice None (also when ``max_dense_hits`` is None)."""
+    loc = check_locality(locality)
+    if max_dense_hits is None or loc["method"] != "none" or backend == "lsh" or n_hits <= max_dense_hits:
+        return loc, backend, None
+    method, sparse = SPARSE_PATH
+    notice = (f"{n_hits} hits > {max_dense_hits} under full attention (locality none, backend {backend}): "
+              f"running --locality {method} --backend {sparse} instead; pass --locality none --backend "
+              f"{backend} to keep full attention, or raise --max-dense-hits")
+    return {"method": method, "params": {}, "vertex_scan": False}, sparse, notice
+
+
 def _model_device(model) -> torch.device:
     try:
         return next(model.parameters()).device
@@ -116,7 +148,8 @@ def _model_device(model) -> torch.device:
 
 @torch.no_grad()
 def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_id: int = 0, device=None,
-                  pixel_only: bool = False, backend: str | None = None) -> tuple[pd.DataFrame, dict]:
+                  pixel_only: bool = False, backend: str | None = None, max_dense_hits: int | None = DENSE_MAX_HITS,
+                  notify=None) -> tuple[pd.DataFrame, dict]:
     """Run one event through the whole pipeline; returns ``(submission, timings)``.
 
     model: a :class:`trackstudy.models.heads.TrackModel` (e.g. from ``load_run``).
@@ -126,6 +159,9 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
     device: where to run (None: where the model is; otherwise the model is moved there).
     pixel_only: the model was trained on pixel hits only: only volumes 7, 8, 9 go through it.
     backend: attention backend override (default: the model's ``encoder_cfg.attention``).
+    max_dense_hits: the dense-path guard (:func:`guard_dense`; None: off).
+    notify: called with the guard's one-line notice when it switches paths (default: a
+        :class:`SparsePathWarning`).
 
     submission: DataFrame [event_id, hit_id, track_id] (int64), one row per input hit, input order.
     timings: seconds per stage of :data:`STAGES`, "total" (wall time of the whole call) and "n_hits"
@@ -153,6 +189,13 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
             if len(sel) == 0:
                 raise DataError(f"event {event_id}: no hits to run"
                                 + (" in the pixel volumes 7, 8, 9" if pixel_only else ""))
+            loc, backend, notice = guard_dense(len(sel), loc, backend, max_dense_hits)
+            if notice is not None:
+                notice = f"event {event_id}: {notice}"
+                if notify is None:
+                    warnings.warn(notice, SparsePathWarning, stacklevel=3)
+                else:
+                    notify(notice)
             labels = cluster_hits(sel, loc)
         with clock("features"):
             x = torch.from_numpy(hit_features(sel, model.feature_cfg, source=f"event {event_id} hits",
@@ -206,8 +249,8 @@ def _iter_inputs(events) -> Iterable[tuple[int, pd.DataFrame]]:
 
 
 def predict_events(model, events, *, locality: Mapping | None, device=None, pixel_only: bool = False,
-                   backend: str | None = None, n_events: int | None = None,
-                   progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   backend: str | None = None, n_events: int | None = None, progress: bool = True,
+                   max_dense_hits: int | None = DENSE_MAX_HITS, notify=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`predict_event` over many events with a progress bar.
 
     events: a folder of TrackML events (hits are read, nothing else), or an iterable of
@@ -228,7 +271,8 @@ def predict_events(model, events, *, locality: Mapping | None, device=None, pixe
         items = islice(items, int(n_events))
     for event_id, hits in tqdm(items, desc="predict", unit="event", total=n_events, disable=not progress):
         sub, t = predict_event(model, hits, locality=loc, event_id=event_id, device=device,
-                               pixel_only=pixel_only, backend=backend)
+                               pixel_only=pixel_only, backend=backend, max_dense_hits=max_dense_hits,
+                               notify=notify)
         subs.append(sub)
         rows.append({"event_id": event_id, **t})
     if not subs:
@@ -236,5 +280,6 @@ def predict_events(model, events, *, locality: Mapping | None, device=None, pixe
     return pd.concat(subs, ignore_index=True), pd.DataFrame(rows)
 
 
-__all__ = ["LOCALITY_KEYS", "STAGES", "build_masks", "check_locality", "cluster_hits", "hit_angles",
-           "predict_event", "predict_events", "select_pixel_hits"]
+__all__ = ["DENSE_MAX_HITS", "LOCALITY_KEYS", "SPARSE_PATH", "STAGES", "SparsePathWarning", "build_masks",
+           "check_locality", "cluster_hits", "guard_dense", "hit_angles", "predict_event", "predict_events",
+           "select_pixel_hits"]

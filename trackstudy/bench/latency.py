@@ -35,7 +35,7 @@ from trackstudy.data.datasets import real_trackml_dir
 from trackstudy.data.io import find_events, read_event
 from trackstudy.device import describe_device, resolve_device
 from trackstudy.errors import ConfigError, DataError
-from trackstudy.inference import check_locality, predict_event
+from trackstudy.inference import DENSE_MAX_HITS, SPARSE_PATH, check_locality, predict_event
 from trackstudy.models.heads import build_model
 from trackstudy.models.masks import clear_block_mask_cache
 
@@ -190,11 +190,14 @@ class LatencyResult:
 
 
 def measure_latency(model, events, *, locality=None, pixel_only: bool = True, device=None, backend: str | None = None,
-                    n_runs: int = 5, warmup: int = 1, memory: bool = True, progress: bool = False) -> LatencyResult:
+                    n_runs: int = 5, warmup: int = 1, memory: bool = True, progress: bool = False,
+                    max_dense_hits: int | None = DENSE_MAX_HITS, notify=None) -> LatencyResult:
     """Time the inference pipeline (see the module docstring).
 
     events: list of ``(event_id, hits)`` (see :func:`load_events`) or of hits DataFrames; the
     ``n_runs`` timed runs cycle over them after ``warmup`` untimed runs on the first one.
+    max_dense_hits, notify: the dense-path guard of :func:`trackstudy.inference.predict_event`;
+    when it switches paths, ``backend`` and ``info["sparse_path"]`` of the result say so.
     """
 
     if n_runs < 1:
@@ -212,11 +215,18 @@ def measure_latency(model, events, *, locality=None, pixel_only: bool = True, de
     dev = model_dev if device is None else resolve_device(device)
     model.to(dev)
     backend = backend or model.encoder_cfg.attention
+    notices = []
+
+    def noticed(message):
+        if message not in notices:
+            notices.append(message)
+            if notify is not None:
+                notify(message)
 
     def run(event_id, hits):
         clear_block_mask_cache()  # every run builds its own masks
         return predict_event(model, hits, locality=loc, event_id=event_id, device=dev, pixel_only=pixel_only,
-                             backend=backend)
+                             backend=backend, max_dense_hits=max_dense_hits, notify=noticed)
 
     for _ in tqdm(range(warmup), desc="warm-up", disable=not progress):
         run(*events[0])
@@ -228,8 +238,11 @@ def measure_latency(model, events, *, locality=None, pixel_only: bool = True, de
     peak = process_peak = None
     if memory:
         peak, process_peak = measure_peak(lambda: run(*events[0]), dev)
-    return LatencyResult(pd.DataFrame(rows), describe_device(dev), backend, warmup, peak, process_peak,
-                         info={"threads": torch.get_num_threads() if dev.type == "cpu" else None})
+    info = {"threads": torch.get_num_threads() if dev.type == "cpu" else None}
+    if notices:
+        info["sparse_path"] = notices[0]
+        backend = SPARSE_PATH[1]
+    return LatencyResult(pd.DataFrame(rows), describe_device(dev), backend, warmup, peak, process_peak, info=info)
 
 
 def paper_table() -> pd.DataFrame:

@@ -309,6 +309,10 @@ def register_latency(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--locality-param", action="append", default=[], metavar="K=V",
                         help="clustering parameter, repeatable, as `trackstudy locality --param` (e.g. "
                              "n_jobs=-1 for DBSCAN on all cores); replaces the run's locality parameters")
+    parser.add_argument("--max-dense-hits", type=int, default=None, metavar="N",
+                        help="a run with full attention (locality none) runs events of more than N hits (default "
+                             "10000) on the sparse path (grid clustering, packed backend) with a notice; naming "
+                             "--locality or --backend keeps what they say")
     parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-memory", action="store_true", help="skip the extra run that measures peak memory")
@@ -322,13 +326,16 @@ def run_latency(args: argparse.Namespace) -> int:
     import torch
 
     from trackstudy.bench.latency import PAPER_TABLE1, compare_with_paper, format_result, load_events, measure_latency
-    from trackstudy.inference import check_locality
+    from trackstudy.cli.predict import notice_once
+    from trackstudy.inference import DENSE_MAX_HITS, check_locality
     from trackstudy.models.encoder import PRESETS
     from trackstudy.models.heads import FAMILIES
     from trackstudy.study.runs import latency_model, run_settings
 
     if args.events < 1:
         raise ConfigError(f"--events must be >= 1, got {args.events}")
+    if args.max_dense_hits is not None and args.max_dense_hits < 1:
+        raise ConfigError(f"--max-dense-hits must be >= 1, got {args.max_dense_hits}")
     if args.threads is not None:
         if args.threads < 1:
             raise ConfigError(f"--threads must be >= 1, got {args.threads}")
@@ -347,8 +354,11 @@ def run_latency(args: argparse.Namespace) -> int:
         locality = {"method": args.locality, "params": {}, "vertex_scan": False}
     if args.locality_param:
         locality = check_locality({**(locality or {}), "params": parse_params(args.locality_param)})
+    explicit = args.locality is not None or args.backend is not None
     result = measure_latency(model, events, locality=locality, pixel_only=pixel_only, n_runs=args.events,
-                             warmup=args.warmup, memory=not args.no_memory, progress=not args.json)
+                             warmup=args.warmup, memory=not args.no_memory, progress=not args.json,
+                             max_dense_hits=None if explicit else (args.max_dense_hits or DENSE_MAX_HITS),
+                             notify=notice_once("trackstudy bench latency"))
     result.info.update(model=how, n_params=int(sum(p.numel() for p in model.parameters())),
                        data=str(args.data), locality=locality, bench_seconds=time.perf_counter() - t0)
     if args.json:

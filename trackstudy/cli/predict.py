@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from trackstudy.errors import DataError
+from trackstudy.errors import ConfigError, DataError
 
 
 def register(sub) -> None:
@@ -25,9 +25,27 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto", metavar="DEV", help="auto (default), cpu, cuda, cuda:1, mps")
     p.add_argument("--backend", default=None, metavar="NAME",
                    help="attention backend override (dense, flex, packed, lsh); default: the run's")
+    p.add_argument("--locality", default=None, metavar="METHOD",
+                   help="locality clustering override (none, dbscan, window, density, grid); default: the run's")
+    p.add_argument("--max-dense-hits", type=int, default=None, metavar="N",
+                   help="a run with full attention (locality none) runs events of more than N hits (default "
+                        "10000) on the sparse path (grid clustering, packed backend) with a notice; naming "
+                        "--locality or --backend keeps what they say")
     p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def notice_once(prog: str):
+    """A ``notify`` callback that prints the first notice as one line on stderr (the rest are alike)."""
+    shown = []
+
+    def notify(message: str) -> None:
+        if not shown:
+            shown.append(message)
+            print(f"{prog}: notice: {message}", file=sys.stderr)
+
+    return notify
 
 
 def run(args) -> int:
@@ -36,13 +54,17 @@ def run(args) -> int:
     from trackstudy.cli.evaluate import check_count
     from trackstudy.data.io import find_events
     from trackstudy.inference import STAGES
+    from trackstudy.locality.clustering import METHODS
     from trackstudy.metrics import write_submission
     from trackstudy.models.attention import get_backend
     from trackstudy.training.checkpoint import load_run
 
     check_count(args.events, "--events")
+    check_count(args.max_dense_hits, "--max-dense-hits")
     if args.backend is not None:
         get_backend(args.backend, "--backend")
+    if args.locality is not None and args.locality not in ("none", *METHODS):
+        raise ConfigError(f"--locality {args.locality!r}: choose from none, {', '.join(METHODS)}")
     data = Path(args.data)
     if not data.is_dir():
         raise DataError(f"{data}: no such data folder (--data)")
@@ -53,9 +75,14 @@ def run(args) -> int:
         raise DataError(f"{data}: no TrackML events (event<N>-hits.csv or .csv.gz) in this folder")
     model, run_config = load_run(args.run, args.device)
     pixel_only = bool(((run_config.get("data") or {}).get("train") or {}).get("pixel_only", False))
-    sub, timings = inference.predict_events(model, data, locality=run_config.get("locality"), pixel_only=pixel_only,
-                                            backend=args.backend, n_events=args.events,
-                                            progress=not args.quiet and sys.stderr.isatty())
+    locality = run_config.get("locality")
+    if args.locality is not None:
+        locality = {"method": args.locality, "params": {}, "vertex_scan": False}
+    explicit = args.locality is not None or args.backend is not None
+    sub, timings = inference.predict_events(
+        model, data, locality=locality, pixel_only=pixel_only, backend=args.backend, n_events=args.events,
+        progress=not args.quiet and sys.stderr.isatty(), notify=notice_once("trackstudy predict"),
+        max_dense_hits=None if explicit else (args.max_dense_hits or inference.DENSE_MAX_HITS))
     write_submission(sub, out, force=True)  # checked above: --force given, or nothing there
     out = Path(args.out)
     n = len(timings)
