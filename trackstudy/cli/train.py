@@ -22,6 +22,9 @@ def register(sub) -> None:
     p.add_argument("--config", required=True, metavar="FILE", help="run config (YAML)")
     p.add_argument("--out", required=True, metavar="DIR", help="run directory, e.g. runs/NAME")
     p.add_argument("--resume", action="store_true", help="continue the run in OUT from its last checkpoint")
+    p.add_argument("--init-from", metavar="DIR", dest="init_from",
+                   help="start the encoder from a pretraining run (trackstudy pretrain; heads start fresh); "
+                        "sets model.init_from")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
                    help="override a config value (YAML syntax), e.g. --set train.steps=5; repeatable")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -49,6 +52,16 @@ def run(args) -> int:
         cfg = resolve_config(cfg)
     except ConfigError as exc:
         raise ConfigError(_blame(exc, base, args, resolve_config, set_value)) from None
+    if args.init_from:
+        from trackstudy.models.encoder import EncoderConfig
+        from trackstudy.models.features import FeatureConfig
+        from trackstudy.training.pretrained import check_compatible
+
+        cfg["model"]["init_from"] = str(args.init_from)
+        m = cfg["model"]
+        feats = FeatureConfig(**m["features"])
+        check_compatible(args.init_from, EncoderConfig.preset(m["preset"], n_features=feats.n_features, **m["encoder"]),
+                         feats, where="--init-from")
     summary = train(cfg, args.out, resume=args.resume, progress=not args.quiet and sys.stderr.isatty())
     if "family" not in summary:  # a non-zero DDP rank
         return 0
@@ -56,7 +69,8 @@ def run(args) -> int:
         print(json.dumps(summary))
         return 0
     v = summary.get("validation") or {}
-    print(f"{summary['family']} ({summary['preset']}, {summary['backend']}) on {summary['device']}: "
+    print(f"{summary['family']} ({summary['preset']}, {summary.get('n_params', 0):,} parameters, {summary['backend']}) "
+          f"on {summary['device']}: "
           f"{summary['steps']} steps in {summary['train_seconds']:.0f} s ({summary['stopped']}), "
           f"best val loss {summary['best_val_loss'] if summary['best_val_loss'] is not None else float('nan'):.4f}")
     if v:

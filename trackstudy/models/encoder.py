@@ -209,11 +209,12 @@ class Encoder(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
     def forward(self, x: torch.Tensor, ctx: AttentionContext | None = None, *, backend: str | None = None,
-                return_attention: bool = False):
+                return_attention: bool = False, token_embedding: torch.Tensor | None = None):
         """Embeddings (B, T, d_model) of hits x (B, T, n_features); see the module docstring.
         ``backend`` overrides ``config.attention`` for this call; ``return_attention`` uses the
         explicit backend (same function as dense/flex/packed) and also returns the per-layer
-        weights (B, n_heads, T, T)."""
+        weights (B, n_heads, T, T). ``token_embedding`` (B, T, d_model) is added to the input
+        embeddings (masked-token pretraining adds its learned mask embedding to the masked hits)."""
         if x.ndim != 3 or x.shape[-1] != self.config.n_features:
             raise DataError(f"Encoder: input must have shape (B, T, {self.config.n_features}), got {tuple(x.shape)}")
         B, T, _ = x.shape
@@ -229,7 +230,10 @@ class Encoder(nn.Module):
         real = ctx.pad_mask[..., None]  # (B, T, 1)
         # Padding rows may hold anything (NaN included); zero them so nothing non-finite enters.
         x = torch.where(real, x, torch.zeros((), dtype=x.dtype, device=x.device))
-        h = self.drop(self.input_proj(x))  # (B, T, C)
+        h = self.input_proj(x)  # (B, T, C)
+        if token_embedding is not None:
+            h = h + token_embedding
+        h = self.drop(h)
         maps = []
         for block in self.blocks:
             h, weights = block(h, ctx, backend, need_weights=return_attention)

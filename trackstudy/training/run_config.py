@@ -58,6 +58,7 @@ DEFAULTS: dict = {
         "head": {},
         "binning": {"n_phi": 15, "n_theta": 15, "n_p": 4},
         "features": {},
+        "init_from": "",  # a pretraining run (trackstudy pretrain) whose encoder weights start this model
     },
     "locality": {"method": "none", "params": {}, "vertex_scan": False},
     "data": {

@@ -75,6 +75,7 @@ from trackstudy.training.checkpoint import (
     save_model,
     torch_save_atomic,
 )
+from trackstudy.training.pretrained import init_encoder
 from trackstudy.training.run_config import (
     RESUMABLE_CHANGES,
     base_track_params,
@@ -412,6 +413,9 @@ class Trainer:
         enc = EncoderConfig.preset(m["preset"], n_features=self.feature_cfg.n_features, attention=self.attention_backend,
                                    **m["encoder"])
         model = build_model(m["family"], enc, feature_cfg=self.feature_cfg, binning=self.binning, **m["head"])
+        if m["init_from"] and ckpt is None:  # a resumed run's checkpoint holds the weights already
+            info = init_encoder(model, m["init_from"], where="model.init_from")
+            self._notice(f"encoder initialised from {info['file']} (pretraining step {info['step']})")
         model.track_params = base_track_params(m["family"], self.cfg["tune"]["base"], default_params(m["family"], model.head_cfg))
         self.model = model.to(self.device)
         decay = [p for n, p in model.named_parameters() if p.dim() >= 2]

@@ -1,0 +1,75 @@
+"""``trackstudy pretrain --config FILE.yaml --out runs/NAME [--resume] [--set section.key=value ...]``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from trackstudy.errors import ConfigError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "pretrain",
+        help="pretrain an encoder on hits without truth (masked tokens, VQ-VAE codes)",
+        description="BERT-style masked-token pretraining of the shared encoder on hit tokens: a VQ-VAE "
+                    "tokenizer of the hits first (tokenizer.pt: codebook usage, perplexity, dead codes, "
+                    "reconstruction error in mm and rad), then 15%% of the hits masked (80%% mask token, 10%% "
+                    "random, 10%% kept) and their codes and hidden features predicted. Reads hits only: "
+                    "simulated events and the real sets of data/real (data.real). Writes OUT/config.yaml, "
+                    "tokenizer.pt, checkpoints/last.pt, pretrained.pt, log_steps.csv, log_val.csv and "
+                    "summary.json; --resume continues from the checkpoint and reaches the same weights as an "
+                    "uninterrupted run. Fine-tune with: trackstudy train --config ... --out ... --init-from OUT "
+                    "(see params/bench/pretrain_*.yaml).",
+    )
+    p.add_argument("--config", required=True, metavar="FILE", help="pretraining config (YAML)")
+    p.add_argument("--out", required=True, metavar="DIR", help="run directory, e.g. runs/NAME")
+    p.add_argument("--resume", action="store_true", help="continue the run in OUT from its last checkpoint")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
+                   help="override a config value (YAML syntax), e.g. --set train.steps=5; repeatable")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import copy
+    import os
+    from pathlib import Path
+
+    from trackstudy.cli._paths import check_writable_folder
+    from trackstudy.training.pretrain import pretrain, resolve_pretrain_config, set_pretrain_value
+    from trackstudy.training.run_config import load_yaml
+
+    out = Path(args.out)
+    if os.path.lexists(out) and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder (expected a run folder)")
+    check_writable_folder(out, "--out")
+    base = load_yaml(args.config)
+    cfg = copy.deepcopy(base)
+    for assignment in args.overrides:
+        try:
+            set_pretrain_value(cfg, assignment)
+        except ConfigError as exc:
+            raise ConfigError(f"--set {assignment}: {exc}") from None
+    try:
+        cfg = resolve_pretrain_config(cfg)
+    except ConfigError as exc:
+        try:
+            resolve_pretrain_config(copy.deepcopy(base))
+        except ConfigError:
+            raise ConfigError(f"{args.config}: {exc}") from None
+        raise ConfigError(f"--set {' '.join(args.overrides)}: {exc}") from None
+    summary = pretrain(cfg, args.out, resume=args.resume, progress=not args.quiet and sys.stderr.isatty())
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    v, t = summary.get("validation") or {}, summary.get("tokenizer") or {}
+    print(f"masked hits ({summary['preset']}, {summary['encoder_params']:,} encoder parameters, {summary['backend']}) "
+          f"on {summary['device']}: {summary['steps']} steps in {summary['train_seconds']:.0f} s ({summary['stopped']})")
+    if t:
+        print(f"tokenizer: {t['used']}/{t['codebook_size']} codes used, perplexity {t['perplexity']:.1f}, "
+              f"reconstruction {t.get('xyz_mm', float('nan')):.2f} mm, phi {t.get('phi_rad', float('nan')):.4f} rad")
+    print("validation: " + ", ".join(f"{k[4:]} {val:.4f}" for k, val in v.items() if val is not None))
+    print(f"wrote {summary['model_file']}")
+    return 0
