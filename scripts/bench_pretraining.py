@@ -1,0 +1,68 @@
+"""Label-efficiency benchmark: pretrain an encoder on hits without truth, then fine-tune it and a
+model from scratch on N labelled events each and score both on the same held-out events.
+
+    python scripts/bench_pretraining.py params/bench/pretrain_10-50.yaml --n-labelled 10,30,100,600
+    python scripts/bench_pretraining.py params/bench/pretrain_smoke.yaml --base-config params/train_smoke.yaml \\
+        --n-labelled 8 --minutes 0 --steps 20 --events 4 --pileup 20
+
+Equivalent to ``trackstudy pretrain --config CONFIG --out runs/<config name>``, then for each N
+``trackstudy train --config BASE --out runs/<prefix>_n<N>_<init> [--init-from runs/<config name>]``
+with N training events, and ``scripts/bench_training.py``'s held-out scoring. Prints one line per
+run and writes the table (and the pretraining summary) to runs/<prefix>.json as the runs finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from trackstudy.config import RUNS_DIR
+from trackstudy.data.datasets import ensure_simulated
+from trackstudy.data.io import atomic_write_bytes
+from trackstudy.study.pretraining import label_efficiency, parse_counts, pretrain_run
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("config", help="pretraining config, e.g. params/bench/pretrain_10-50.yaml")
+    p.add_argument("--base-config", default="params/bench/contrastive_10-50.yaml", help="fine-tuning run config")
+    p.add_argument("--n-labelled", default="10,30", help="labelled training events, e.g. 10,30,100,600")
+    p.add_argument("--minutes", type=float, default=3.0, help="fine-tuning minutes per run (both arms)")
+    p.add_argument("--steps", type=int, default=0, help="fine-tuning steps cap (0: the base config's)")
+    p.add_argument("--val-events", type=int, default=10, help="labelled validation events (tuning)")
+    p.add_argument("--events", type=int, default=50, help="held-out events")
+    p.add_argument("--seed", type=int, default=1001, help="seed of the held-out events")
+    p.add_argument("--train-seed", type=int, default=500, help="seed of the labelled events")
+    p.add_argument("--pileup", type=float, default=200.0)
+    p.add_argument("--prefix", default="labeleff", help="runs/<prefix>_n<N>_<init>")
+    args = p.parse_args(argv)
+
+    name = Path(args.config).stem
+    pre = pretrain_run(args.config, RUNS_DIR / name, progress=sys.stderr.isatty())
+    print(f"pretrained {name}: {pre['steps']} steps, {pre['train_seconds']:.0f} s, validation {pre['validation']}",
+          flush=True)
+    held = ensure_simulated(args.events, args.pileup, args.seed, pixel_only=True, tracks="10:50",
+                            progress=sys.stderr.isatty())
+    out = RUNS_DIR / f"{args.prefix}.json"
+    rows = []
+    for n in parse_counts(args.n_labelled):
+        table = label_efficiency(RUNS_DIR / name, held, n_labelled=[n], base_config=args.base_config,
+                                 run_prefix=args.prefix, max_minutes=args.minutes, steps=args.steps,
+                                 n_val_events=args.val_events, train_seed=args.train_seed, train_pileup=args.pileup)
+        for row in table.to_dict(orient="records"):
+            rows.append(row)
+            print(f"n_labelled {row['n_labelled']:4d} {row['init']:10s} DM {row['dm_efficiency']:.4f} "
+                  f"score {row['trackml_score']:.4f} fake {row['fake_rate']:.4f} steps {row['steps']} "
+                  f"({row['train_seconds']:.0f} s)", flush=True)
+        atomic_write_bytes(out, json.dumps({"pretrain": pre, "heldout": str(held), "args": vars(args),
+                                            "rows": rows}, indent=1, default=str).encode(), force=True)
+    print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
