@@ -22,13 +22,14 @@ RANK = {
     "data": 2,
     "metrics": 3, "baselines": 3,
     "locality": 4,
-    "models": 5,
-    "postprocessing": 6,
-    "training": 7, "inference": 7,
-    "bench": 8,
-    "study": 9,
-    "plots": 10,
-    "cli": 11, "__main__": 12,
+    "graphs": 5,
+    "models": 6,
+    "postprocessing": 7,
+    "training": 8, "inference": 8,
+    "bench": 9,
+    "study": 10,
+    "plots": 11,
+    "cli": 12, "__main__": 13,
 }
 
 

@@ -9,8 +9,9 @@ them::
     metrics/         TrackML score, double-majority and other efficiencies, fake/duplicate rates
     baselines/       truth, random and DBSCAN-helix track finders
     locality/        projection onto the R = 91 mm cylinder and z = +-920 mm planes, clustering
-    models/          features, encoder, attention backends and their masks, the four heads
-    postprocessing/  track formation (model outputs -> Kaggle submissions) and its tuning
+    graphs/          doublets: pixel layer pairs, geometric windows and the module map, edge features
+    models/          features, encoder, attention backends and their masks, the four heads, the GNN
+    postprocessing/  track formation (model outputs -> Kaggle submissions) and its tuning, GNN tracks
     ---------------
     training/        run configs, targets and batches, the trainer, checkpoints, DDP
     inference        one event or a folder of events through the whole pipeline, stage by stage

@@ -44,6 +44,7 @@ from trackstudy.kinematics import hit_eta_phi
 from trackstudy.locality.clustering import METHODS, cluster_xyz, resolve_params, vertex_scan_regions
 from trackstudy.models.attention import AttentionContext, build_masks, get_backend
 from trackstudy.models.features import hit_features
+from trackstudy.postprocessing.gnn_tracks import predict_graph_event
 from trackstudy.postprocessing.track_formation import form_tracks, model_params, submission
 
 #: Stages timed by :func:`predict_event`, in pipeline order (plus "total").
@@ -172,6 +173,9 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
     for col in ("hit_id", "x", "y", "z"):
         if col not in hits.columns:
             raise DataError(f"predict_event: hits of event {event_id} have no {col!r} column")
+    if getattr(model, "family", None) == "gnn":  # doublet graph -> edge scores -> tracks (its own stages)
+        sub, t = predict_graph_event(model, hits, event_id=event_id, device=device)
+        return sub, {**dict.fromkeys(STAGES, 0.0), **t}
     loc = check_locality(locality)
     dev = _model_device(model) if device is None else resolve_device(device)
     if _model_device(model) != dev:

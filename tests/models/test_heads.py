@@ -13,7 +13,7 @@ from trackstudy.errors import ConfigError
 from trackstudy.inference import STAGES, predict_event
 from trackstudy.models.encoder import EncoderConfig
 from trackstudy.models.features import FeatureConfig, hit_features
-from trackstudy.models.heads import FAMILIES, build_model, make_context, model_from_config
+from trackstudy.models.heads import TOKEN_FAMILIES, build_model, make_context, model_from_config
 from trackstudy.models.roads import RoadBinning
 from trackstudy.postprocessing.track_formation import EmbeddingTrackParams, ParamTrackParams, form_tracks, model_params
 from trackstudy.training.targets import collate, event_targets
@@ -51,7 +51,7 @@ def _model(family, binning, **kw):
     return build_model(family, enc, binning=binning if family in ("enc_cla", "jm") else None, cla_layers=1, **kw)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", TOKEN_FAMILIES)
 def test_one_step_lowers_loss(family, tiny_event, binning):
     model = _model(family, binning)
     batch = collate([_sample(tiny_event, binning)])
@@ -68,7 +68,7 @@ def test_one_step_lowers_loss(family, tiny_event, binning):
     assert loss1.item() < loss0.item()
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", TOKEN_FAMILIES)
 @pytest.mark.parametrize("backend", ["dense", "packed"])
 def test_padding_never_changes_real_hits(family, backend, tiny_event, binning):
     model = _model(family, binning).eval()
@@ -89,7 +89,7 @@ def test_padding_never_changes_real_hits(family, backend, tiny_event, binning):
     assert lb.item() == pytest.approx(la.item(), rel=1e-6, abs=1e-7)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", TOKEN_FAMILIES)
 def test_batch_of_two_events_equals_each_alone(family, tiny_event, binning):
     model = _model(family, binning).eval()
     first = tiny_event.iloc[:80].reset_index(drop=True)
@@ -104,7 +104,7 @@ def test_batch_of_two_events_equals_each_alone(family, tiny_event, binning):
         torch.testing.assert_close(both[key][1, : len(second)], out2[key][0], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", TOKEN_FAMILIES)
 def test_config_round_trip_weights_only(family, binning):
     model = _model(family, binning)
     buf = io.BytesIO()
@@ -150,7 +150,7 @@ def test_build_model_errors(binning):
         build_model("contrastive", "tiny", encoder_overrides={"attention": "sparse"})
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", TOKEN_FAMILIES)
 def test_predict_event_returns_submission_and_timings(family, tiny_event, binning):
     model = _model(family, binning)
     params = {"enc_reg": ParamTrackParams(algorithm="dbscan", eps=0.05),

@@ -57,6 +57,7 @@ def run(args) -> int:
     from trackstudy.locality.clustering import METHODS
     from trackstudy.metrics import write_submission
     from trackstudy.models.attention import get_backend
+    from trackstudy.postprocessing.gnn_tracks import GNN_STAGES
     from trackstudy.training.checkpoint import load_run
 
     check_count(args.events, "--events")
@@ -87,10 +88,10 @@ def run(args) -> int:
     out = Path(args.out)
     n = len(timings)
     print(f"{n} event{'s' if n != 1 else ''}, {int(timings['n_hits'].sum())} hits through the model "
-          f"({model.family}, backend {args.backend or model.encoder_cfg.attention}, "
+          f"({model.family}, backend {args.backend or getattr(getattr(model, 'encoder_cfg', None), 'attention', 'graph')}, "
           f"{next(model.parameters()).device})")
     print("seconds per event (mean):")
-    for stage in (*STAGES, "total"):
-        print(f"  {stage:16s} {timings[stage].mean():.4f}")
+    for stage in (*STAGES, *(s for s in GNN_STAGES if s in timings.columns), "total"):
+        print(f"  {stage:20s} {timings[stage].mean():.4f}")
     print(f"wrote {out}", file=sys.stdout)
     return 0

@@ -37,10 +37,14 @@ from trackstudy.errors import ConfigError
 from trackstudy.models.attention import AttentionContext
 from trackstudy.models.encoder import Encoder, EncoderConfig
 from trackstudy.models.features import FeatureConfig
+from trackstudy.models.gnn import gnn_from_config
 from trackstudy.models.losses import contrastive_loss, joint_loss, masked_bce, masked_cross_entropy, masked_mse
 from trackstudy.models.roads import REG_TARGETS, RoadBinning
 
-FAMILIES = ("enc_cla", "enc_reg", "jm", "contrastive")
+#: Families of hit-token models (the encoder + a head, built by build_model).
+TOKEN_FAMILIES = ("enc_cla", "enc_reg", "jm", "contrastive")
+#: Every model family; "gnn" is the interaction network over doublets (trackstudy.models.gnn, its own trainer).
+FAMILIES = (*TOKEN_FAMILIES, "gnn")
 
 
 @dataclass
@@ -316,8 +320,8 @@ def build_model(family: str, encoder_cfg: EncoderConfig | dict | str = "small", 
     head_kwargs: fields of :class:`HeadConfig` (noise, n_latent, cla_layers, alpha, beta, embed_dim,
     temperature, pt_min).
     """
-    if family not in FAMILIES:
-        raise ConfigError(f"model family {family!r} unknown; choose from {', '.join(FAMILIES)}")
+    if family not in TOKEN_FAMILIES:
+        raise ConfigError(f"model family {family!r} is not a hit-token model; choose from {', '.join(TOKEN_FAMILIES)}")
     feature_cfg = feature_cfg or FeatureConfig()
     if isinstance(encoder_cfg, str):
         encoder_cfg = EncoderConfig.preset(encoder_cfg, n_features=feature_cfg.n_features)
@@ -342,6 +346,8 @@ def build_model(family: str, encoder_cfg: EncoderConfig | dict | str = "small", 
 def model_from_config(cfg: dict) -> TrackModel:
     """Rebuild a model (fresh weights) from :meth:`TrackModel.config_dict`; load the state dict after.
     A ``track_params`` entry (stored by runs beside the network's config) is left to the caller."""
+    if cfg.get("family") == "gnn":
+        return gnn_from_config(cfg)
     try:
         binning = RoadBinning.from_state(cfg["binning"]) if cfg.get("binning") is not None else None
         head = HeadConfig.from_dict(cfg["head"])
@@ -353,5 +359,5 @@ def model_from_config(cfg: dict) -> TrackModel:
         raise ConfigError(f"model config: missing entry {exc}") from None
 
 
-__all__ = ["FAMILIES", "ContrastiveModel", "EncCla", "EncReg", "HeadConfig", "JointModel", "MODEL_CLASSES",
+__all__ = ["FAMILIES", "TOKEN_FAMILIES", "ContrastiveModel", "EncCla", "EncReg", "HeadConfig", "JointModel", "MODEL_CLASSES",
            "TrackModel", "build_model", "make_context", "model_from_config"]

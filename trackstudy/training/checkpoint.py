@@ -32,7 +32,9 @@ from trackstudy.config import resolve_path
 from trackstudy.data.io import atomic_write_bytes
 from trackstudy.device import resolve_device
 from trackstudy.errors import ConfigError, DataError
+from trackstudy.models.gnn import InteractionNetwork
 from trackstudy.models.heads import TrackModel, model_from_config
+from trackstudy.postprocessing.gnn_tracks import GNNTrackParams
 from trackstudy.postprocessing.track_formation import model_params, params_from_record, params_record
 
 MODEL_FILE = "model.pt"
@@ -107,6 +109,8 @@ def model_config(model: nn.Module) -> dict:
     """What a run stores to rebuild ``model``: the network's config and, under ``track_params``,
     the track-formation parameters it was tuned with (its family's defaults when untuned)."""
     inner = unwrap_model(model)
+    if isinstance(inner, InteractionNetwork):
+        return {**inner.config_dict(), "track_params": (inner.track_params or GNNTrackParams()).record()}
     return {**inner.config_dict(), "track_params": params_record(model_params(inner))}
 
 
@@ -114,8 +118,8 @@ def save_model(run_dir: str | os.PathLike, model: nn.Module, run_config: dict, s
     """Write ``run_dir/model.pt`` = {"model_config", "state_dict", "run_config", "step"} atomically
     (the model may be wrapped in DDP / torch.compile). Returns the path."""
     inner = unwrap_model(model)
-    if not isinstance(inner, TrackModel):
-        raise ConfigError(f"save_model: expected a TrackModel, got {type(inner).__name__}")
+    if not isinstance(inner, (TrackModel, InteractionNetwork)):
+        raise ConfigError(f"save_model: expected a TrackModel or InteractionNetwork, got {type(inner).__name__}")
     obj = {"model_config": model_config(inner), "state_dict": model_state_dict(inner),
            "run_config": dict(run_config or {}), "step": int(step)}
     return torch_save_atomic(obj, Path(run_dir) / MODEL_FILE)
@@ -173,7 +177,9 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "auto", *,
             model_cfg["encoder"] = {**model_cfg["encoder"], "attention": backend}
         model = model_from_config(model_cfg)
         if model_cfg.get("track_params") is not None:
-            model.track_params = params_from_record(model_cfg["track_params"])
+            record = model_cfg["track_params"]
+            model.track_params = (GNNTrackParams.from_record(record) if record.get("kind") == "gnn"
+                                  else params_from_record(record))
     except ConfigError as exc:
         raise DataError(f"{source}: its model_config is not valid ({exc})") from None
     except (TypeError, ValueError, KeyError, AttributeError):

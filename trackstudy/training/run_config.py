@@ -32,12 +32,15 @@ from trackstudy.config import YamlLoader, read_yaml, resolve_path, yaml_problem
 from trackstudy.data.simulate import parse_tracks
 from trackstudy.device import DEVICE_CHOICES
 from trackstudy.errors import ConfigError
+from trackstudy.graphs.module_map import GraphConfig
 from trackstudy.locality.clustering import METHODS, resolve_params
 from trackstudy.metrics import HEADLINE_KEYS
 from trackstudy.models.attention import TRAIN_BACKENDS
 from trackstudy.models.encoder import PRESETS, EncoderConfig
 from trackstudy.models.features import FeatureConfig
+from trackstudy.models.gnn import GNNConfig
 from trackstudy.models.heads import FAMILIES, HeadConfig
+from trackstudy.postprocessing.gnn_tracks import GNN_TUNE_GRID, GNNTrackParams
 from trackstudy.postprocessing.track_formation import TUNE_GRIDS, default_params
 
 #: Choices of the config's named fields, each defined beside what it names.
@@ -58,6 +61,8 @@ DEFAULTS: dict = {
         "head": {},
         "binning": {"n_phi": 15, "n_theta": 15, "n_p": 4},
         "features": {},
+        "gnn": {},  # family gnn: GNNConfig fields (trackstudy.models.gnn)
+        "graph": {},  # family gnn: GraphConfig fields, how doublets are built (trackstudy.graphs.module_map)
         "init_from": "",  # a pretraining run (trackstudy pretrain) whose encoder weights start this model
     },
     "locality": {"method": "none", "params": {}, "vertex_scan": False},
@@ -115,7 +120,8 @@ RESUMABLE_CHANGES = ("train.steps", "train.max_minutes", "train.checkpoint_every
                      "tune.metric", "tune.grid", "tune.base")
 
 # Mapping-valued keys whose inner keys are checked elsewhere (EncoderConfig, HeadConfig, ...).
-_FREE_MAPPINGS = {"model.encoder", "model.head", "model.features", "locality.params", "tune.base"}
+_FREE_MAPPINGS = {"model.encoder", "model.head", "model.features", "model.gnn", "model.graph", "locality.params",
+                  "tune.base"}
 
 
 def _type_name(t) -> str:
@@ -285,6 +291,11 @@ def _check_model_parts(m: dict) -> None:
                               f"{', '.join(valid)}")
     if "attention" in m["encoder"]:
         raise ConfigError("model.encoder.attention: set the attention backend with model.backend")
+    if m["family"] == "gnn":
+        GNNConfig.from_dict(m["gnn"])
+        GraphConfig.from_dict(m["graph"])
+    elif m["gnn"] or m["graph"]:
+        raise ConfigError(f"model.gnn / model.graph: given but model.family is {m['family']!r} (they configure 'gnn')")
     try:
         feats = FeatureConfig(**m["features"])
         EncoderConfig.preset(m["preset"], n_features=feats.n_features, **m["encoder"])
@@ -297,7 +308,7 @@ def base_track_params(family: str, base: dict, default=None):
     """The family's track-formation parameters with the fields of ``tune.base`` replaced (``default``:
     the model's own defaults, e.g. with its noise class). ConfigError names an unknown field."""
     if default is None:
-        default = default_params(family)
+        default = GNNTrackParams() if family == "gnn" else default_params(family)
     valid = [f.name for f in fields(default)]
     unknown = sorted(set(base) - set(valid))
     if unknown:
@@ -311,7 +322,7 @@ def base_track_params(family: str, base: dict, default=None):
 def normalise_grid(grid, family: str) -> list[dict]:
     """The tuning grid as a list of {param: [values]} (None -> the family's default grid)."""
     if grid is None:
-        return copy.deepcopy(TUNE_GRIDS[family])
+        return copy.deepcopy(GNN_TUNE_GRID if family == "gnn" else TUNE_GRIDS[family])
     grids = grid if isinstance(grid, list) else [grid]
     out = []
     for i, g in enumerate(grids):

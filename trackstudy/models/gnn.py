@@ -1,0 +1,168 @@
+"""Edge classification: an interaction network over the doublet graph (Exa.TrkX / ACORN style).
+
+Pure PyTorch (``index_add_`` for the aggregation; torch_geometric is not used)::
+
+    node encoder  h = MLP(x)                                   x: (N, 6) hit features
+    edge encoder  e = MLP([h_src, h_dst, edge_attr])           edge_attr: (E, 8) doublet features
+    n_iterations times, with residuals:
+        e = e + MLP([h_src, h_dst, e])                         edge update
+        h = h + MLP([h, sum of e over incoming, sum over outgoing])   node update
+    score         logit = MLP([h_src, h_dst, e])               (E,): is the doublet true?
+
+The model also holds its graph builder (:class:`trackstudy.graphs.GraphBuilder`) as buffers, so
+``model.pt`` rebuilds the graphs of new events on its own, and its track-building parameters
+(``track_params``, tuned on the validation events). Loss: binary cross-entropy on true doublets
+(consecutive hits of one particle), positives of particles with pT > ``pt_min`` weighted by
+``pt_weight``, the other positives by ``low_pt_weight``, negatives by 1, all scaled so that the
+positives and the negatives carry equal total weight (``balance``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from trackstudy.errors import ConfigError
+from trackstudy.graphs.doublets import EDGE_FEATURES, NODE_FEATURES
+from trackstudy.graphs.module_map import GraphBuilder
+
+__all__ = ["GNNConfig", "InteractionNetwork", "edge_loss", "gnn_from_config"]
+
+FAMILY = "gnn"
+
+
+@dataclass
+class GNNConfig:
+    """Interaction-network hyper-parameters (the ``model.gnn`` section of a run config)."""
+
+    hidden: int = 64
+    n_iterations: int = 6
+    mlp_layers: int = 2
+    pt_min: float = 0.9
+    pt_weight: float = 3.0
+    low_pt_weight: float = 1.0
+    balance: bool = True
+
+    def __post_init__(self):
+        for name in ("hidden", "n_iterations", "mlp_layers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.gnn.{name}: must be >= 1, got {getattr(self, name)}")
+        for name in ("pt_min", "pt_weight", "low_pt_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"model.gnn.{name}: must be >= 0, got {getattr(self, name)}")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> GNNConfig:
+        d = dict(d or {})
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(valid))
+        if unknown:
+            raise ConfigError(f"unknown config key 'model.gnn.{unknown[0]}'; valid keys in model.gnn: {', '.join(valid)}")
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise ConfigError(f"model.gnn: {exc}") from None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _mlp(n_in: int, hidden: int, n_out: int, layers: int, *, norm: bool = True) -> nn.Sequential:
+    mods: list[nn.Module] = []
+    d = n_in
+    for _ in range(layers - 1):
+        mods += [nn.Linear(d, hidden), nn.LayerNorm(hidden), nn.SiLU()] if norm else [nn.Linear(d, hidden), nn.SiLU()]
+        d = hidden
+    mods.append(nn.Linear(d, n_out))
+    return nn.Sequential(*mods)
+
+
+def _sum_into(n: int, index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    return torch.zeros(n, values.shape[1], dtype=values.dtype, device=values.device).index_add_(0, index, values)
+
+
+class InteractionNetwork(nn.Module):
+    """Edge classifier over doublet graphs (see the module docstring). ``forward(x, edge_index,
+    edge_attr)`` -> logits (E,)."""
+
+    family = FAMILY
+
+    def __init__(self, cfg: GNNConfig | None = None, builder: GraphBuilder | None = None, track_params=None):
+        super().__init__()
+        self.cfg = cfg or GNNConfig()
+        h, k = self.cfg.hidden, self.cfg.mlp_layers
+        nf, ef = len(NODE_FEATURES), len(EDGE_FEATURES)
+        self.node_encoder = _mlp(nf, h, h, k)
+        self.edge_encoder = _mlp(2 * h + ef, h, h, k)
+        self.edge_updates = nn.ModuleList(_mlp(3 * h, h, h, k) for _ in range(self.cfg.n_iterations))
+        self.node_updates = nn.ModuleList(_mlp(3 * h, h, h, k) for _ in range(self.cfg.n_iterations))
+        self.classifier = _mlp(3 * h, h, 1, k)
+        self.set_builder(builder)
+        self.track_params = track_params
+
+    # ------------------------------------------------------------------ graph builder as buffers
+    def set_builder(self, builder: GraphBuilder | None) -> None:
+        """Keep ``builder``'s arrays as buffers (saved with the weights); None: an empty placeholder."""
+        arrays = builder.to_arrays() if builder is not None else {
+            "pairs": np.zeros((0, 2), np.int64), "windows": np.zeros((0, 4)), "module_pairs": np.zeros(0, np.int64),
+            "config": np.zeros(7)}
+        for name, a in arrays.items():
+            self.register_buffer(f"graph_{name}", torch.from_numpy(np.ascontiguousarray(a)), persistent=True)
+
+    @property
+    def builder(self) -> GraphBuilder:
+        return GraphBuilder.from_arrays({k: getattr(self, f"graph_{k}").cpu().numpy()
+                                         for k in ("pairs", "windows", "module_pairs", "config")},
+                                        source="model graph buffers")
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # the graph buffers' sizes depend on the fitted builder: take the stored shapes
+        for k in ("pairs", "windows", "module_pairs", "config"):
+            key = f"{prefix}graph_{k}"
+            if key in state_dict:
+                setattr(self, f"graph_{k}", torch.empty_like(state_dict[key]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    # ------------------------------------------------------------------ network
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor) -> torch.Tensor:
+        src, dst = edge_index[0], edge_index[1]
+        n = x.shape[0]
+        h = self.node_encoder(x)  # (N, H)
+        e = self.edge_encoder(torch.cat([h[src], h[dst], edge_attr], dim=1))  # (E, H)
+        for edge_mlp, node_mlp in zip(self.edge_updates, self.node_updates):
+            e = e + edge_mlp(torch.cat([h[src], h[dst], e], dim=1))
+            h = h + node_mlp(torch.cat([h, _sum_into(n, dst, e), _sum_into(n, src, e)], dim=1))
+        return self.classifier(torch.cat([h[src], h[dst], e], dim=1)).squeeze(1)  # (E,)
+
+    def config_dict(self) -> dict:
+        return {"family": FAMILY, "gnn": self.cfg.to_dict(),
+                "graph_sizes": {k: list(getattr(self, f"graph_{k}").shape)
+                                for k in ("pairs", "windows", "module_pairs", "config")}}
+
+
+def gnn_from_config(cfg: dict) -> InteractionNetwork:
+    """Rebuild an InteractionNetwork (fresh weights) from :meth:`InteractionNetwork.config_dict`."""
+    if cfg.get("family") != FAMILY:
+        raise ConfigError(f"model config: family {cfg.get('family')!r} is not {FAMILY!r}")
+    return InteractionNetwork(GNNConfig.from_dict(cfg.get("gnn")))
+
+
+def edge_loss(logits: torch.Tensor, y: torch.Tensor, pt: torch.Tensor, cfg: GNNConfig) -> torch.Tensor:
+    """Weighted binary cross-entropy of edge logits (E,) against targets y (E,) in {0, 1}; ``pt``
+    (E,): the particle pT of true edges (GeV, ignored elsewhere)."""
+    pos = y > 0.5
+    w = torch.where(pos, torch.where(pt > cfg.pt_min, cfg.pt_weight, cfg.low_pt_weight), 1.0).to(logits.dtype)
+    if cfg.balance:
+        wp, wn = w[pos].sum(), w[~pos].sum()
+        if wp > 0 and wn > 0:
+            w = torch.where(pos, w * (0.5 / wp), w * (0.5 / wn))
+        else:
+            w = w / w.sum().clamp_min(1e-12)
+        return (F.binary_cross_entropy_with_logits(logits, y, reduction="none") * w).sum()
+    return (F.binary_cross_entropy_with_logits(logits, y, reduction="none") * w).sum() / w.sum().clamp_min(1e-12)
+
+

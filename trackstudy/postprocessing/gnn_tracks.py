@@ -1,0 +1,140 @@
+"""Track building from scored doublets: the GNN's edge scores -> track candidates -> Kaggle submission.
+
+Two methods (``GNNTrackParams.method``), both on the edges whose score passes ``threshold``:
+
+- ``components``: connected components of those edges (scipy.sparse.csgraph, weak connection),
+  the Exa.TrkX / ACORN labelling; two tracks that share one wrong edge become one candidate.
+- ``walk``: a simplified walkthrough for ambiguous junctions: an edge is kept only when it is the
+  best-scoring outgoing edge of its inner hit and the best-scoring incoming edge of its outer hit, so
+  every hit has at most one successor and one predecessor and candidates are chains. (ACORN's
+  walkthrough also follows the second-best branch above a higher threshold; not done here.)
+
+Components with fewer than ``min_hits`` hits become one-hit tracks. :func:`predict_graph_event`
+runs one event through the graph pipeline (graph construction -> edge classification -> track
+building, each timed); ``trackstudy.inference.predict_event`` calls it for GNN runs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from scipy.sparse.csgraph import connected_components
+
+from trackstudy.config import PIXEL_VOLUMES
+from trackstudy.device import StageClock, resolve_device, synchronize
+from trackstudy.errors import ConfigError, DataError
+from trackstudy.graphs.module_map import build_graph
+from trackstudy.postprocessing.track_formation import labels_to_track_ids, submission
+
+__all__ = ["GNN_STAGES", "GNN_TUNE_GRID", "METHODS", "GNNTrackParams", "predict_graph_event", "tracks_from_edges"]
+
+#: Stages timed by :func:`predict_graph_event`, in pipeline order (plus "total").
+GNN_STAGES = ("graph_construction", "edge_classification", "track_building")
+METHODS = ("components", "walk")
+#: What the trainer tries on the validation events when the run config gives no ``tune.grid``.
+GNN_TUNE_GRID = [{"threshold": [0.3, 0.5, 0.7, 0.8, 0.9], "method": ["components", "walk"]}]
+
+
+@dataclass
+class GNNTrackParams:
+    """threshold: minimal edge score (sigmoid); method: components | walk; min_hits: smaller
+    candidates are split into one-hit tracks."""
+
+    threshold: float = 0.5
+    method: str = "components"
+    min_hits: int = 3
+
+    def __post_init__(self):
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"GNNTrackParams.threshold: must be in [0, 1], got {self.threshold}")
+        if self.method not in METHODS:
+            raise ConfigError(f"GNNTrackParams.method: {self.method!r} unknown; choose from {', '.join(METHODS)}")
+        if self.min_hits < 1:
+            raise ConfigError(f"GNNTrackParams.min_hits: must be >= 1, got {self.min_hits}")
+
+    def record(self) -> dict:
+        """How runs store it (checkpoints, summary.json): ``{"kind": "gnn", **fields}``."""
+        return {"kind": "gnn", **asdict(self)}
+
+    @classmethod
+    def from_record(cls, record: dict) -> GNNTrackParams:
+        d = {k: v for k, v in dict(record).items() if k != "kind"}
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(valid))
+        if unknown:
+            raise ConfigError(f"track_params (gnn): unknown field {unknown[0]!r}; valid: {', '.join(valid)}")
+        return cls(**d)
+
+
+def _best_per(node: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Boolean (E,): the edge with the highest score among those sharing ``node``."""
+    order = np.lexsort((-score, node))
+    first = np.ones(len(order), bool)
+    first[1:] = node[order][1:] != node[order][:-1]
+    out = np.zeros(len(node), bool)
+    out[order[first]] = True
+    return out
+
+
+def tracks_from_edges(n: int, src, dst, scores, params: GNNTrackParams | None = None) -> np.ndarray:
+    """Track label (N,) int64 of n hits from scored edges src -> dst (hit rows); -1: one-hit track."""
+    p = params or GNNTrackParams()
+    src, dst, scores = (np.asarray(a).reshape(-1) for a in (src, dst, scores))
+    if not (len(src) == len(dst) == len(scores)):
+        raise DataError(f"track building: {len(src)} sources, {len(dst)} targets and {len(scores)} scores differ")
+    if len(src) and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= n):
+        raise DataError(f"track building: edge end outside the {n} hits")
+    keep = scores >= p.threshold
+    src, dst, scores = src[keep], dst[keep], scores[keep]
+    if p.method == "walk" and len(src):
+        best = _best_per(src, scores) & _best_per(dst, scores)
+        src, dst = src[best], dst[best]
+    a = sp.coo_matrix((np.ones(len(src), np.int8), (src, dst)), shape=(n, n)).tocsr()
+    _, labels = connected_components(a, directed=True, connection="weak")
+    labels = labels.astype(np.int64)
+    size = np.bincount(labels, minlength=labels.max(initial=-1) + 1)
+    return np.where(size[labels] >= p.min_hits, labels, -1)
+
+
+@torch.no_grad()
+def predict_graph_event(model, hits: pd.DataFrame, *, event_id: int = 0, device=None,
+                        params: GNNTrackParams | None = None) -> tuple[pd.DataFrame, dict]:
+    """One event through a GNN run: pixel hits -> doublets (the model's graph builder) -> edge
+    scores -> tracks. Returns (submission of every input hit, timings of :data:`GNN_STAGES`, "total",
+    "n_hits", "n_edges"). Hits outside the pixel volumes become one-hit tracks."""
+    for col in ("hit_id", "x", "y", "z", "volume_id", "layer_id"):
+        if col not in hits.columns:
+            raise DataError(f"event {event_id} hits: column {col!r} is missing (the GNN builds its graph from it)")
+    dev = next(model.parameters()).device if device is None else resolve_device(device)
+    model.to(dev)
+    was_training = model.training
+    model.eval()
+    clock = StageClock(dev)
+    t0 = time.perf_counter()
+    try:
+        with clock("graph_construction"):
+            keep = hits["volume_id"].isin(PIXEL_VOLUMES).to_numpy()
+            sel = hits.loc[keep]
+            graph = build_graph(model.builder, sel, source=f"event {event_id} hits")
+            x = torch.from_numpy(graph["x"]).to(dev)
+            ei = torch.from_numpy(graph["edge_index"]).to(dev)
+            ea = torch.from_numpy(graph["edge_attr"]).to(dev)
+        with clock("edge_classification"):
+            scores = torch.sigmoid(model(x, ei, ea)).float().cpu().numpy() if ei.shape[1] else np.zeros(0)
+        with clock("track_building"):
+            labels = tracks_from_edges(len(sel), graph["edge_index"][0], graph["edge_index"][1], scores,
+                                       params or model.track_params)
+            track = np.full(len(hits), -1, np.int64)
+            track[keep] = labels
+            sub = submission(event_id, hits["hit_id"].to_numpy(), labels_to_track_ids(track))
+    finally:
+        model.train(was_training)
+    synchronize(dev)
+    timings = {s: clock.seconds.get(s, 0.0) for s in GNN_STAGES}
+    timings.update(total=time.perf_counter() - t0, n_hits=int(len(sel)), n_edges=int(ei.shape[1]))
+    return sub, timings

@@ -1,0 +1,353 @@
+"""Training of the GNN family: doublet graphs -> interaction network -> tuned track building.
+
+``trackstudy.training.train`` hands a run config with ``model.family: gnn`` to :func:`train_gnn`;
+the run folder has the layout of every run (``config.yaml``, ``checkpoints/last.pt``, ``model.pt``,
+``log_steps.csv``, ``log_val.csv``, ``summary.json``) plus ``graph.npz`` (the fitted graph builder:
+layer pairs, windows, module map; also inside ``model.pt`` as buffers). One run, in order:
+
+1. data: the ``data.train`` / ``data.val`` events (simulated on first use), pixel hits only;
+2. the graph builder is fitted on the training events' truth (``model.graph``), every event's
+   graph is built once and labelled (true doublets: consecutive hits of one particle);
+3. AdamW over ``train.batch_size`` graphs per step (concatenated), warm-up + cosine learning rate
+   (over the time budget with ``train.schedule_by_time``), gradient clipping, ``max_minutes`` cap;
+   validation loss and edge efficiency / purity every ``eval_every`` steps, the best weights kept;
+4. the track building (threshold, method) tuned on ``tune.n_events`` validation events, the
+   validation metrics, ``model.pt`` and ``summary.json``.
+
+Resuming (``resume=True``) reloads model, optimiser, step, epoch position and RNG states from
+``checkpoints/last.pt``; the batch order is a function of (seed, epoch), so a resumed run takes the
+same batches as an uninterrupted one. Runs on one process (no DDP for this family).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from trackstudy.config import resolve_path
+from trackstudy.data.io import atomic_write_bytes, iter_events, select_volumes
+from trackstudy.device import describe_device, resolve_device
+from trackstudy.errors import ConfigError, DataError
+from trackstudy.graphs.doublets import true_doublets
+from trackstudy.graphs.module_map import GraphBuilder, GraphConfig, build_graph
+from trackstudy.metrics import evaluate_events
+from trackstudy.models.gnn import GNNConfig, InteractionNetwork, edge_loss
+from trackstudy.postprocessing.gnn_tracks import GNNTrackParams, tracks_from_edges
+from trackstudy.postprocessing.track_formation import labels_to_track_ids, submission
+
+# the hit-token trainer's logs, schedule, RNG and metric helpers; imported as a module because
+# trainer.train hands GNN configs to this module (a cycle of two modules of one part)
+from trackstudy.training import trainer as _trainer
+from trackstudy.training.checkpoint import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    checkpoint_path,
+    load_checkpoint,
+    model_state_dict,
+    save_checkpoint,
+    save_model,
+)
+from trackstudy.training.data import data_root, dataset_folder
+from trackstudy.training.run_config import base_track_params, diff_keys, dump_yaml, load_yaml, resolve_config
+
+__all__ = ["GRAPH_FILE", "graph_sample", "train_gnn"]
+
+GRAPH_FILE = "graph.npz"
+
+
+def graph_sample(builder: GraphBuilder, event) -> dict:
+    """One event's graph with its labels: tensors x, edge_index, edge_attr, y (true doublet), pt
+    (particle pT of true doublets), and the event's pixel hits, truth and particles."""
+    ev = select_volumes(event)
+    g = build_graph(builder, ev.hits, source=f"event {ev.event_id} hits")
+    src, dst = g["edge_index"]
+    td = true_doublets(ev.hits, ev.truth, ev.particles, layer=g["geometry"]["layer"], source=f"event {ev.event_id}")
+    n = len(ev.hits)
+    true_code = td["src"].to_numpy() * n + td["dst"].to_numpy()
+    order = np.argsort(true_code)
+    code = src * n + dst
+    pos = np.clip(np.searchsorted(true_code[order], code), 0, max(len(order) - 1, 0))
+    y = (true_code[order][pos] == code) if len(order) else np.zeros(len(code), bool)
+    pt = np.where(y, td["pt"].to_numpy()[order][pos] if len(order) else 0.0, 0.0)
+    hi = td["pt"].to_numpy() > _trainer.PT_MIN
+    found = np.isin(true_code[hi], code[y]) if hi.any() else np.zeros(0, bool)
+    return {"x": torch.from_numpy(g["x"]), "edge_index": torch.from_numpy(g["edge_index"]),
+            "edge_attr": torch.from_numpy(g["edge_attr"]), "y": torch.from_numpy(y.astype(np.float32)),
+            "pt": torch.from_numpy(pt.astype(np.float32)), "event": ev,
+            "stats": {"n_hits": n, "n_edges": len(code), "n_true": int(y.sum()), "n_true_pt": int(hi.sum()),
+                      "n_found_pt": int(found.sum())}}
+
+
+def _batch(samples: list[dict], device) -> dict:
+    """Graphs concatenated into one (node indices offset)."""
+    offs = np.cumsum([0] + [s["x"].shape[0] for s in samples[:-1]])
+    return {"x": torch.cat([s["x"] for s in samples]).to(device),
+            "edge_index": torch.cat([s["edge_index"] + int(o) for s, o in zip(samples, offs)], dim=1).to(device),
+            "edge_attr": torch.cat([s["edge_attr"] for s in samples]).to(device),
+            "y": torch.cat([s["y"] for s in samples]).to(device), "pt": torch.cat([s["pt"] for s in samples]).to(device)}
+
+
+def _graph_stats(samples: list[dict]) -> dict:
+    s = pd.DataFrame([x["stats"] for x in samples])
+    return {"events": len(s), "hits_per_event": float(s["n_hits"].mean()), "edges_per_event": float(s["n_edges"].mean()),
+            "edge_efficiency_pt": float(s["n_found_pt"].sum() / max(s["n_true_pt"].sum(), 1)),
+            "edge_purity": float(s["n_true"].sum() / max(s["n_edges"].sum(), 1))}
+
+
+def _event_tracks(sample: dict, scores: np.ndarray, params: GNNTrackParams) -> pd.DataFrame:
+    ev = sample["event"]
+    ei = sample["edge_index"].numpy()
+    labels = tracks_from_edges(len(ev.hits), ei[0], ei[1], scores, params)
+    return submission(ev.event_id, ev.hits["hit_id"].to_numpy(), labels_to_track_ids(labels))
+
+
+class _GNNRun:
+    def __init__(self, config, out_dir, *, resume: bool, progress: bool, on_step=None):
+        self.cfg = resolve_config(config)
+        if self.cfg["model"]["family"] != "gnn":
+            raise ConfigError(f"model.family: {self.cfg['model']['family']!r}; the GNN trainer trains 'gnn' runs")
+        self.out = resolve_path(out_dir)
+        self.resume, self.progress, self.on_step = bool(resume), progress, on_step
+
+    def _check_out_dir(self) -> dict | None:
+        out = self.out
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"{out}: exists and is not a folder (--out)")
+        contents = [p for p in out.iterdir() if not p.name.startswith(".")] if out.is_dir() else []
+        if not contents:
+            return None
+        if not (out / CONFIG_FILE).is_file():
+            raise ConfigError(f"{out}: folder is not empty and holds no {CONFIG_FILE}; it is not a training run "
+                              "(choose an empty or new --out folder)")
+        changed = diff_keys(resolve_config(load_yaml(out / CONFIG_FILE)), self.cfg)
+        has_run = checkpoint_path(out).is_file() or (out / MODEL_FILE).is_file()
+        if not self.resume:
+            if changed:
+                raise ConfigError(f"{out}: holds a run with a different config (differs in {', '.join(changed)}); "
+                                  "choose another --out folder, or delete this one")
+            if has_run:
+                raise ConfigError(f"{out}: holds a trained run with this config; continue it with --resume "
+                                  "(resume=True) or choose another --out folder")
+            return None
+        fixed = [k for k in changed if k not in _trainer.RESUMABLE_CHANGES]
+        if fixed:
+            raise ConfigError(f"{out}: cannot resume with a different config: {', '.join(fixed)} changed "
+                              f"(only {', '.join(_trainer.RESUMABLE_CHANGES)} may change when resuming)")
+        return load_checkpoint(checkpoint_path(out)) if checkpoint_path(out).is_file() else None
+
+    def _events(self, spec: dict) -> list:
+        folder = dataset_folder(spec, data_root(self.cfg["data"]["root"]), progress=self.progress)
+        n = int(spec["n_events"]) or None
+        events = list(iter_events(folder, n_events=n))
+        if not events:
+            raise DataError(f"{folder}: no events")
+        if events[0].truth is None or events[0].particles is None:
+            raise DataError(f"{folder}: the GNN trains on events with truth and particles")
+        return [select_volumes(e) for e in events]
+
+    def _scores(self, samples: list[dict]) -> list[np.ndarray]:
+        self.model.eval()
+        out = []
+        with torch.no_grad():
+            for s in samples:
+                b = _batch([s], self.device)
+                out.append(torch.sigmoid(self.model(b["x"], b["edge_index"], b["edge_attr"])).cpu().numpy())
+        self.model.train()
+        return out
+
+    def _validate(self) -> dict:
+        self.model.eval()
+        losses, tp, fp, fn = [], 0, 0, 0
+        with torch.no_grad():
+            for s in self.val:
+                b = _batch([s], self.device)
+                logits = self.model(b["x"], b["edge_index"], b["edge_attr"])
+                losses.append(float(edge_loss(logits, b["y"], b["pt"], self.gnn_cfg)))
+                pred, y = logits > 0, b["y"] > 0.5
+                tp += int((pred & y).sum())
+                fp += int((pred & ~y).sum())
+                fn += int((~pred & y).sum())
+        self.model.train()
+        return {"val_loss": float(np.mean(losses)), "val_edge_efficiency": tp / max(tp + fn, 1),
+                "val_edge_purity": tp / max(tp + fp, 1)}
+
+    def _tune(self) -> tuple[GNNTrackParams, list[dict]]:
+        tu = self.cfg["tune"]
+        base = base_track_params("gnn", tu["base"])
+        events = self.val[: tu["n_events"]] if tu["n_events"] else []
+        if not events:
+            return base, []
+        scores = self._scores(events)
+        rows, best, best_v = [], base, -math.inf
+        for grid in tu["grid"]:
+            keys = list(grid)
+            for values in itertools.product(*(grid[k] for k in keys)):
+                try:
+                    params = replace(base, **dict(zip(keys, values)))
+                except (TypeError, ConfigError) as exc:
+                    raise ConfigError(f"tune.grid: {exc}") from None
+                vals = [_trainer._evaluate_with_combined(_event_tracks(s, sc, params), s["event"].truth, s["event"].particles)
+                        [tu["metric"]] for s, sc in zip(events, scores)]
+                v = float(np.nanmean(vals))
+                rows.append({**dict(zip(keys, values)), tu["metric"]: v})
+                if v > best_v:
+                    best, best_v = params, v
+        return best, rows
+
+    def fit(self) -> dict:
+        cfg = self.cfg
+        m, tr = cfg["model"], cfg["train"]
+        ckpt = self._check_out_dir()
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.out / CONFIG_FILE, dump_yaml(cfg).encode(), force=True)
+        if tr["num_threads"]:
+            torch.set_num_threads(int(tr["num_threads"]))
+        self.device = resolve_device(tr["device"])
+        _trainer._seed_everything(int(tr["seed"]))
+        self.gnn_cfg = GNNConfig.from_dict(m["gnn"])
+        train_events = self._events(cfg["data"]["train"])
+        val_events = self._events(cfg["data"]["val"])
+        t_graph = time.perf_counter()
+        if ckpt is not None:
+            probe = InteractionNetwork(self.gnn_cfg)
+            probe.load_state_dict(ckpt["model"])
+            builder = probe.builder
+        else:
+            builder = GraphBuilder.fit(train_events, GraphConfig.from_dict(m["graph"]))
+        builder.save(self.out / GRAPH_FILE)
+        bar = tqdm(total=len(train_events) + len(val_events), desc="graphs", unit="event", disable=not self.progress)
+        self.train, self.val = [], []
+        for dest, events in ((self.train, train_events), (self.val, val_events)):
+            for ev in events:
+                dest.append(graph_sample(builder, ev))
+                bar.update()
+        bar.close()
+        graph_seconds = time.perf_counter() - t_graph
+        self.model = InteractionNetwork(self.gnn_cfg, builder).to(self.device)
+        opt = torch.optim.AdamW(self.model.parameters(), lr=tr["lr"], weight_decay=tr["weight_decay"])
+        clock = {"seconds": 0.0}
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _trainer._lr_lambda(tr, clock))
+        step, epoch, pos, best_loss, best_state = 0, 0, 0, math.inf, None
+        steps_log, val_log = _trainer._CsvLog(self.out / _trainer.STEP_LOG, True), _trainer._CsvLog(self.out / _trainer.VAL_LOG, True)
+        if ckpt is not None:
+            self.model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            step, epoch, pos = int(ckpt["step"]), int(ckpt["epoch"]), int(ckpt["pos"])
+            clock["seconds"] = float(ckpt["train_seconds"])
+            best_loss = float(ckpt["best_loss"])
+            best_state = ckpt.get("best_state") or None
+            _trainer._set_rng_state(ckpt["rng"])
+            steps_log.truncate_after(step)
+            val_log.truncate_after(step)
+        elif self.out.is_dir():
+            for f in (_trainer.STEP_LOG, _trainer.VAL_LOG):
+                (self.out / f).unlink(missing_ok=True)
+
+        def save():
+            save_checkpoint(checkpoint_path(self.out), {
+                "model": model_state_dict(self.model), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "step": step, "epoch": epoch, "pos": pos, "train_seconds": clock["seconds"], "best_loss": best_loss,
+                "best_state": best_state or {}, "rng": _trainer._rng_state(), "model_config": self.model.config_dict(),
+                "config": cfg})
+
+        bs, n = int(tr["batch_size"]), len(self.train)
+        budget = tr["max_minutes"] * 60.0
+        stopped = "steps"
+        if self.progress:
+            print(f"trackstudy train: gnn ({self.gnn_cfg.hidden} wide, {self.gnn_cfg.n_iterations} iterations) on "
+                  f"{describe_device(self.device)}: {n} training graphs, "
+                  f"{_graph_stats(self.train)['edges_per_event']:.0f} edges per event", file=sys.stderr)
+        bar = tqdm(total=tr["steps"], initial=step, desc="train", unit="step", disable=not self.progress)
+        self.model.train()
+        try:
+            while step < tr["steps"]:
+                if budget and clock["seconds"] >= budget:
+                    stopped = "max_minutes"
+                    break
+                perm = np.random.default_rng([int(tr["seed"]), epoch]).permutation(n)
+                if pos >= n:
+                    epoch, pos = epoch + 1, 0
+                    continue
+                idx = perm[pos:pos + bs]
+                t0 = time.perf_counter()
+                b = _batch([self.train[i] for i in idx], self.device)
+                logits = self.model(b["x"], b["edge_index"], b["edge_attr"])
+                loss = edge_loss(logits, b["y"], b["pt"], self.gnn_cfg)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if tr["clip_grad"]:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), tr["clip_grad"])
+                opt.step()
+                sched.step()
+                pos += len(idx)
+                step += 1
+                clock["seconds"] += time.perf_counter() - t0
+                row = {"step": step, "epoch": epoch, "loss": float(loss.detach()), "lr": opt.param_groups[0]["lr"],
+                       "seconds": clock["seconds"]}
+                steps_log.write(row)
+                if self.on_step is not None:
+                    self.on_step(step, row)
+                bar.update()
+                bar.set_postfix(loss=f"{row['loss']:.4f}")
+                if step % tr["eval_every"] == 0 or step == tr["steps"]:
+                    v = self._validate()
+                    val_log.write({"step": step, "seconds": clock["seconds"], **v})
+                    if v["val_loss"] < best_loss:
+                        best_loss, best_state = v["val_loss"], model_state_dict(self.model)
+                if step % tr["checkpoint_every"] == 0:
+                    save()
+        except KeyboardInterrupt:
+            save()
+            bar.close()
+            print(f"trackstudy train: interrupted at step {step}; checkpoint written, continue with --resume",
+                  file=sys.stderr)
+            raise
+        bar.close()
+        v = self._validate()
+        val_log.write({"step": step, "seconds": clock["seconds"], **v})
+        if v["val_loss"] < best_loss:
+            best_loss, best_state = v["val_loss"], model_state_dict(self.model)
+        save()
+        if tr["restore_best"] and best_state:
+            self.model.load_state_dict(best_state)
+        t_tune = time.perf_counter()
+        params, table = self._tune()
+        self.model.track_params = params
+        tune_seconds = time.perf_counter() - t_tune
+        scores = self._scores(self.val)
+        sub = pd.concat([_event_tracks(s, sc, params) for s, sc in zip(self.val, scores)], ignore_index=True)
+        validation = evaluate_events(sub, [s["event"] for s in self.val], pt_min=_trainer.PT_MIN).summary
+        model_file = save_model(self.out, self.model, cfg, step=step)
+        summary = {
+            "family": "gnn", "preset": f"in{self.gnn_cfg.n_iterations}x{self.gnn_cfg.hidden}", "backend": "graph",
+            "device": describe_device(self.device), "steps": step, "epochs": epoch, "stopped": stopped,
+            "train_seconds": clock["seconds"], "graph_seconds": graph_seconds, "tune_seconds": tune_seconds,
+            "best_val_loss": best_loss if math.isfinite(best_loss) else None,
+            "n_params": sum(p.numel() for p in self.model.parameters()),
+            "graph": {"train": _graph_stats(self.train), "val": _graph_stats(self.val),
+                      "builder": {**builder.config.to_dict(), "layer_pairs": len(builder.pairs),
+                                  "module_pairs": len(builder.module_pairs)}},
+            "edge_classification": v, "track_params": params.record(), "tuning": table,
+            "validation": {"n_events": len(self.val), **{k: validation.get(k) for k in validation}},
+            "model_file": str(model_file),
+        }
+        atomic_write_bytes(self.out / _trainer.SUMMARY_FILE, json.dumps(_trainer._clean_json(summary), indent=1).encode(), force=True)
+        return summary
+
+
+def train_gnn(config: dict | str | os.PathLike, out_dir: str | os.PathLike, *, resume: bool = False,
+              progress: bool = True, on_step=None) -> dict:
+    """Train a GNN run (``model.family: gnn``) into ``out_dir``; returns the summary (also in
+    ``out_dir/summary.json``). See the module docstring."""
+    return _GNNRun(config, out_dir, resume=resume, progress=progress, on_step=on_step).fit()
