@@ -1,0 +1,59 @@
+"""Track building from scored edges, on hand graphs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trackstudy.errors import ConfigError, DataError
+from trackstudy.postprocessing.gnn_tracks import GNNTrackParams, tracks_from_edges
+
+# 0 -> 1 -> 2 and 3 -> 4 -> 5 are two tracks; 2 -> 3 (0.6) is a wrong link; 1 -> 6 (0.55) is a
+# second branch at hit 1; 7 and 8 are joined by one low-score edge
+SRC = np.array([0, 1, 3, 4, 2, 1, 7])
+DST = np.array([1, 2, 4, 5, 3, 6, 8])
+SCORE = np.array([0.9, 0.8, 0.95, 0.9, 0.6, 0.55, 0.2])
+
+
+def _groups(labels):
+    out = {}
+    for i, lab in enumerate(labels):
+        out.setdefault(int(lab) if lab >= 0 else -1 - i, []).append(i)
+    return sorted(sorted(v) for v in out.values())
+
+
+def test_connected_components_by_hand():
+    labels = tracks_from_edges(9, SRC, DST, SCORE, GNNTrackParams(threshold=0.5, min_hits=1))
+    assert _groups(labels) == [[0, 1, 2, 3, 4, 5, 6], [7], [8]]
+    labels = tracks_from_edges(9, SRC, DST, SCORE, GNNTrackParams(threshold=0.7, min_hits=1))
+    assert _groups(labels) == [[0, 1, 2], [3, 4, 5], [6], [7], [8]]
+
+
+def test_min_hits_makes_one_hit_tracks():
+    labels = tracks_from_edges(9, SRC, DST, SCORE, GNNTrackParams(threshold=0.1, min_hits=3))
+    assert labels[7] == -1 and labels[8] == -1 and labels[0] >= 0
+
+
+def test_walk_keeps_the_best_successor_and_predecessor():
+    # at 0.5, components merge everything; the walk drops 2 -> 3 (3's best predecessor is none
+    # other, but 2's best successor is 3 ... while 1's best successor is 2, not 6)
+    labels = tracks_from_edges(9, SRC, DST, SCORE, GNNTrackParams(threshold=0.5, method="walk", min_hits=1))
+    groups = _groups(labels)
+    assert [6] in groups  # the weaker branch at hit 1 is cut
+    assert [0, 1, 2, 3, 4, 5] in groups  # 2 -> 3 is the best (only) edge of both ends: kept
+    # a junction: 0 -> 2 (0.9) and 1 -> 2 (0.7): 2 keeps its best predecessor only
+    labels = tracks_from_edges(3, np.array([0, 1]), np.array([2, 2]), np.array([0.9, 0.7]),
+                               GNNTrackParams(threshold=0.5, method="walk", min_hits=1))
+    assert _groups(labels) == [[0, 2], [1]]
+
+
+def test_errors():
+    with pytest.raises(DataError, match="edge end outside the 3 hits"):
+        tracks_from_edges(3, np.array([0]), np.array([3]), np.array([0.9]))
+    with pytest.raises(DataError, match="1 sources, 1 targets and 2 scores"):
+        tracks_from_edges(3, np.array([0]), np.array([1]), np.array([0.9, 0.1]))
+    with pytest.raises(ConfigError, match="GNNTrackParams.method: 'dbscan' unknown"):
+        GNNTrackParams(method="dbscan")
+    with pytest.raises(ConfigError, match="track_params \\(gnn\\): unknown field 'k'"):
+        GNNTrackParams.from_record({"kind": "gnn", "k": 3})
+    assert GNNTrackParams.from_record(GNNTrackParams(threshold=0.7).record()) == GNNTrackParams(threshold=0.7)
