@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from trackstudy.cli.locality import parse_params
 from trackstudy.config import RUNS_DIR, resolve_path
 from trackstudy.errors import ConfigError
 from trackstudy.study.heldout import HEADLINE, REGIONS, baseline_comparison, heldout_folder, score_run
@@ -45,6 +46,9 @@ def main(argv=None) -> int:
     p.add_argument("--weights", default=None, metavar="CHECKPOINT",
                    help="score these weights instead (e.g. runs/NAME/checkpoints/at_15min.pt, written with "
                         "train.snapshot_minutes) with the run's tuned track formation; writes heldout_<name>.json")
+    p.add_argument("--locality-param", action="append", default=[], metavar="K=V",
+                   help="clustering parameter laid over the run's at inference, repeatable, as `trackstudy "
+                        "locality --param` (e.g. barrel_max_size=128); the report then carries its own tag")
     p.add_argument("--baseline", default="", metavar="METHOD",
                    help="also run a training-free baseline (e.g. dbscan-helix) on the first --baseline-events")
     p.add_argument("--baseline-events", type=int, default=1, metavar="N",
@@ -66,8 +70,9 @@ def main(argv=None) -> int:
         folder = heldout_folder(cfg, args.events, args.seed)
     except ConfigError as exc:
         raise SystemExit(f"--seed: {exc}") from None
-    report, sub = score_run(out, folder, device=args.device, weights=args.weights)
-    tag = report.pop("tag")
+    overrides = parse_params(args.locality_param)
+    report, sub = score_run(out, folder, device=args.device, weights=args.weights, locality_params=overrides)
+    tag = report.pop("tag") + "".join(f"_{k}{v}" for k, v in overrides.items())
     report = {"config": str(args.config), "heldout_seed": args.seed, "train_seconds": summary["train_seconds"],
               "steps": summary["steps"], "stopped": summary["stopped"], "device": summary["device"],
               "wall_seconds_train_command": train_wall if not args.no_train else None,
@@ -90,6 +95,11 @@ def main(argv=None) -> int:
         print(f"  DM efficiency vs {var} (Clopper-Pearson 68%): " + "; ".join(
             f"[{r['low']:.3g}, {r['high']:.3g}) {r['eff']:.3f} -{r['err_low']:.3f}/+{r['err_high']:.3f} (n={r['n_total']})"
             for r in rows if r["n_total"]))
+    for region in ("barrel", "endcap"):
+        rows = [r for r in report.get("dm_by_cluster_size", []) if r["region"] == region and r["n"]]
+        if rows:
+            print(f"  {region} DM efficiency vs locality-cluster size (hits): " + "; ".join(
+                f"({r['low']:g}, {r['high']:g}] {r['dm_efficiency']:.3f} (n={r['n']})" for r in rows))
     if "baseline" in report:
         b = report["baseline"]
         print(f"  baseline {b['method']} on {b['n_events']} event(s), {b['seconds_per_event']:.1f} s/event: "

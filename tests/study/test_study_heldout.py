@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from trackstudy.errors import ConfigError
-from trackstudy.study.heldout import binned_dm, heldout_folder
+from trackstudy.study.heldout import binned_dm, dm_by_cluster_size, heldout_folder
 from trackstudy.training.run_config import resolve_config
 
 
@@ -40,3 +40,25 @@ def test_binned_dm_counts_worked_by_hand():
     assert sum(r["n_total"] for r in eta) == 3 and sum(r["n_pass"] for r in eta) == 2
     empty = [r for r in eta if r["n_total"] == 0]
     assert empty and all(r["eff"] is None for r in empty)  # NaN becomes None (JSON)
+
+
+def test_dm_by_cluster_size_bins_particles_by_their_clusters_size(mini_dir):
+    # the real mini event clustered with DBSCAN; a "particles" table where every reconstructable
+    # particle counts as found: each region's bins must then hold DM efficiency 1 and their counts
+    # must add up to the reconstructable particles of the region
+    from trackstudy.data.io import read_event
+    from trackstudy.metrics import match_tracks
+
+    ev = read_event(mini_dir)
+    sub = ev.truth[["hit_id", "particle_id"]].rename(columns={"particle_id": "track_id"})
+    particles = match_tracks(sub, ev.truth, ev.particles, hits=ev.hits).particles.assign(event_id=int(ev.event_id))
+    locality = {"method": "dbscan", "params": {}, "vertex_scan": False}
+    rows = dm_by_cluster_size(mini_dir, locality, particles)
+    from trackstudy.metrics import reconstructable
+
+    reco = particles.loc[reconstructable(particles)]
+    for region in ("barrel", "endcap"):
+        got = [r for r in rows if r["region"] == region]
+        assert sum(r["n"] for r in got) <= int((reco["region"] == region).sum())
+        assert all(r["dm_efficiency"] == 1.0 for r in got if r["n"])
+    assert sum(r["n"] for r in rows) > 0

@@ -4,8 +4,10 @@ The held-out events are simulated like the run's validation data (pile-up, track
 pixel volumes) with a seed that neither its training nor its validation data used
 (:func:`heldout_folder`); :func:`score_run` runs the model over them and reports the TrackML
 score, the efficiencies (pT > 0.9 GeV), fake and duplicate rates, barrel vs endcap, DM efficiency
-in bins of pT and eta with Clopper-Pearson intervals, and the seconds per event of each
-inference stage; :func:`baseline_comparison` puts a training-free baseline on the same events.
+in bins of pT and eta with Clopper-Pearson intervals, DM efficiency against the size of the
+locality cluster that holds the particle (:func:`dm_by_cluster_size`: what limits a full-event
+model is often its largest clusters), and the seconds per event of each inference stage;
+:func:`baseline_comparison` puts a training-free baseline on the same events.
 ``scripts/bench_training.py`` is the command line of this module.
 """
 
@@ -14,8 +16,10 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -23,8 +27,8 @@ from trackstudy.baselines import baseline_submission
 from trackstudy.config import PIXEL_VOLUMES, resolve_path
 from trackstudy.data.io import iter_events
 from trackstudy.errors import ConfigError
-from trackstudy.inference import STAGES, predict_events
-from trackstudy.metrics import evaluate_events, evaluate_submission_file, write_submission
+from trackstudy.inference import STAGES, check_locality, cluster_hits, predict_events, select_pixel_hits
+from trackstudy.metrics import evaluate_events, evaluate_submission_file, reconstructable, write_submission
 from trackstudy.metrics.binned import binned_efficiency
 from trackstudy.postprocessing.gnn_tracks import GNN_STAGES
 from trackstudy.training.checkpoint import load_run
@@ -59,15 +63,54 @@ def binned_dm(particles: pd.DataFrame) -> dict:
     return out
 
 
+#: Edges (hits) of the cluster-size bins of :func:`dm_by_cluster_size`.
+CLUSTER_SIZE_EDGES = (0, 50, 100, 200, 400, np.inf)
+
+
+def dm_by_cluster_size(data: str | os.PathLike, locality: Mapping, particles: pd.DataFrame, *,
+                       pixel_only: bool = True, edges=CLUSTER_SIZE_EDGES) -> list[dict]:
+    """DM efficiency of the reconstructable particles (pT > 0.9 GeV, >= 3 hits) per region and per
+    size of their locality cluster: the median, over a particle's hits, of the number of hits in the
+    hit's cluster (``locality``: the run's section, as inference clusters the events of ``data``).
+    ``particles``: the evaluation's particle table (event_id, particle_id, region, dm_matched).
+    Rows: region, low, high (hits), n (particles), dm_efficiency."""
+    sizes = []
+    for ev in iter_events(resolve_path(data), parts=("hits", "truth")):
+        hits = ev.hits.loc[select_pixel_hits(ev.hits)] if pixel_only else ev.hits
+        labels = cluster_hits(hits, locality)
+        if labels is None:  # full attention: one cluster, the event
+            labels = np.zeros(len(hits), dtype=np.int64)
+        _, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        per_hit = pd.DataFrame({"hit_id": hits["hit_id"].to_numpy(), "size": counts[inv]})
+        t = ev.truth[["hit_id", "particle_id"]].merge(per_hit, on="hit_id")
+        med = t[t["particle_id"] != 0].groupby("particle_id")["size"].median()
+        sizes.append(pd.DataFrame({"event_id": int(ev.event_id), "particle_id": med.index, "size": med.to_numpy()}))
+    table = particles.loc[reconstructable(particles)].merge(pd.concat(sizes), on=["event_id", "particle_id"])
+    rows = []
+    for region in ("barrel", "endcap"):
+        part = table[table["region"] == region]
+        for low, high in zip(edges[:-1], edges[1:]):
+            sel = part[(part["size"] > low) & (part["size"] <= high)]
+            rows.append({"region": region, "low": float(low), "high": float(high), "n": int(len(sel)),
+                         "dm_efficiency": float(sel["dm_matched"].mean()) if len(sel) else None})
+    return rows
+
+
 def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = "auto",
-              weights: str | os.PathLike | None = None) -> tuple[dict, pd.DataFrame]:
+              weights: str | os.PathLike | None = None, locality_params: Mapping | None = None,
+              by_cluster_size: bool = True) -> tuple[dict, pd.DataFrame]:
     """The report of run ``run`` on the events of ``data`` and its submission.
 
     ``weights``: a training checkpoint of the run (e.g. ``checkpoints/at_15min.pt``) scored instead
-    of the final weights, with the run's tuned track formation; the report then names it. The
-    submission is written beside the run as ``heldout.csv`` (``heldout_<checkpoint>.csv``)."""
+    of the final weights, with the run's tuned track formation; the report then names it.
+    ``locality_params``: clustering parameters laid over the run's (e.g. ``{"barrel_max_size": 128}``:
+    the same weights on smaller barrel clusters). The submission is written beside the run as
+    ``heldout.csv`` (``heldout_<checkpoint>.csv``)."""
     run, data = resolve_path(run), resolve_path(data)
     model, run_config = load_run(run, device)
+    locality = dict(run_config["locality"])
+    if locality_params:
+        locality = check_locality({**locality, "params": {**(locality.get("params") or {}), **locality_params}})
     tag, info = "heldout", {}
     if weights:
         ck = torch.load(resolve_path(weights), map_location=next(model.parameters()).device, weights_only=True)
@@ -75,15 +118,15 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
         tag = f"heldout_{Path(weights).stem}"
         info = {"weights": str(weights), "weights_step": int(ck["step"]),
                 "weights_train_seconds": float(ck["train_seconds"])}
-    sub, timings = predict_events(model, data, locality=run_config["locality"],
-                                  pixel_only=run_config["data"]["train"]["pixel_only"])
+    pixel_only = run_config["data"]["train"]["pixel_only"]
+    sub, timings = predict_events(model, data, locality=locality, pixel_only=pixel_only)
     write_submission(sub, run / f"{tag}.csv", force=True)
     # the stages the model ran: those of a GNN run (GNN_STAGES) where its timings hold them
     stages = (*(GNN_STAGES if set(GNN_STAGES) <= set(timings.columns) else STAGES), "total")
     result = evaluate_submission_file(sub, data)
     s = result.summary
     report = {
-        "tag": tag, "run": str(run), "heldout_data": str(data), "n_events": s["n_events"],
+        "tag": tag, "run": str(run), "heldout_data": str(data), "n_events": s["n_events"], "locality": locality,
         **{k: s.get(k) for k in HEADLINE},
         "seconds_per_event": {k: float(timings[k].mean()) for k in stages},
         # the median leaves out the first event's one-time start-up (CUDA context, kernels, caches)
@@ -92,6 +135,8 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
         **{k: s.get(k) for k in (*REGIONS, "n_particles", "n_tracks")},
         "binned": binned_dm(result.particles),
     }
+    if by_cluster_size and (locality.get("method") or "none") != "none":
+        report["dm_by_cluster_size"] = dm_by_cluster_size(data, locality, result.particles, pixel_only=pixel_only)
     return report, sub
 
 
@@ -113,4 +158,5 @@ def baseline_comparison(method: str, data: str | os.PathLike, submission: pd.Dat
             "model_on_the_same_events": {k: model.summary.get(k) for k in keys}}
 
 
-__all__ = ["HEADLINE", "REGIONS", "baseline_comparison", "binned_dm", "heldout_folder", "score_run"]
+__all__ = ["CLUSTER_SIZE_EDGES", "HEADLINE", "REGIONS", "baseline_comparison", "binned_dm", "dm_by_cluster_size",
+           "heldout_folder", "score_run"]
