@@ -165,7 +165,21 @@ class _GNNRun:
         self.model.train()
         return out
 
-    def _validate(self) -> dict:
+    def _validate(self, n_tracks: int = 0) -> dict:
+        """Validation loss, edge efficiency and purity at score 0.5; with ``n_tracks``, also the DM
+        efficiency and fake rate of the first n_tracks validation events with the ``tune.base``
+        track building (the validation curve)."""
+        out = self._edge_metrics()
+        if n_tracks:
+            params = base_track_params("gnn", self.cfg["tune"]["base"])
+            events = self.val[:n_tracks]
+            sub = pd.concat([_event_tracks(s, sc, params) for s, sc in zip(events, self._scores(events))],
+                            ignore_index=True)
+            res = evaluate_events(sub, [s["event"] for s in events], pt_min=_trainer.PT_MIN).summary
+            out.update(val_dm_efficiency=res["dm_efficiency"], val_fake_rate=res["fake_rate"])
+        return out
+
+    def _edge_metrics(self) -> dict:
         self.model.eval()
         losses, tp, fp, fn = [], 0, 0, 0
         with torch.no_grad():
@@ -254,8 +268,8 @@ class _GNNRun:
             for f in (_trainer.STEP_LOG, _trainer.VAL_LOG):
                 (self.out / f).unlink(missing_ok=True)
 
-        def save():
-            save_checkpoint(checkpoint_path(self.out), {
+        def save(path=None):
+            save_checkpoint(path or checkpoint_path(self.out), {
                 "model": model_state_dict(self.model), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "step": step, "epoch": epoch, "pos": pos, "train_seconds": clock["seconds"], "best_loss": best_loss,
                 "best_state": best_state or {}, "rng": _trainer._rng_state(), "model_config": self.model.config_dict(),
@@ -292,7 +306,9 @@ class _GNNRun:
                 sched.step()
                 pos += len(idx)
                 step += 1
-                clock["seconds"] += time.perf_counter() - t0
+                dt = time.perf_counter() - t0
+                snaps = [m for m in tr["snapshot_minutes"] if clock["seconds"] < m * 60.0 <= clock["seconds"] + dt]
+                clock["seconds"] += dt
                 row = {"step": step, "epoch": epoch, "loss": float(loss.detach()), "lr": opt.param_groups[0]["lr"],
                        "seconds": clock["seconds"]}
                 steps_log.write(row)
@@ -300,8 +316,10 @@ class _GNNRun:
                     self.on_step(step, row)
                 bar.update()
                 bar.set_postfix(loss=f"{row['loss']:.4f}")
+                for m_ in snaps:  # checkpoints at fixed training times (held-out numbers over time)
+                    save(checkpoint_path(self.out).parent / f"at_{m_:g}min.pt")
                 if step % tr["eval_every"] == 0 or step == tr["steps"]:
-                    v = self._validate()
+                    v = self._validate(tr["eval_tracks"])
                     val_log.write({"step": step, "seconds": clock["seconds"], **v})
                     if v["val_loss"] < best_loss:
                         best_loss, best_state = v["val_loss"], model_state_dict(self.model)
