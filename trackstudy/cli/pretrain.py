@@ -48,10 +48,7 @@ def run(args) -> int:
     base = load_yaml(args.config)
     cfg = copy.deepcopy(base)
     for assignment in args.overrides:
-        try:
-            set_pretrain_value(cfg, assignment)
-        except ConfigError as exc:
-            raise ConfigError(f"--set {assignment}: {exc}") from None
+        set_pretrain_value(cfg, assignment)  # its errors name the --set
     try:
         cfg = resolve_pretrain_config(cfg)
     except ConfigError as exc:

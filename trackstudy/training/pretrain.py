@@ -194,6 +194,8 @@ def vq_cfg(cfg: dict, n_features: int) -> VQConfig:
 def set_pretrain_value(cfg: dict, assignment: str) -> dict:
     """``--set section.key=value`` for a pretraining config (sections: model, locality, mask,
     tokenizer, data, train)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected section.key=value, e.g. train.steps=100")
     section = assignment.split("=", 1)[0].strip().split(".")[0]
     if section in ("mask", "tokenizer"):
         tmp = {"model": cfg.get(section, {})}
@@ -295,13 +297,16 @@ def load_tokenizer(path: str | os.PathLike) -> tuple[HitTokenizer, dict]:
 
 # ----------------------------------------------------------------------------------------- the run
 class Pretrainer:
-    """One pretraining run into ``out_dir``; :meth:`fit` runs (or resumes) it and returns the summary."""
+    """One pretraining run into ``out_dir``; :meth:`fit` runs (or resumes) it and returns the summary.
+    ``on_step(step, row)`` is called after every step (raising KeyboardInterrupt there stops the run
+    like Ctrl-C: a checkpoint is written)."""
 
-    def __init__(self, config, out_dir, *, resume: bool = False, progress: bool = True):
+    def __init__(self, config, out_dir, *, resume: bool = False, progress: bool = True, on_step=None):
         self.cfg = resolve_pretrain_config(config)
         self.out = resolve_path(out_dir)
         self.resume = bool(resume)
         self.progress = progress
+        self.on_step = on_step
         self.notices: list[str] = []
 
     def _notice(self, msg: str) -> None:
@@ -550,6 +555,8 @@ class Pretrainer:
                         bar.update(1)
                         if self.step % tr["checkpoint_every"] == 0:
                             save_checkpoint(checkpoint_path(self.out), self._state())
+                        if self.on_step is not None:
+                            self.on_step(self.step, row)
                         if stop.requested:
                             raise KeyboardInterrupt
                         if max_s > 0 and self.train_seconds >= max_s:
@@ -597,11 +604,11 @@ class Pretrainer:
         return summary
 
 
-def pretrain(config, out_dir, *, resume: bool = False, progress: bool = True) -> dict:
+def pretrain(config, out_dir, *, resume: bool = False, progress: bool = True, on_step=None) -> dict:
     """Pretrain an encoder with the masked-token objective as ``config`` (mapping or YAML path)
     describes, into ``out_dir``; returns the summary (also ``out_dir/summary.json``). See :class:`Pretrainer`."""
     return Pretrainer(copy.deepcopy(config) if isinstance(config, dict) else config, out_dir, resume=resume,
-                      progress=progress).fit()
+                      progress=progress, on_step=on_step).fit()
 
 
 def masked_accuracy_curve(run_dir: str | os.PathLike) -> pd.DataFrame:

@@ -75,10 +75,6 @@ def check_compatible(run_dir: str | os.PathLike, encoder_cfg: EncoderConfig, fea
         raise ConfigError(f"{where} {file}: pretrained on features {list(pre_feat.names)} (scales {pre_feat.xy_scale:g}, "
                           f"{pre_feat.z_scale:g}, {pre_feat.eta_scale:g}), this model uses {list(f.names)} (scales "
                           f"{f.xy_scale:g}, {f.z_scale:g}, {f.eta_scale:g}); set model.features as in the pretraining")
-    for name in _SAME_FUNCTION:
-        if getattr(pre_enc, name) != getattr(encoder_cfg, name):
-            raise ConfigError(f"{where} {file}: the pretrained encoder has {name}={getattr(pre_enc, name)!r}, this "
-                              f"model {getattr(encoder_cfg, name)!r} (set model.encoder.{name} as in the pretraining)")
     state = encoder_state(obj["state_dict"])
     with torch.device("meta"):
         own = Encoder(encoder_cfg).state_dict()
@@ -89,6 +85,10 @@ def check_compatible(run_dir: str | os.PathLike, encoder_cfg: EncoderConfig, fea
                               f"(d_model={pre_enc.d_model}, n_layers={pre_enc.n_layers}, d_ff={pre_enc.d_ff}), "
                               f"{_shape(b)} in this model (d_model={encoder_cfg.d_model}, n_layers={encoder_cfg.n_layers}, "
                               f"d_ff={encoder_cfg.d_ff}); use the pretraining's model.preset and model.encoder")
+    for name in _SAME_FUNCTION:
+        if getattr(pre_enc, name) != getattr(encoder_cfg, name):
+            raise ConfigError(f"{where} {file}: the pretrained encoder has {name}={getattr(pre_enc, name)!r}, this "
+                              f"model {getattr(encoder_cfg, name)!r} (set model.encoder.{name} as in the pretraining)")
     return file, obj
 
 
