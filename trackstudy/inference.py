@@ -42,6 +42,7 @@ from trackstudy.device import StageClock, autocast_context, resolve_device, sync
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.kinematics import hit_eta_phi
 from trackstudy.locality.clustering import METHODS, cluster_xyz, resolve_params, vertex_scan_regions
+from trackstudy.locality.torch_clustering import TORCH_METHODS, cluster_xyz_torch
 from trackstudy.models.attention import AttentionContext, build_masks, get_backend
 from trackstudy.models.features import hit_features
 from trackstudy.postprocessing.gnn_tracks import predict_graph_event
@@ -102,15 +103,26 @@ def select_pixel_hits(hits: pd.DataFrame, *, source: str = "hits") -> np.ndarray
     return hits["volume_id"].isin(PIXEL_VOLUMES).to_numpy()
 
 
-def cluster_hits(hits: pd.DataFrame, locality: Mapping | None) -> np.ndarray | None:
+def cluster_hits(hits: pd.DataFrame, locality: Mapping | None, device=None) -> np.ndarray | None:
     """Locality cluster labels (N,) int64 of ``hits`` (projection + clustering), or None when the
-    method is "none" (full attention over the event)."""
+    method is "none" (full attention over the event). With a ``device``, the methods of
+    :data:`~trackstudy.locality.torch_clustering.TORCH_METHODS` (without vertex scan) run in torch
+    there (same labels)."""
     loc = check_locality(locality)
     if loc["method"] == "none":
         return None
     x, y, z = (hits[c].to_numpy(np.float64) for c in ("x", "y", "z"))
+    if device is not None and torch_clusterable(loc):
+        xyz = torch.from_numpy(np.stack([x, y, z])).to(device)
+        return cluster_xyz_torch(*xyz, loc["method"], **loc["params"]).cpu().numpy()
     return np.asarray(cluster_xyz(x, y, z, loc["method"], vertex_scan=loc["vertex_scan"], **loc["params"]),
                       dtype=np.int64)
+
+
+def torch_clusterable(locality: Mapping | None) -> bool:
+    """Whether the locality section's clustering has a torch version (grid, window; no vertex scan)."""
+    loc = check_locality(locality)
+    return loc["method"] in TORCH_METHODS and not vertex_scan_regions(loc["vertex_scan"])
 
 
 def hit_angles(hits: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -150,7 +162,7 @@ def _model_device(model) -> torch.device:
 @torch.no_grad()
 def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_id: int = 0, device=None,
                   pixel_only: bool = False, backend: str | None = None, max_dense_hits: int | None = DENSE_MAX_HITS,
-                  notify=None) -> tuple[pd.DataFrame, dict]:
+                  notify=None, device_clustering: bool | None = None) -> tuple[pd.DataFrame, dict]:
     """Run one event through the whole pipeline; returns ``(submission, timings)``.
 
     model: a :class:`trackstudy.models.heads.TrackModel` (e.g. from ``load_run``).
@@ -163,6 +175,8 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
     max_dense_hits: the dense-path guard (:func:`guard_dense`; None: off).
     notify: called with the guard's one-line notice when it switches paths (default: a
         :class:`SparsePathWarning`).
+    device_clustering: cluster grid / window in torch on ``device`` (:func:`cluster_hits`; same
+        labels); default: on CUDA.
 
     submission: DataFrame [event_id, hit_id, track_id] (int64), one row per input hit, input order.
     timings: seconds per stage of :data:`STAGES`, "total" (wall time of the whole call) and "n_hits"
@@ -200,7 +214,8 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
                     warnings.warn(notice, SparsePathWarning, stacklevel=3)
                 else:
                     notify(notice)
-            labels = cluster_hits(sel, loc)
+            on_device = dev.type == "cuda" if device_clustering is None else device_clustering
+            labels = cluster_hits(sel, loc, device=dev if on_device else None)
         with clock("features"):
             x = torch.from_numpy(hit_features(sel, model.feature_cfg, source=f"event {event_id} hits",
                                               cluster=labels))
@@ -286,4 +301,4 @@ def predict_events(model, events, *, locality: Mapping | None, device=None, pixe
 
 __all__ = ["DENSE_MAX_HITS", "LOCALITY_KEYS", "SPARSE_PATH", "STAGES", "SparsePathWarning", "build_masks",
            "check_locality", "cluster_hits", "guard_dense", "hit_angles", "predict_event", "predict_events",
-           "select_pixel_hits"]
+           "select_pixel_hits", "torch_clusterable"]

@@ -3,14 +3,15 @@ the labels of trackstudy.locality.clustering (same labels, not only the same par
 cases, simulated events and the real events."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from trackstudy.bench.latency import load_events
+from trackstudy.bench.latency import load_events, preset_model
 from trackstudy.data.io import read_event
 from trackstudy.data.simulate import SimulationConfig, simulate_event
 from trackstudy.errors import ConfigError, DataError
-from trackstudy.inference import select_pixel_hits
+from trackstudy.inference import cluster_hits, predict_event, select_pixel_hits, torch_clusterable
 from trackstudy.locality.clustering import GridParams, cluster_xyz
 from trackstudy.locality.projection import project
 from trackstudy.locality.torch_clustering import (
@@ -102,3 +103,15 @@ def test_refused():
         cluster_xyz_torch(x, x, x, "grid", vertex_scan=True)
     with pytest.raises(ConfigError, match="cell_q"):
         cluster_xyz_torch(x, x, x, "grid", cell_q=3)
+
+
+@pytest.mark.parametrize("method", TORCH_METHODS)
+def test_inference_clusters_on_the_device_with_the_same_result(method, mini_dir):
+    hits = read_event(mini_dir, parts=("hits",)).hits
+    loc = {"method": method, "params": {}, "vertex_scan": False}
+    assert torch_clusterable(loc) and not torch_clusterable({**loc, "vertex_scan": True})
+    np.testing.assert_array_equal(cluster_hits(hits, loc, device="cpu"), cluster_hits(hits, loc))
+    model = preset_model("tiny", device="cpu")
+    a, _ = predict_event(model, hits, locality=loc, pixel_only=True, device_clustering=True)
+    b, _ = predict_event(model, hits, locality=loc, pixel_only=True, device_clustering=False)
+    pd.testing.assert_frame_equal(a, b)
