@@ -176,7 +176,7 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
     notify: called with the guard's one-line notice when it switches paths (default: a
         :class:`SparsePathWarning`).
     device_clustering: cluster grid / window in torch on ``device`` (:func:`cluster_hits`; same
-        labels); default: on CUDA.
+        labels); default: grid on CUDA.
 
     submission: DataFrame [event_id, hit_id, track_id] (int64), one row per input hit, input order.
     timings: seconds per stage of :data:`STAGES`, "total" (wall time of the whole call) and "n_hits"
@@ -214,7 +214,8 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
                     warnings.warn(notice, SparsePathWarning, stacklevel=3)
                 else:
                     notify(notice)
-            on_device = dev.type == "cuda" if device_clustering is None else device_clustering
+            on_device = (dev.type == "cuda" and loc["method"] == "grid") if device_clustering is None \
+                else device_clustering  # window in torch is a sequential loop: on the CPU unless asked
             labels = cluster_hits(sel, loc, device=dev if on_device else None)
         with clock("features"):
             x = torch.from_numpy(hit_features(sel, model.feature_cfg, source=f"event {event_id} hits",
