@@ -46,6 +46,7 @@ from trackstudy.locality.torch_clustering import TORCH_METHODS, cluster_xyz_torc
 from trackstudy.models.attention import AttentionContext, build_masks, get_backend
 from trackstudy.models.features import hit_features
 from trackstudy.postprocessing.gnn_tracks import predict_graph_event
+from trackstudy.postprocessing.torch_tracks import device_track_formation, tracks_from_embeddings_torch
 from trackstudy.postprocessing.track_formation import form_tracks, model_params, submission
 
 #: Stages timed by :func:`predict_event`, in pipeline order (plus "total").
@@ -148,6 +149,14 @@ def guard_dense(n_hits: int, locality: Mapping | None, backend: str,
     return {"method": method, "params": {}, "vertex_scan": False}, sparse, notice
 
 
+def tracks_on_device(outputs: Mapping, hit_ids, *, event_id: int = 0, cluster=None, params=None,
+                     xyz=None) -> pd.DataFrame:
+    """:func:`~trackstudy.postprocessing.track_formation.form_tracks` of a contrastive model's kNN
+    track formation, run where the embedding is (:mod:`trackstudy.postprocessing.torch_tracks`)."""
+    return tracks_from_embeddings_torch(hit_ids, outputs["embedding"], event_id=event_id, cluster=cluster,
+                                        params=params, hit_filter=outputs.get("filter"), xyz=xyz)
+
+
 def _model_device(model) -> torch.device:
     try:
         return next(model.parameters()).device
@@ -162,7 +171,8 @@ def _model_device(model) -> torch.device:
 @torch.no_grad()
 def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_id: int = 0, device=None,
                   pixel_only: bool = False, backend: str | None = None, max_dense_hits: int | None = DENSE_MAX_HITS,
-                  notify=None, device_clustering: bool | None = None) -> tuple[pd.DataFrame, dict]:
+                  notify=None, device_clustering: bool | None = None,
+                  device_tracks: bool | None = None) -> tuple[pd.DataFrame, dict]:
     """Run one event through the whole pipeline; returns ``(submission, timings)``.
 
     model: a :class:`trackstudy.models.heads.TrackModel` (e.g. from ``load_run``).
@@ -177,6 +187,8 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
         :class:`SparsePathWarning`).
     device_clustering: cluster grid / window in torch on ``device`` (:func:`cluster_hits`; same
         labels); default: grid on CUDA.
+    device_tracks: kNN track formation of a contrastive model in torch on ``device``
+        (:mod:`trackstudy.postprocessing.torch_tracks`; same tracks); default: on CUDA.
 
     submission: DataFrame [event_id, hit_id, track_id] (int64), one row per input hit, input order.
     timings: seconds per stage of :data:`STAGES`, "total" (wall time of the whole call) and "n_hits"
@@ -230,9 +242,11 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
             out = model(x, ctx, backend=backend)
         with clock("track_formation"):
             out = {k: v.float() for k, v in out.items()}  # bf16 under autocast -> float32 for numpy
-            sub = form_tracks(model.event_outputs(out), sel["hit_id"].to_numpy(), event_id=event_id,
-                              cluster=labels, params=model_params(model),
-                              xyz=sel[["x", "y", "z"]].to_numpy(np.float64))
+            ev_out, params = model.event_outputs(out), model_params(model)
+            former = tracks_on_device if (dev.type == "cuda" if device_tracks is None else device_tracks) \
+                and device_track_formation(ev_out, params) else form_tracks
+            sub = former(ev_out, sel["hit_id"].to_numpy(), event_id=event_id, cluster=labels, params=params,
+                         xyz=sel[["x", "y", "z"]].to_numpy(np.float64))
             if keep is not None and not keep.all():
                 # hits the model never saw: one-hit tracks with fresh ids, rows in input order
                 track = np.empty(len(hits), dtype=np.int64)
