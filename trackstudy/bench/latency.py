@@ -23,6 +23,7 @@ The seed papers' numbers (FlexAttention tracking paper, Table 1, NVIDIA H100) ar
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -42,6 +43,8 @@ from trackstudy.models.masks import clear_block_mask_cache
 #: Stages of :func:`trackstudy.inference.predict_event` (kept in step with trackstudy.inference.STAGES;
 #: repeated here so that building the CLI parser does not import torch).
 STAGES = ("clustering", "features", "masks", "encoder", "track_formation")
+#: The model alone, hits already on the device as tensors: the attention metadata and the forward.
+MODEL_STAGES = ("masks", "encoder")
 
 #: Table 1 of the FlexAttention tracking paper (per-event inference time on an NVIDIA H100; the
 #: clustering runs as parallel DBSCAN on 36 CPU cores), in milliseconds; the TrackFormers Part 2
@@ -161,7 +164,17 @@ class LatencyResult:
         """The JSON of ``--json``: stages (name -> median s), stages_p90, total_seconds,
         total_p90_seconds, peak_mb, process_peak_mb, n_hits, device, and the run's description."""
         t = self.timings
+        extra = {"end_to_end": {"median_s": float(t["total"].median()), "p90_s": float(t["total"].quantile(0.9)),
+                                "p90_over_median": float(t["total"].quantile(0.9) / t["total"].median())}}
+        if set(MODEL_STAGES) <= set(t.columns):
+            model_only = t[list(MODEL_STAGES)].sum(axis=1)
+            extra["model_only"] = {"median_s": float(model_only.median()), "p90_s": float(model_only.quantile(0.9)),
+                                   "stages": list(MODEL_STAGES)}
+        if "cpu_seconds" in t.columns:
+            extra["cpu_seconds"] = {"median_s": float(t["cpu_seconds"].median()),
+                                    "p90_s": float(t["cpu_seconds"].quantile(0.9))}
         return {
+            **extra,
             "stages": {s: float(t[s].median()) for s in STAGES},
             "stages_p90": {s: float(t[s].quantile(0.9)) for s in STAGES},
             "total_seconds": float(t["total"].median()),
@@ -225,8 +238,10 @@ def measure_latency(model, events, *, locality=None, pixel_only: bool = True, de
 
     def run(event_id, hits):
         clear_block_mask_cache()  # every run builds its own masks
-        return predict_event(model, hits, locality=loc, event_id=event_id, device=dev, pixel_only=pixel_only,
-                             backend=backend, max_dense_hits=max_dense_hits, notify=noticed)
+        cpu0 = time.process_time()
+        sub, t = predict_event(model, hits, locality=loc, event_id=event_id, device=dev, pixel_only=pixel_only,
+                               backend=backend, max_dense_hits=max_dense_hits, notify=noticed)
+        return sub, {**t, "cpu_seconds": time.process_time() - cpu0}
 
     for _ in tqdm(range(warmup), desc="warm-up", disable=not progress):
         run(*events[0])
@@ -273,8 +288,21 @@ def format_result(result: LatencyResult) -> str:
     lines = [head, f"{'stage':<16} {'median ms':>10} {'p90 ms':>10} {'share':>7}"]
     for r in result.stats().itertuples():
         lines.append(f"{r.stage:<16} {r.median_ms:10.1f} {r.p90_ms:10.1f} {r.share:7.1%}")
+    lines += _totals(result)
     return "\n".join([*lines, memory])
 
 
-__all__ = ["DEFAULT_FAMILY", "PAPER_TABLE1", "STAGES", "LatencyResult", "compare_with_paper", "format_result",
+def _totals(result: LatencyResult) -> list[str]:
+    """Lines of the end-to-end, model-only and CPU-time medians and 90th percentiles (ms)."""
+    s = result.summary()
+    rows = [("end to end", s["end_to_end"], f"events in memory -> submission; p90 / median "
+                                            f"{s['end_to_end']['p90_over_median']:.2f}")]
+    if "model_only" in s:
+        rows.append(("model only", s["model_only"], "hits on the device: " + " + ".join(MODEL_STAGES)))
+    if "cpu_seconds" in s:
+        rows.append(("CPU time", s["cpu_seconds"], "process CPU seconds per run, all threads"))
+    return [f"{name:<16} {v['median_s'] * 1e3:10.1f} {v['p90_s'] * 1e3:10.1f}   ({what})" for name, v, what in rows]
+
+
+__all__ = ["DEFAULT_FAMILY", "MODEL_STAGES", "PAPER_TABLE1", "STAGES", "LatencyResult", "compare_with_paper", "format_result",
            "load_events", "measure_latency", "measure_peak", "paper_table", "preset_model"]
