@@ -45,10 +45,20 @@ def test_parameter_files_name_existing_parameters(name):
     assert set(params) <= declared, sorted(set(params) - declared)
 
 
-@pytest.mark.parametrize("config", sorted((PARAMS_DIR / "bench").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("config", sorted(p for p in (PARAMS_DIR / "bench").glob("*.yaml")
+                                           if not p.name.startswith("pretrain_")), ids=lambda p: p.name)
 def test_benchmark_configs_are_valid(config):
     # every benchmark config resolves (keys, types, ranges, locality, tuning grid and base)
     from trackstudy.training.run_config import resolve_config
 
     cfg = resolve_config(config)
     assert cfg["train"]["max_minutes"] >= 0 and cfg["tune"]["grid"]
+
+
+@pytest.mark.parametrize("config", sorted((PARAMS_DIR / "bench").glob("pretrain_*.yaml")), ids=lambda p: p.name)
+def test_pretraining_configs_are_valid(config):
+    # pretraining configs (trackstudy pretrain) resolve against their own schema
+    from trackstudy.training.pretrain import resolve_pretrain_config
+
+    cfg = resolve_pretrain_config(config)
+    assert cfg["train"]["steps"] > 0 and cfg["mask"]["rate"] > 0

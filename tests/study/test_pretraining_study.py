@@ -39,7 +39,7 @@ def test_pretrain_run_is_reused(pretrained):
                             train__steps=4, tokenizer__steps=10, train__device="cpu")
     assert again["reused"] and again["steps"] == 4
     with pytest.raises(ConfigError, match="section__key"):
-        sp.pretrain_run(PARAMS_DIR / "bench" / "pretrain_smoke.yaml", out, steps=3)
+        sp.pretrain_run(PARAMS_DIR / "bench" / "pretrain_smoke.yaml", out, trainsteps=3)
 
 
 def test_token_counts_and_tokenizer_report(pretrained, mini_dir):

@@ -82,12 +82,16 @@ def token_counts(pileups, *, n_events: int = 1, seed: int = 1, tokenizer=None, p
     return pd.DataFrame(rows)
 
 
-def pretrain_run(config: str | os.PathLike | dict, out: str | os.PathLike, *, progress: bool = False,
-                 **overrides) -> dict:
-    """The summary of the pretraining run in ``out`` for ``config`` (YAML path or mapping;
-    ``overrides``: ``section__key=value`` replacements, e.g. ``train__steps=30``): read back when
-    it finished with the same config, resumed when it has a checkpoint, else run."""
+def pretrain_run(config: str | os.PathLike | dict, out: str | os.PathLike, *, steps: int = 0, minutes: float = 0.0,
+                 tokenizer_steps: int = 0, progress: bool = False, **overrides) -> dict:
+    """The summary of the pretraining run in ``out`` for ``config`` (YAML path or mapping) with
+    ``steps``, ``minutes`` (train.max_minutes) and ``tokenizer_steps`` replaced when > 0 and any
+    ``section__key=value`` ``overrides`` (e.g. ``data__root="..."``): read back when it finished
+    with the same config, resumed when it has a checkpoint, else run."""
     cfg = deepcopy(config) if isinstance(config, dict) else resolve_pretrain_config(resolve_path(config))
+    for key, value in (("train__steps", steps), ("train__max_minutes", minutes), ("tokenizer__steps", tokenizer_steps)):
+        if value:
+            overrides.setdefault(key, value)
     for key, value in overrides.items():
         section, _, name = key.partition("__")
         if not name:
