@@ -325,11 +325,18 @@ def register_latency(subparsers) -> argparse.ArgumentParser:
 def run_latency(args: argparse.Namespace) -> int:
     import torch
 
-    from trackstudy.bench.latency import PAPER_TABLE1, compare_with_paper, format_result, load_events, measure_latency
+    from trackstudy.bench.latency import (
+        PAPER_TABLE1,
+        STAGES,
+        compare_with_paper,
+        format_result,
+        load_events,
+        measure_latency,
+    )
     from trackstudy.cli.predict import notice_once
     from trackstudy.inference import DENSE_MAX_HITS, check_locality
     from trackstudy.models.encoder import PRESETS
-    from trackstudy.models.heads import FAMILIES
+    from trackstudy.models.heads import TOKEN_FAMILIES
     from trackstudy.study.runs import latency_model, run_settings
 
     if args.events < 1:
@@ -343,8 +350,8 @@ def run_latency(args: argparse.Namespace) -> int:
     if args.run is None and args.preset is not None:
         if args.preset not in PRESETS:
             raise ConfigError(f"--preset {args.preset!r}: choose from {', '.join(PRESETS)}")
-        if args.family not in FAMILIES:
-            raise ConfigError(f"--family {args.family!r}: choose from {', '.join(FAMILIES)}")
+        if args.family not in TOKEN_FAMILIES:  # a preset is an untrained transformer (a GNN run needs --run)
+            raise ConfigError(f"--family {args.family!r}: choose from {', '.join(TOKEN_FAMILIES)}")
     events = load_events(args.data, args.events)
     t0 = time.perf_counter()
     model, run_config, how = latency_model(args.run or "", preset=args.preset or "small", family=args.family,
@@ -366,6 +373,8 @@ def run_latency(args: argparse.Namespace) -> int:
     else:
         print(f"model: {how} ({result.info['n_params']:,} parameters)")
         print(format_result(result))
+        if result.stages != STAGES:  # a GNN run: the paper's rows are transformer stages
+            return 0
         cmp = compare_with_paper(result)
         print("\nnext to the paper (" + PAPER_TABLE1["device"] + "):")
         print(cmp.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
