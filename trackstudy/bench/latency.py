@@ -39,6 +39,7 @@ from trackstudy.errors import ConfigError, DataError
 from trackstudy.inference import DENSE_MAX_HITS, SPARSE_PATH, check_locality, predict_event
 from trackstudy.models.heads import build_model
 from trackstudy.models.masks import clear_block_mask_cache
+from trackstudy.postprocessing.gnn_tracks import GNN_STAGES
 
 #: Stages of :func:`trackstudy.inference.predict_event` (kept in step with trackstudy.inference.STAGES;
 #: repeated here so that building the CLI parser does not import torch).
@@ -149,13 +150,19 @@ class LatencyResult:
     process_peak_mb: float | None = None
     info: dict = field(default_factory=dict)
 
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """The stages the model ran: :data:`STAGES`, or those of a GNN run (graph construction, edge
+        classification, track building)."""
+        return GNN_STAGES if set(GNN_STAGES) <= set(self.timings.columns) else STAGES
+
     def stats(self) -> pd.DataFrame:
         """Per stage (and total): median and 90th percentile in ms, and the stage's share of the sum
         of the stage medians (medians do not add up exactly to the median total)."""
-        cols = [*STAGES, "total"]
+        cols = [*self.stages, "total"]
         t = self.timings[cols] * 1e3
         med, p90 = t.median(), t.quantile(0.9)
-        share = med / med[list(STAGES)].sum()
+        share = med / med[list(self.stages)].sum()
         share["total"] = 1.0
         return pd.DataFrame({"stage": cols, "median_ms": med.to_numpy(), "p90_ms": p90.to_numpy(),
                              "share": share.to_numpy()})
@@ -175,8 +182,8 @@ class LatencyResult:
                                     "p90_s": float(t["cpu_seconds"].quantile(0.9))}
         return {
             **extra,
-            "stages": {s: float(t[s].median()) for s in STAGES},
-            "stages_p90": {s: float(t[s].quantile(0.9)) for s in STAGES},
+            "stages": {s: float(t[s].median()) for s in self.stages},
+            "stages_p90": {s: float(t[s].quantile(0.9)) for s in self.stages},
             "total_seconds": float(t["total"].median()),
             "total_p90_seconds": float(t["total"].quantile(0.9)),
             "peak_mb": self.peak_mb,
@@ -227,7 +234,7 @@ def measure_latency(model, events, *, locality=None, pixel_only: bool = True, de
         model_dev = torch.device("cpu")
     dev = model_dev if device is None else resolve_device(device)
     model.to(dev)
-    backend = backend or model.encoder_cfg.attention
+    backend = backend or getattr(getattr(model, "encoder_cfg", None), "attention", "graph")  # a GNN has none
     notices = []
 
     def noticed(message):
@@ -285,9 +292,9 @@ def compare_with_paper(result: LatencyResult) -> pd.DataFrame:
 def format_result(result: LatencyResult) -> str:
     """Plain-text table of :meth:`LatencyResult.stats` between the headline's two lines."""
     head, memory = result.headline().splitlines()
-    lines = [head, f"{'stage':<16} {'median ms':>10} {'p90 ms':>10} {'share':>7}"]
+    lines = [head, f"{'stage':<20} {'median ms':>10} {'p90 ms':>10} {'share':>7}"]
     for r in result.stats().itertuples():
-        lines.append(f"{r.stage:<16} {r.median_ms:10.1f} {r.p90_ms:10.1f} {r.share:7.1%}")
+        lines.append(f"{r.stage:<20} {r.median_ms:10.1f} {r.p90_ms:10.1f} {r.share:7.1%}")
     lines += _totals(result)
     return "\n".join([*lines, memory])
 
