@@ -6,8 +6,8 @@
 
 Modules: :mod:`.run_config` (schema, defaults, validation), :mod:`.targets` (labels of each
 family, samples, padded batches), :mod:`.data` (events -> cached tensors, batches),
-:mod:`.trainer` (the loop), :mod:`.checkpoint` (run directory files), :mod:`.ddp`
-(torch.distributed helpers).
+:mod:`.trainer` (the loop; ``model.family: gnn`` runs go to :mod:`.gnn`), :mod:`.checkpoint`
+(run directory files), :mod:`.ddp` (torch.distributed helpers).
 """
 
 from trackstudy.training.checkpoint import load_checkpoint, load_run, save_checkpoint, save_model, unwrap_model

@@ -3,7 +3,8 @@
 A run config is a YAML mapping with five sections of flat keys (a few keys hold a mapping)::
 
     model:    family, preset, backend, encoder: {EncoderConfig fields}, head: {HeadConfig fields},
-              binning: {n_phi, n_theta, n_p}, features: {FeatureConfig fields}
+              binning: {n_phi, n_theta, n_p}, features: {FeatureConfig fields},
+              gnn: {GNNConfig fields}, graph: {GraphConfig fields} (family gnn only)
     locality: method (none|dbscan|window|density|grid), params: {...}, vertex_scan
     data:     train: {dir, n_events, pileup, seed, tracks, pixel_only}, val: {...}, online, root, cache,
               augment, sequences (event|cluster), min_cluster_hits
