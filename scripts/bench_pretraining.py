@@ -2,6 +2,7 @@
 model from scratch on N labelled events each and score both on the same held-out events.
 
     python scripts/bench_pretraining.py params/bench/pretrain_10-50.yaml --n-labelled 10,30,100,600
+    python scripts/bench_pretraining.py params/bench/pretrain_10-50.yaml --n-labelled '' --tokens 20,200
     python scripts/bench_pretraining.py params/bench/pretrain_smoke.yaml --base-config params/train_smoke.yaml \\
         --n-labelled 8 --minutes 0 --steps 20 --events 4 --pileup 20
 
@@ -9,6 +10,9 @@ Equivalent to ``trackstudy pretrain --config CONFIG --out runs/<config name>``, 
 ``trackstudy train --config BASE --out runs/<prefix>_n<N>_<init> [--init-from runs/<config name>]``
 with N training events, and ``scripts/bench_training.py``'s held-out scoring. Prints one line per
 run and writes the table (and the pretraining summary) to runs/<prefix>.json as the runs finish.
+``--tokens PILEUPS``: also the hit tokens per simulated event at those pile-ups (seed 2001) and the
+tokenizer measured on every real set of data/real (codebook usage, perplexity, dead codes,
+reconstruction errors in mm and rad), written to runs/<config name>/tokenizer_report.json.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from pathlib import Path
 import pandas as pd
 
 from trackstudy.config import RUNS_DIR
-from trackstudy.data.datasets import ensure_simulated
+from trackstudy.data.datasets import REAL_SETS, ensure_simulated, real_trackml_dir
 from trackstudy.data.io import atomic_write_bytes
-from trackstudy.study.pretraining import label_efficiency, parse_counts, pretrain_run
+from trackstudy.study.pretraining import label_efficiency, parse_counts, pretrain_run, token_counts, tokenizer_report
+from trackstudy.training.pretrain import load_tokenizer
 
 
 def main(argv=None) -> int:
@@ -39,12 +44,27 @@ def main(argv=None) -> int:
     p.add_argument("--train-seed", type=int, default=500, help="seed of the labelled events")
     p.add_argument("--pileup", type=float, default=200.0)
     p.add_argument("--prefix", default="labeleff", help="runs/<prefix>_n<N>_<init>")
+    p.add_argument("--tokens", default="", metavar="PILEUPS",
+                   help="token counts at these pile-ups and the tokenizer on the real sets (e.g. 20,200)")
     args = p.parse_args(argv)
 
     name = Path(args.config).stem
     pre = pretrain_run(args.config, RUNS_DIR / name, progress=sys.stderr.isatty())
     print(f"pretrained {name}: {pre['steps']} steps, {pre['train_seconds']:.0f} s, validation {pre['validation']}",
           flush=True)
+    if args.tokens:
+        tok, measures = load_tokenizer(RUNS_DIR / name)
+        report = {"validation": measures}
+        for real in REAL_SETS:
+            report[real] = tokenizer_report(RUNS_DIR / name, real_trackml_dir(real), max_hits=20000)[0]
+        counts = token_counts(args.tokens, n_events=1, seed=2001, tokenizer=tok)
+        report["token_counts"] = counts.to_dict(orient="records")
+        atomic_write_bytes(RUNS_DIR / name / "tokenizer_report.json", json.dumps(report, indent=1).encode(), force=True)
+        keys = ("n_hits", "used", "dead", "perplexity", "x_mm", "y_mm", "z_mm", "r_mm", "phi_rad", "xyz_mm_median")
+        print(pd.DataFrame({k: {kk: v[kk] for kk in keys} for k, v in report.items() if k != "token_counts"}).T)
+        print(counts.to_string(index=False))
+    if not str(args.n_labelled).strip():
+        return 0
     held = ensure_simulated(args.events, args.pileup, args.seed, pixel_only=True, tracks="10:50",
                             progress=sys.stderr.isatty())
     out = RUNS_DIR / f"{args.prefix}.json"
