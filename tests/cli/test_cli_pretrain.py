@@ -56,13 +56,15 @@ def test_pretrain_then_fine_tune(pretrained, capsys):
     _one_line_error(capsys, "--resume")
     assert main([*args, "--resume", "--set", "train.steps=6"]) == 0
     assert json.loads(capsys.readouterr().out)["steps"] == 6
-    ft = ["train", "--config", str(TRAIN_SMOKE), "--out", str(tmp / "ft"), "--quiet", "--json",
+    ft = ["train", "--config", str(TRAIN_SMOKE), "--out", str(tmp / "ft"), "--quiet",
           "--init-from", str(tmp / "run"), "--set", f"data.root={root}", "--set", "train.steps=2",
           "--set", "train.device=cpu", "--set", "tune.n_events=0"]
     assert main(ft) == 0
     captured = capsys.readouterr()
-    summary = json.loads(captured.out)
+    summary = json.loads((tmp / "ft" / "summary.json").read_text())
     assert any("encoder initialised from" in n for n in summary["notices"])
+    # the parameter count is printed
+    assert f"(tiny, {summary['n_params']:,} parameters, packed)" in captured.out
     assert "model.init_from" not in captured.err
 
 
