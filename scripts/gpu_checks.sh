@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# GPU checks in one go (the default steps take at most 11 minutes on one H100/H200): the CUDA tests, the end-to-end latency
+# GPU checks in one go (the default steps took at most 11 minutes on one H100/H200 before device_pipeline, which adds at most 6): the CUDA tests, the end-to-end latency
 # of the paper-size model and of the trained study model on the real full-size event 1001, and the
 # attention scaling benchmark. Writes logs and JSON into $OUT (default ./gpu_checks).
 #
 #   OUT=/tmp/gpu bash scripts/gpu_checks.sh                          # every step
 #   OUT=/tmp/gpu STEPS="tests latency_grid" bash scripts/gpu_checks.sh   # some of them
 #
-# Steps: latency_paper latency_grid latency_dbscan_jobs latency_study tests scaling train_gpu
+# Steps: latency_paper latency_grid latency_dbscan_jobs latency_study tests device_pipeline scaling train_gpu
 # (train_gpu is not in the default list: TRAIN_MINUTES of training plus data and scoring).
 # Needs torch with CUDA, numpy, pandas, scipy, scikit-learn, numba, tqdm, pyyaml and pytest (no
 # notebook packages): runs from the source tree with PYTHONPATH, no install. latency_study needs
 # runs/study_contrastive (from `make study`); it is skipped without it.
 set -u
 OUT=${OUT:-gpu_checks}
-STEPS=${STEPS:-latency_paper latency_grid latency_dbscan_jobs latency_study tests scaling}
+STEPS=${STEPS:-latency_paper latency_grid latency_dbscan_jobs latency_study tests device_pipeline scaling}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 CLI=(python3 -m trackstudy)
@@ -53,6 +53,14 @@ for s in $STEPS; do
         tests/test_device.py tests/models/test_losses.py tests/postprocessing/test_track_formation.py tests/models/test_encoder.py \
         tests/models/test_masks.py tests/test_inference.py tests/training/test_training.py > "$OUT/pytest_gpu.log" 2>&1
     echo "rc=$?"; tail -n 30 "$OUT/pytest_gpu.log" ;;
+  device_pipeline)
+    step "device pipeline: grid/window clustering and kNN track formation in torch on CUDA equal to the CPU, bucketed"\
+" inductor compiles (GPU tests), then the small preset end to end with grid clustering (on the device by default)"
+    timeout 240 python3 -m pytest -q -p no:cacheprovider -m gpu tests/locality/test_torch_clustering.py \
+        tests/postprocessing/test_torch_tracks.py tests/models/test_compiled.py > "$OUT/pytest_device_pipeline.log" 2>&1
+    echo "rc=$?"; tail -n 15 "$OUT/pytest_device_pipeline.log"
+    timeout 100 "${CLI[@]}" "${LATENCY[@]}" --preset small --locality grid > "$OUT/latency_small_grid_device.json"
+    show $? "$OUT/latency_small_grid_device.json" ;;
   train_gpu)
     step "training: contrastive 10-50 benchmark on the GPU (bf16 autocast), 2 minutes, 100 held-out events"
     timeout 240 python3 scripts/bench_training.py params/bench/contrastive_10-50.yaml --events 100 \

@@ -115,3 +115,17 @@ def test_inference_clusters_on_the_device_with_the_same_result(method, mini_dir)
     a, _ = predict_event(model, hits, locality=loc, pixel_only=True, device_clustering=True)
     b, _ = predict_event(model, hits, locality=loc, pixel_only=True, device_clustering=False)
     pd.testing.assert_frame_equal(a, b)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("method", TORCH_METHODS)
+def test_cuda_labels_equal_the_cpu(method, mini_dir):
+    for hits in (read_event(mini_dir, parts=("hits",)).hits, load_events("full", 1)[0][1]):
+        hits = hits[select_pixel_hits(hits)]
+        if method == "window" and len(hits) > 10_000:
+            continue  # the seed loop: one event is enough
+        x, y, z = _xyz(hits)
+        got = cluster_xyz_torch(*(torch.from_numpy(a).cuda() for a in (x, y, z)), method)
+        assert got.is_cuda
+        np.testing.assert_array_equal(got.cpu().numpy(), cluster_xyz(x, y, z, method))

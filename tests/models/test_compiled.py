@@ -62,3 +62,28 @@ def test_refused():
     model = build_model("contrastive", "tiny").eval()
     with pytest.raises(DataError, match=r"\(1, N, F\)"):
         BucketedModel(model, compile_backend="eager")(torch.zeros(2, 5, 7))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_inductor_compiles_once_per_bucket():
+    torch._dynamo.reset()
+    compiles = []
+    inductor = torch._dynamo.lookup_backend("inductor")
+
+    def counting_inductor(gm, example_inputs):
+        compiles.append(1)
+        return inductor(gm, example_inputs)
+
+    torch.manual_seed(0)
+    model = build_model("contrastive", "small", encoder_overrides={"attention": "packed"}).cuda().eval()
+    wrapped = BucketedModel(model, compile_backend=counting_inductor)
+    rng = np.random.default_rng(0)
+    for n in rng.integers(500, 8000, 20):  # buckets 1024 .. 8192
+        x = torch.randn(1, int(n), model.encoder_cfg.n_features, device="cuda")
+        labels = torch.from_numpy(rng.integers(0, int(n) // 50, int(n)))[None].cuda()
+        got = wrapped(x, labels)
+        with torch.no_grad():
+            ref = model(x, AttentionContext(cluster_labels=labels), backend="packed")
+        torch.testing.assert_close(got["embedding"], ref["embedding"], atol=1e-4, rtol=1e-4)
+    assert len(compiles) <= 4 * 4, len(compiles)

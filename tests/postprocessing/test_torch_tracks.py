@@ -160,3 +160,15 @@ def test_inference_forms_tracks_on_the_device(locality, mini_dir):
     b, _ = predict_event(model, hits, locality=locality, pixel_only=True, device_tracks=False)
     pd.testing.assert_frame_equal(a, b)
     assert len(a) == len(hits)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_same_tracks_as_the_cpu():
+    emb, xyz, cluster, logit = _event(n_tracks=200)
+    p = EmbeddingTrackParams(k=12, threshold=0.3, max_hits=10, merge_threshold=0.7, min_filter=0.3, device="cpu")
+    hit_ids = np.arange(len(emb)) + 1
+    cpu = tracks_from_embeddings(hit_ids, emb, cluster=cluster, params=p, hit_filter=logit, xyz=xyz)
+    dev = tracks_from_embeddings_torch(hit_ids, torch.from_numpy(emb).cuda(), cluster=torch.from_numpy(cluster).cuda(),
+                                       params=p, hit_filter=torch.from_numpy(logit).cuda(), xyz=xyz)
+    pd.testing.assert_frame_equal(dev, cpu)
