@@ -34,17 +34,20 @@ def test_min_hits_makes_one_hit_tracks():
     assert labels[7] == -1 and labels[8] == -1 and labels[0] >= 0
 
 
-def test_walk_keeps_the_best_successor_and_predecessor():
-    # at 0.5, components merge everything; the walk drops 2 -> 3 (3's best predecessor is none
-    # other, but 2's best successor is 3 ... while 1's best successor is 2, not 6)
+def test_walk_cuts_branches_that_are_no_ends_best():
+    # 0 -> 2 (0.9) and 1 -> 3 (0.8) are two tracks; 0 -> 3 (0.6) is neither 0's best successor nor
+    # 3's best predecessor: the walk cuts it, the components keep it
+    src, dst, score = np.array([0, 1, 0]), np.array([2, 3, 3]), np.array([0.9, 0.8, 0.6])
+    walk = tracks_from_edges(4, src, dst, score, GNNTrackParams(threshold=0.5, method="walk", min_hits=1))
+    comp = tracks_from_edges(4, src, dst, score, GNNTrackParams(threshold=0.5, min_hits=1))
+    assert _groups(walk) == [[0, 2], [1, 3]] and _groups(comp) == [[0, 1, 2, 3]]
+    # an overlap hit: 0 -> {1, 2} (two hits on the next layer) -> 3: every edge is some end's best
+    src, dst, score = np.array([0, 0, 1, 2]), np.array([1, 2, 3, 3]), np.array([0.9, 0.8, 0.9, 0.7])
+    walk = tracks_from_edges(4, src, dst, score, GNNTrackParams(threshold=0.5, method="walk", min_hits=1))
+    assert _groups(walk) == [[0, 1, 2, 3]]
+    # on the hand graph, 1 -> 6 is the only edge into 6: kept
     labels = tracks_from_edges(9, SRC, DST, SCORE, GNNTrackParams(threshold=0.5, method="walk", min_hits=1))
-    groups = _groups(labels)
-    assert [6] in groups  # the weaker branch at hit 1 is cut
-    assert [0, 1, 2, 3, 4, 5] in groups  # 2 -> 3 is the best (only) edge of both ends: kept
-    # a junction: 0 -> 2 (0.9) and 1 -> 2 (0.7): 2 keeps its best predecessor only
-    labels = tracks_from_edges(3, np.array([0, 1]), np.array([2, 2]), np.array([0.9, 0.7]),
-                               GNNTrackParams(threshold=0.5, method="walk", min_hits=1))
-    assert _groups(labels) == [[0, 2], [1]]
+    assert _groups(labels) == [[0, 1, 2, 3, 4, 5, 6], [7], [8]]
 
 
 def test_errors():
@@ -57,3 +60,13 @@ def test_errors():
     with pytest.raises(ConfigError, match="track_params \\(gnn\\): unknown field 'k'"):
         GNNTrackParams.from_record({"kind": "gnn", "k": 3})
     assert GNNTrackParams.from_record(GNNTrackParams(threshold=0.7).record()) == GNNTrackParams(threshold=0.7)
+
+
+def test_min_pt_drops_candidates_of_low_curvature_pt():
+    # two 3-hit chains: curvature 1e-4 / mm (6 GeV) and 2e-3 / mm (0.3 GeV)
+    src, dst = np.array([0, 1, 3, 4]), np.array([1, 2, 4, 5])
+    curv = np.array([1e-4, -1e-4, 2e-3, 2e-3])
+    labels = tracks_from_edges(6, src, dst, np.ones(4), GNNTrackParams(min_pt=0.5), curvature=curv)
+    assert _groups(labels) == [[0, 1, 2], [3], [4], [5]]
+    with pytest.raises(DataError, match="min_pt > 0 needs the curvature"):
+        tracks_from_edges(6, src, dst, np.ones(4), GNNTrackParams(min_pt=0.5))

@@ -252,9 +252,9 @@ class GraphBuilder:
 
 
 def build_graph(builder: GraphBuilder, hits: pd.DataFrame, *, source: str = "hits") -> dict[str, np.ndarray]:
-    """A graph of ``hits``: node features x (N, 6), edge_index (2, E), edge features (E, 8) and the
-    hit geometry (key ``geometry``)."""
+    """A graph of ``hits``: node features x (N, 6), edge_index (2, E), edge features (E, 8), the edge
+    curvature (E,) 1/mm and the hit geometry (key ``geometry``)."""
     g = hit_geometry(hits, source=source)
     src, dst = builder.build(hits, g, source=source)
     return {"x": node_features(g), "edge_index": np.stack([src, dst]), "edge_attr": edge_features(g, src, dst),
-            "geometry": g}
+            "curvature": doublet_quantities(g, src, dst)["curvature"], "geometry": g}

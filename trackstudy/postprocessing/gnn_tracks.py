@@ -4,12 +4,16 @@ Two methods (``GNNTrackParams.method``), both on the edges whose score passes ``
 
 - ``components``: connected components of those edges (scipy.sparse.csgraph, weak connection),
   the Exa.TrkX / ACORN labelling; two tracks that share one wrong edge become one candidate.
-- ``walk``: a simplified walkthrough for ambiguous junctions: an edge is kept only when it is the
-  best-scoring outgoing edge of its inner hit and the best-scoring incoming edge of its outer hit, so
-  every hit has at most one successor and one predecessor and candidates are chains. (ACORN's
-  walkthrough also follows the second-best branch above a higher threshold; not done here.)
+- ``walk``: a simplified walkthrough for ambiguous junctions: an edge is kept when it is the
+  best-scoring outgoing edge of its inner hit or the best-scoring incoming edge of its outer hit,
+  so a branch that is neither end's best is cut before the components are taken. (Keeping only
+  edges that are best for both ends breaks every track with an overlap hit, where a layer holds two
+  hits of the particle; ACORN's walkthrough also follows second-best branches above a higher
+  threshold: not done here.)
 
-Components with fewer than ``min_hits`` hits become one-hit tracks. :func:`predict_graph_event`
+Components with fewer than ``min_hits`` hits become one-hit tracks, and so do those whose pT,
+estimated from the mean curvature of their edges (circle through the beam line and the two hits),
+is below ``min_pt`` GeV: pieces of low-pT particles are fakes by the double-majority rule. :func:`predict_graph_event`
 runs one event through the graph pipeline (graph construction -> edge classification -> track
 building, each timed); ``trackstudy.inference.predict_event`` calls it for GNN runs.
 """
@@ -28,6 +32,7 @@ from scipy.sparse.csgraph import connected_components
 from trackstudy.config import PIXEL_VOLUMES
 from trackstudy.device import StageClock, resolve_device, synchronize
 from trackstudy.errors import ConfigError, DataError
+from trackstudy.graphs.doublets import curvature_pt
 from trackstudy.graphs.module_map import build_graph
 from trackstudy.postprocessing.track_formation import labels_to_track_ids, submission
 
@@ -37,17 +42,18 @@ __all__ = ["GNN_STAGES", "GNN_TUNE_GRID", "METHODS", "GNNTrackParams", "predict_
 GNN_STAGES = ("graph_construction", "edge_classification", "track_building")
 METHODS = ("components", "walk")
 #: What the trainer tries on the validation events when the run config gives no ``tune.grid``.
-GNN_TUNE_GRID = [{"threshold": [0.3, 0.5, 0.7, 0.8, 0.9], "method": ["components", "walk"]}]
+GNN_TUNE_GRID = [{"threshold": [0.3, 0.5, 0.7, 0.8, 0.9], "method": ["components", "walk"], "min_pt": [0.0, 0.5]}]
 
 
 @dataclass
 class GNNTrackParams:
     """threshold: minimal edge score (sigmoid); method: components | walk; min_hits: smaller
-    candidates are split into one-hit tracks."""
+    candidates are split into one-hit tracks; min_pt: GeV, so are candidates of a lower pT estimate."""
 
     threshold: float = 0.5
     method: str = "components"
     min_hits: int = 3
+    min_pt: float = 0.0
 
     def __post_init__(self):
         if not 0.0 <= self.threshold <= 1.0:
@@ -56,6 +62,8 @@ class GNNTrackParams:
             raise ConfigError(f"GNNTrackParams.method: {self.method!r} unknown; choose from {', '.join(METHODS)}")
         if self.min_hits < 1:
             raise ConfigError(f"GNNTrackParams.min_hits: must be >= 1, got {self.min_hits}")
+        if self.min_pt < 0:
+            raise ConfigError(f"GNNTrackParams.min_pt: must be >= 0, got {self.min_pt}")
 
     def record(self) -> dict:
         """How runs store it (checkpoints, summary.json): ``{"kind": "gnn", **fields}``."""
@@ -81,24 +89,40 @@ def _best_per(node: np.ndarray, score: np.ndarray) -> np.ndarray:
     return out
 
 
-def tracks_from_edges(n: int, src, dst, scores, params: GNNTrackParams | None = None) -> np.ndarray:
-    """Track label (N,) int64 of n hits from scored edges src -> dst (hit rows); -1: one-hit track."""
+def tracks_from_edges(n: int, src, dst, scores, params: GNNTrackParams | None = None, *,
+                      curvature=None) -> np.ndarray:
+    """Track label (N,) int64 of n hits from scored edges src -> dst (hit rows); -1: one-hit track.
+    ``curvature``: (E,) 1/mm of each edge, needed by ``params.min_pt`` > 0."""
     p = params or GNNTrackParams()
     src, dst, scores = (np.asarray(a).reshape(-1) for a in (src, dst, scores))
     if not (len(src) == len(dst) == len(scores)):
         raise DataError(f"track building: {len(src)} sources, {len(dst)} targets and {len(scores)} scores differ")
+    if p.min_pt > 0:
+        if curvature is None or len(np.asarray(curvature).reshape(-1)) != len(src):
+            raise DataError("track building: min_pt > 0 needs the curvature of every edge")
+        curvature = np.abs(np.asarray(curvature, np.float64).reshape(-1))
     if len(src) and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= n):
         raise DataError(f"track building: edge end outside the {n} hits")
     keep = scores >= p.threshold
     src, dst, scores = src[keep], dst[keep], scores[keep]
+    if p.min_pt > 0:
+        curvature = curvature[keep]
     if p.method == "walk" and len(src):
-        best = _best_per(src, scores) & _best_per(dst, scores)
+        best = _best_per(src, scores) | _best_per(dst, scores)
         src, dst = src[best], dst[best]
+        if p.min_pt > 0:
+            curvature = curvature[best]
     a = sp.coo_matrix((np.ones(len(src), np.int8), (src, dst)), shape=(n, n)).tocsr()
     _, labels = connected_components(a, directed=True, connection="weak")
     labels = labels.astype(np.int64)
     size = np.bincount(labels, minlength=labels.max(initial=-1) + 1)
-    return np.where(size[labels] >= p.min_hits, labels, -1)
+    ok = size[labels] >= p.min_hits
+    if p.min_pt > 0 and len(src):
+        n_lab = len(size)
+        mean_curv = (np.bincount(labels[src], weights=curvature, minlength=n_lab)
+                     / np.maximum(np.bincount(labels[src], minlength=n_lab), 1))
+        ok &= curvature_pt(mean_curv)[labels] >= p.min_pt
+    return np.where(ok, labels, -1)
 
 
 @torch.no_grad()
@@ -128,7 +152,7 @@ def predict_graph_event(model, hits: pd.DataFrame, *, event_id: int = 0, device=
             scores = torch.sigmoid(model(x, ei, ea)).float().cpu().numpy() if ei.shape[1] else np.zeros(0)
         with clock("track_building"):
             labels = tracks_from_edges(len(sel), graph["edge_index"][0], graph["edge_index"][1], scores,
-                                       params or model.track_params)
+                                       params or model.track_params, curvature=graph["curvature"])
             track = np.full(len(hits), -1, np.int64)
             track[keep] = labels
             sub = submission(event_id, hits["hit_id"].to_numpy(), labels_to_track_ids(track))

@@ -83,7 +83,7 @@ def graph_sample(builder: GraphBuilder, event) -> dict:
     found = np.isin(true_code[hi], code[y]) if hi.any() else np.zeros(0, bool)
     return {"x": torch.from_numpy(g["x"]), "edge_index": torch.from_numpy(g["edge_index"]),
             "edge_attr": torch.from_numpy(g["edge_attr"]), "y": torch.from_numpy(y.astype(np.float32)),
-            "pt": torch.from_numpy(pt.astype(np.float32)), "event": ev,
+            "pt": torch.from_numpy(pt.astype(np.float32)), "curvature": g["curvature"], "event": ev,
             "stats": {"n_hits": n, "n_edges": len(code), "n_true": int(y.sum()), "n_true_pt": int(hi.sum()),
                       "n_found_pt": int(found.sum())}}
 
@@ -107,7 +107,7 @@ def _graph_stats(samples: list[dict]) -> dict:
 def _event_tracks(sample: dict, scores: np.ndarray, params: GNNTrackParams) -> pd.DataFrame:
     ev = sample["event"]
     ei = sample["edge_index"].numpy()
-    labels = tracks_from_edges(len(ev.hits), ei[0], ei[1], scores, params)
+    labels = tracks_from_edges(len(ev.hits), ei[0], ei[1], scores, params, curvature=sample["curvature"])
     return submission(ev.event_id, ev.hits["hit_id"].to_numpy(), labels_to_track_ids(labels))
 
 
