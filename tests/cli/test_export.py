@@ -6,6 +6,7 @@ import pytest
 
 from trackstudy.bench import latency as bench
 from trackstudy.cli import main
+from trackstudy.data.datasets import real_trackml_dir
 from trackstudy.models import export
 from trackstudy.training.checkpoint import save_model
 
@@ -67,3 +68,14 @@ def test_missing_onnxruntime_is_one_line(run_dir, mini_dir, tmp_path, capsys, mo
     rc = main(["export", "--run", str(run_dir), "--out", str(tmp_path / "m.onnx"), "--check", str(mini_dir)])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "pip install -e .[export]" in err and len(err.splitlines()) == 1
+
+
+def test_full_attention_check_over_a_large_event_is_refused(tmp_path, capsys):
+    run = tmp_path / "run_none"
+    model = bench.preset_model("tiny", backend="dense", device="cpu")
+    save_model(run, model, {"model": {"family": "contrastive", "preset": "tiny", "backend": "dense"},
+                            "locality": {"method": "none"}, "data": {"train": {"pixel_only": True}}})
+    rc = main(["export", "--run", str(run), "--out", str(tmp_path / "m.onnx"), "--check", str(real_trackml_dir("full"))])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "48006 hits" in err and "locality none" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "m.onnx").exists()

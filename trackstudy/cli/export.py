@@ -77,6 +77,9 @@ def run(args) -> int:
         if args.mode == "dense" and len(hits) > DENSE_MAX_HITS:
             raise ConfigError(f"--check with --mode dense over {len(hits)} hits (> {DENSE_MAX_HITS}) needs an "
                               f"N x N mask; check with --mode packed or a smaller event")
+        if locality["method"] == "none" and len(hits) > DENSE_MAX_HITS:
+            raise ConfigError(f"--check over {len(hits)} hits (> {DENSE_MAX_HITS}) with the run's full attention "
+                              f"(locality none) needs N x N scores; check with a smaller event")
         event = (event_id, hits)
     path = export.export_onnx(model, out, mode=args.mode, n_bins=n_bins, force=True,  # checked above
                               extra_metadata={"locality": locality, "pixel_only": pixel_only,
