@@ -40,11 +40,11 @@ from trackstudy.config import PIXEL_VOLUMES
 from trackstudy.data.io import Event, iter_events
 from trackstudy.device import StageClock, autocast_context, resolve_device, synchronize
 from trackstudy.errors import ConfigError, DataError
-from trackstudy.kinematics import hit_eta_phi
+from trackstudy.kinematics import MIN_R_MM, hit_eta_phi
 from trackstudy.locality.clustering import METHODS, cluster_xyz, resolve_params, vertex_scan_regions
 from trackstudy.locality.torch_clustering import TORCH_METHODS, cluster_xyz_torch
 from trackstudy.models.attention import AttentionContext, build_masks, get_backend
-from trackstudy.models.features import hit_features
+from trackstudy.models.features import feature_tensor, hit_features
 from trackstudy.postprocessing.gnn_tracks import predict_graph_event
 from trackstudy.postprocessing.torch_tracks import device_track_formation, tracks_from_embeddings_torch
 from trackstudy.postprocessing.track_formation import form_tracks, model_params, submission
@@ -157,6 +157,12 @@ def tracks_on_device(outputs: Mapping, hit_ids, *, event_id: int = 0, cluster=No
                                         params=params, hit_filter=outputs.get("filter"), xyz=xyz)
 
 
+def _eta_phi(xyz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`trackstudy.kinematics.hit_eta_phi` of (3, N) positions on their device (float64)."""
+    x, y, z = xyz
+    return torch.asinh(z / torch.hypot(x, y).clamp(min=MIN_R_MM)), torch.atan2(y, x)
+
+
 def _model_device(model) -> torch.device:
     try:
         return next(model.parameters()).device
@@ -185,8 +191,9 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
     max_dense_hits: the dense-path guard (:func:`guard_dense`; None: off).
     notify: called with the guard's one-line notice when it switches paths (default: a
         :class:`SparsePathWarning`).
-    device_clustering: cluster grid / window in torch on ``device`` (:func:`cluster_hits`; same
-        labels); default: grid on CUDA.
+    device_clustering: projection, grid / window clustering and input features in torch on
+        ``device`` (same labels and features): the hit positions cross to the device once and the
+        labels never come back; default: grid on CUDA.
     device_tracks: kNN track formation of a contrastive model in torch on ``device``
         (:mod:`trackstudy.postprocessing.torch_tracks`; same tracks); default: on CUDA.
 
@@ -228,13 +235,23 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
                     notify(notice)
             on_device = (dev.type == "cuda" and loc["method"] == "grid") if device_clustering is None \
                 else device_clustering  # window in torch is a sequential loop: on the CPU unless asked
-            labels = cluster_hits(sel, loc, device=dev if on_device else None)
+            xyz = None
+            if on_device and torch_clusterable(loc):  # the hits go to the device once; labels stay there
+                xyz = torch.from_numpy(sel[["x", "y", "z"]].to_numpy(np.float64).T.copy()).to(dev)  # (3, N)
+                labels = cluster_xyz_torch(*xyz, loc["method"], **loc["params"])
+            else:
+                labels = cluster_hits(sel, loc)
         with clock("features"):
-            x = torch.from_numpy(hit_features(sel, model.feature_cfg, source=f"event {event_id} hits",
-                                              cluster=labels))
-            x = x[None].to(dev)  # (1, N, F)
-            eta, phi = (torch.from_numpy(a)[None].to(dev) for a in hit_angles(sel))
-            lab = None if labels is None else torch.from_numpy(labels)[None].to(dev)
+            if xyz is not None:
+                x = feature_tensor(*xyz, model.feature_cfg, labels)[None]  # (1, N, F)
+                eta, phi = (a.float()[None] for a in _eta_phi(xyz))
+                lab = labels[None]
+            else:
+                x = torch.from_numpy(hit_features(sel, model.feature_cfg, source=f"event {event_id} hits",
+                                                  cluster=labels))
+                x = x[None].to(dev)  # (1, N, F)
+                eta, phi = (torch.from_numpy(a)[None].to(dev) for a in hit_angles(sel))
+                lab = None if labels is None else torch.from_numpy(labels)[None].to(dev)
         with clock("masks"):
             ctx = AttentionContext(torch.ones(1, len(sel), dtype=torch.bool, device=dev), lab, eta, phi)
             build_masks(ctx, backend, model.encoder_cfg.lsh)

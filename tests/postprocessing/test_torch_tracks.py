@@ -156,8 +156,10 @@ def test_inference_forms_tracks_on_the_device(locality, mini_dir):
     hits = read_event(mini_dir, parts=("hits",)).hits
     model = preset_model("tiny", device="cpu")
     model.track_params = EmbeddingTrackParams(threshold=0.95, max_hits=20, merge_threshold=0.95)
-    a, _ = predict_event(model, hits, locality=locality, pixel_only=True, device_tracks=True)
-    b, _ = predict_event(model, hits, locality=locality, pixel_only=True, device_tracks=False)
+    # the whole pipeline in torch (clustering, features, track formation) against the CPU stages
+    a, _ = predict_event(model, hits, locality=locality, pixel_only=True, device_tracks=True, device_clustering=True)
+    b, _ = predict_event(model, hits, locality=locality, pixel_only=True, device_tracks=False,
+                         device_clustering=False)
     pd.testing.assert_frame_equal(a, b)
     assert len(a) == len(hits)
 

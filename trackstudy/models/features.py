@@ -30,13 +30,15 @@ With the defaults the pixel-detector features lie roughly in [-1, 1]. For the fu
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 
 from trackstudy.errors import ConfigError, DataError
-from trackstudy.kinematics import hit_eta_phi
+from trackstudy.kinematics import MIN_R_MM, hit_eta_phi
 
 #: Every feature this module can compute, in a canonical order.
 AVAILABLE_FEATURES = ("x", "y", "z", "r", "sin_phi", "cos_phi", "phi", "eta", "theta", "dphi_cl", "deta_cl")
@@ -158,6 +160,39 @@ def feature_array(x, y, z, cfg: FeatureConfig | None = None, cluster=None) -> np
     return np.stack(cols, axis=-1).astype(np.float32, copy=False).reshape(len(x), len(cols))
 
 
+def feature_tensor(x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, cfg: FeatureConfig | None = None,
+                   cluster: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`feature_array` in torch on the hits' device: (N, F) float32 from x, y, z (mm, computed
+    in float64) and, for the cluster-relative features, (N,) int64 labels >= 0 on the same device."""
+    cfg = cfg or FeatureConfig()
+    x, y, z = (torch.as_tensor(a).to(torch.float64) for a in (x, y, z))
+    r = torch.hypot(x, y)
+    eta, ph = torch.asinh(z / r.clamp(min=MIN_R_MM)), torch.atan2(y, x)
+    if cfg.needs_clusters:
+        if cluster is None:
+            raise ConfigError(f"features {[n for n in cfg.names if n in CLUSTER_FEATURES]} are relative to the "
+                              "hit's locality cluster: they need cluster labels (a locality.method other than "
+                              "'none')")
+        if cluster.shape != x.shape or (cluster.numel() and int(cluster.min()) < 0):
+            raise DataError(f"cluster-relative features: cluster labels must be {x.shape[0]} integers >= 0")
+        _, inv = torch.unique(cluster, return_inverse=True)
+        k = int(inv.max()) + 1 if inv.numel() else 0
+
+        def s(v):
+            return torch.zeros(k, dtype=torch.float64, device=x.device).index_add_(0, inv, v)
+
+        eta_c = s(eta) / s(torch.ones_like(eta))
+        phi_c = torch.atan2(s(torch.sin(ph)), s(torch.cos(ph)))
+        deta = eta - eta_c[inv]
+        dphi = torch.remainder(ph - phi_c[inv] + math.pi, 2 * math.pi) - math.pi
+    columns = {"x": lambda: x / cfg.xy_scale, "y": lambda: y / cfg.xy_scale, "z": lambda: z / cfg.z_scale,
+               "r": lambda: r / cfg.xy_scale, "sin_phi": lambda: torch.sin(ph), "cos_phi": lambda: torch.cos(ph),
+               "phi": lambda: ph / math.pi, "eta": lambda: eta / cfg.eta_scale,
+               "theta": lambda: torch.atan2(r, z) / math.pi, "dphi_cl": lambda: dphi / cfg.local_scale,
+               "deta_cl": lambda: deta / cfg.local_scale}
+    return torch.stack([columns[name]() for name in cfg.names], dim=-1).to(torch.float32).reshape(len(x), -1)
+
+
 def hit_features(hits: pd.DataFrame, cfg: FeatureConfig | None = None, *, source: str = "hits",
                  cluster=None) -> np.ndarray:
     """(N, F) float32 features of the rows of a hits DataFrame (columns x, y, z in mm);
@@ -179,4 +214,4 @@ def hit_features(hits: pd.DataFrame, cfg: FeatureConfig | None = None, *, source
 
 
 __all__ = ["AVAILABLE_FEATURES", "CLUSTER_FEATURES", "DEFAULT_FEATURES", "FULL_DETECTOR_SCALES", "PIXEL_SCALES", "FeatureConfig",
-           "feature_array", "hit_features"]
+           "feature_array", "feature_tensor", "hit_features"]
