@@ -263,7 +263,7 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
             former = tracks_on_device if (dev.type == "cuda" if device_tracks is None else device_tracks) \
                 and device_track_formation(ev_out, params) else form_tracks
             sub = former(ev_out, sel["hit_id"].to_numpy(), event_id=event_id, cluster=labels, params=params,
-                         xyz=sel[["x", "y", "z"]].to_numpy(np.float64))
+                         xyz=xyz.T if xyz is not None else sel[["x", "y", "z"]].to_numpy(np.float64))
             if keep is not None and not keep.all():
                 # hits the model never saw: one-hit tracks with fresh ids, rows in input order
                 track = np.empty(len(hits), dtype=np.int64)

@@ -155,7 +155,7 @@ def test_real_full_event():
 def test_inference_forms_tracks_on_the_device(locality, mini_dir):
     hits = read_event(mini_dir, parts=("hits",)).hits
     model = preset_model("tiny", device="cpu")
-    model.track_params = EmbeddingTrackParams(threshold=0.95, max_hits=20, merge_threshold=0.95)
+    model.track_params = EmbeddingTrackParams(threshold=0.95, max_hits=20, merge_threshold=0.95, min_track_pt=0.2)
     # the whole pipeline in torch (clustering, features, track formation) against the CPU stages
     a, _ = predict_event(model, hits, locality=locality, pixel_only=True, device_tracks=True, device_clustering=True)
     b, _ = predict_event(model, hits, locality=locality, pixel_only=True, device_tracks=False,
