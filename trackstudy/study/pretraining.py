@@ -163,7 +163,8 @@ def label_efficiency(pretrain_dir: str | os.PathLike, eval_data: str | os.PathLi
             report, _ = score_run(folder, eval_data, device=device)
             rows.append({"n_labelled": n, "init": init, "dm_efficiency": report["dm_efficiency"],
                          "trackml_score": report["trackml_score"], "fake_rate": report["fake_rate"],
-                         "n_eval_events": report["n_events"], "steps": summary.get("steps"),
+                         "n_eval_events": report["n_events"], "n_particles": report.get("n_particles"),
+                         "steps": summary.get("steps"),
                          "train_seconds": summary.get("train_seconds"),
                          "wall_seconds": time.perf_counter() - t0, "run": str(folder)})
     return pd.DataFrame(rows)
