@@ -29,7 +29,7 @@ def test_export_packed_with_check(run_dir, mini_dir, tmp_path, capsys):
     out = tmp_path / "model.onnx"
     assert main(["export", "--run", str(run_dir), "--out", str(out), "--check", str(mini_dir), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["ok"] and result["n_hits"] == 2783 and result["mode"] == "packed" and result["bins"] == 4
+    assert result["ok"] and result["n_hits"] == 2783 and result["mode"] == "packed" and result["bins"] == 8
     assert max(result["max_abs_diff"].values()) < 1e-4 and result["clusters"] > 100
     meta = export.read_metadata(out)
     assert json.loads(meta["locality"])["method"] == "grid" and meta["pixel_only"] == "true"

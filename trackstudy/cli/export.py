@@ -25,7 +25,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="ONNX file to write")
     p.add_argument("--mode", default="packed", choices=("packed", "dense"),
                    help="cluster attention in the graph: packed (size bins; default) or dense (N x N mask)")
-    p.add_argument("--bins", type=int, default=None, metavar="N", help="size bins of --mode packed (default 4)")
+    p.add_argument("--bins", type=int, default=None, metavar="N", help="size bins of --mode packed (default 8)")
     p.add_argument("--check", default=None, metavar="DATA",
                    help="compare onnxruntime with torch on the first event of DATA (folder, prefix or file)")
     p.add_argument("--tolerance", type=float, default=None,
