@@ -84,6 +84,13 @@ def test_resume_equals_an_uninterrupted_run(root, tmp_path):
         torch.testing.assert_close(sb[k], sa[k], rtol=1e-5, atol=1e-6)
 
 
+def test_one_process_only(root, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="model.family gnn: trains on one process"):
+        train(gnn_config(root), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_config_errors_name_the_key(root, tmp_path):
     cfg = gnn_config(root)
     bad = copy.deepcopy(cfg)

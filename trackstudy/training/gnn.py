@@ -221,6 +221,9 @@ class _GNNRun:
     def fit(self) -> dict:
         cfg = self.cfg
         m, tr = cfg["model"], cfg["train"]
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError("model.family gnn: trains on one process (no DistributedDataParallel); run "
+                              "trackstudy train without torchrun")
         ckpt = self._check_out_dir()
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.out / CONFIG_FILE, dump_yaml(cfg).encode(), force=True)
