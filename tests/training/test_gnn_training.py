@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from trackstudy.bench.latency import format_result, measure_latency
+from trackstudy.data.io import iter_events
 from trackstudy.errors import ConfigError
 from trackstudy.graphs.module_map import GraphBuilder
 from trackstudy.inference import predict_events
 from trackstudy.metrics import evaluate_submission_file
+from trackstudy.postprocessing.gnn_tracks import GNN_STAGES
 from trackstudy.training import load_run, resolve_config, train
 from trackstudy.training.data import dataset_folder
 from trackstudy.training.gnn import GRAPH_FILE
@@ -62,6 +65,11 @@ def test_train_predict_evaluate(root, tmp_path):
         assert (timings[stage] > 0).all(), stage
     result = evaluate_submission_file(sub, data)
     assert result.summary["dm_efficiency"] == pytest.approx(summary["validation"]["dm_efficiency"])
+    # bench latency reports the GNN's own stages
+    lat = measure_latency(model, [(e.event_id, e.hits) for e in iter_events(data, parts=("hits",))], n_runs=2,
+                          warmup=0, memory=False)
+    assert lat.stages == GNN_STAGES and set(lat.summary()["stages"]) == set(GNN_STAGES)
+    assert "edge_classification" in format_result(lat)
 
 
 def test_resume_equals_an_uninterrupted_run(root, tmp_path):
