@@ -23,6 +23,17 @@ is measured with CUDA events (``torch.cuda.Event(enable_timing=True)``) recorded
 boundaries. Every hit of the input ends up in the submission: hits a pixel-only model does not
 see (strip volumes) become one-hit tracks with their own ids, like every hit that track
 formation leaves alone.
+
+One device: on CUDA (or with ``device_clustering`` / ``device_tracks``) the hit positions cross to
+the device once; projection and grid clustering (:mod:`trackstudy.locality.torch_clustering`), the
+input features, the masks, the encoder and kNN track formation
+(:mod:`trackstudy.postprocessing.torch_tracks`) run there, and the track ids are the only copy
+back; the results equal the CPU stages'. Other clustering methods, the vertex scan and other
+track-formation methods run on the CPU as before.
+
+Dense-path guard (:func:`guard_dense`): a run with full attention (locality "none") over more than
+:data:`DENSE_MAX_HITS` hits runs with grid clustering and the packed backend instead, with a
+one-line notice naming the options that keep full attention.
 """
 
 from __future__ import annotations
