@@ -189,7 +189,7 @@ def _model_device(model) -> torch.device:
 def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_id: int = 0, device=None,
                   pixel_only: bool = False, backend: str | None = None, max_dense_hits: int | None = DENSE_MAX_HITS,
                   notify=None, device_clustering: bool | None = None,
-                  device_tracks: bool | None = None) -> tuple[pd.DataFrame, dict]:
+                  device_tracks: bool | None = None, compiled=None) -> tuple[pd.DataFrame, dict]:
     """Run one event through the whole pipeline; returns ``(submission, timings)``.
 
     model: a :class:`trackstudy.models.heads.TrackModel` (e.g. from ``load_run``).
@@ -207,6 +207,8 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
         labels never come back; default: grid on CUDA.
     device_tracks: kNN track formation of a contrastive model in torch on ``device``
         (:mod:`trackstudy.postprocessing.torch_tracks`; same tracks); default: on CUDA.
+    compiled: a :class:`trackstudy.models.compiled.BucketedModel` of ``model`` to run the encoder
+        with (the event padded to its size bucket, compiled once per bucket).
 
     submission: DataFrame [event_id, hit_id, track_id] (int64), one row per input hit, input order.
     timings: seconds per stage of :data:`STAGES`, "total" (wall time of the whole call) and "n_hits"
@@ -264,10 +266,13 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
                 eta, phi = (torch.from_numpy(a)[None].to(dev) for a in hit_angles(sel))
                 lab = None if labels is None else torch.from_numpy(labels)[None].to(dev)
         with clock("masks"):
-            ctx = AttentionContext(torch.ones(1, len(sel), dtype=torch.bool, device=dev), lab, eta, phi)
+            if compiled is not None:  # padded to its size bucket
+                x, ctx, n_real = compiled.prepare(x, lab)
+            else:
+                ctx = AttentionContext(torch.ones(1, len(sel), dtype=torch.bool, device=dev), lab, eta, phi)
             build_masks(ctx, backend, model.encoder_cfg.lsh)
         with clock("encoder"), autocast_context(dev):
-            out = model(x, ctx, backend=backend)
+            out = compiled.run(x, ctx, n_real, backend) if compiled is not None else model(x, ctx, backend=backend)
         with clock("track_formation"):
             out = {k: v.float() for k, v in out.items()}  # bf16 under autocast -> float32 for numpy
             ev_out, params = model.event_outputs(out), model_params(model)

@@ -4,6 +4,7 @@ every key the JSON had before."""
 import json
 
 import pytest
+import torch
 
 from trackstudy.bench import latency as bench
 from trackstudy.cli import main
@@ -37,3 +38,13 @@ def test_text_has_the_totals(mini_dir, capsys):
     text = capsys.readouterr().out
     for line in ("end to end", "model only", "CPU time"):
         assert line in text
+
+
+def test_compile_option(mini_dir, capsys, monkeypatch):
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: compiled.append(module) or module)  # no inductor here
+    rc = main(["bench", "latency", "--preset", "tiny", "--data", str(mini_dir), "--events", "2", "--warmup", "1",
+               "--no-memory", "--locality", "grid", "--compile", "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["compiled"] is True and out["n_hits"] == 2783 and len(compiled) == 2 + 2 * 2  # input, head, 2 layers

@@ -2,10 +2,14 @@
 outputs equal the model's own forward."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from trackstudy.bench.latency import measure_latency, preset_model
+from trackstudy.data.io import read_event
 from trackstudy.errors import ConfigError, DataError
+from trackstudy.inference import predict_event
 from trackstudy.models.attention import AttentionContext
 from trackstudy.models.compiled import SIZE_BUCKETS, BucketedModel, bucket_size
 from trackstudy.models.heads import build_model
@@ -87,3 +91,23 @@ def test_cuda_inductor_compiles_once_per_bucket():
             ref = model(x, AttentionContext(cluster_labels=labels), backend="packed")
         torch.testing.assert_close(got["embedding"], ref["embedding"], atol=1e-4, rtol=1e-4)
     assert len(compiles) <= 4 * 4, len(compiles)
+
+
+def test_inference_and_latency_with_the_bucketed_model(mini_dir):
+    torch._dynamo.reset()
+    compiles = []
+
+    def counting_backend(gm, example_inputs):
+        compiles.append(1)
+        return gm.forward
+
+    hits = read_event(mini_dir, parts=("hits",)).hits
+    model = preset_model("tiny", device="cpu")
+    wrapped = BucketedModel(model, compile_backend=counting_backend)
+    loc = {"method": "grid", "params": {}, "vertex_scan": False}
+    a, t = predict_event(model, hits, locality=loc, pixel_only=True, compiled=wrapped)
+    b, _ = predict_event(model, hits, locality=loc, pixel_only=True)
+    pd.testing.assert_frame_equal(a, b)
+    assert t["n_hits"] == 2783
+    result = measure_latency(model, [hits], locality=loc, n_runs=3, warmup=1, memory=False, compiled=wrapped)
+    assert len(result.timings) == 3 and 0 < len(compiles) <= 4  # one bucket (4,096 hits): at most 4 graphs

@@ -211,13 +211,14 @@ class LatencyResult:
 
 def measure_latency(model, events, *, locality=None, pixel_only: bool = True, device=None, backend: str | None = None,
                     n_runs: int = 5, warmup: int = 1, memory: bool = True, progress: bool = False,
-                    max_dense_hits: int | None = DENSE_MAX_HITS, notify=None) -> LatencyResult:
+                    max_dense_hits: int | None = DENSE_MAX_HITS, notify=None, compiled=None) -> LatencyResult:
     """Time the inference pipeline (see the module docstring).
 
     events: list of ``(event_id, hits)`` (see :func:`load_events`) or of hits DataFrames; the
     ``n_runs`` timed runs cycle over them after ``warmup`` untimed runs on the first one.
     max_dense_hits, notify: the dense-path guard of :func:`trackstudy.inference.predict_event`;
     when it switches paths, ``backend`` and ``info["sparse_path"]`` of the result say so.
+    compiled: a :class:`trackstudy.models.compiled.BucketedModel` of ``model`` for the encoder stage.
     """
 
     if n_runs < 1:
@@ -247,7 +248,7 @@ def measure_latency(model, events, *, locality=None, pixel_only: bool = True, de
         clear_block_mask_cache()  # every run builds its own masks
         cpu0 = time.process_time()
         sub, t = predict_event(model, hits, locality=loc, event_id=event_id, device=dev, pixel_only=pixel_only,
-                               backend=backend, max_dense_hits=max_dense_hits, notify=noticed)
+                               backend=backend, max_dense_hits=max_dense_hits, notify=noticed, compiled=compiled)
         return sub, {**t, "cpu_seconds": time.process_time() - cpu0}
 
     for _ in tqdm(range(warmup), desc="warm-up", disable=not progress):

@@ -316,6 +316,9 @@ def register_latency(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-memory", action="store_true", help="skip the extra run that measures peak memory")
+    parser.add_argument("--compile", action="store_true",
+                        help="run the encoder padded to a size bucket with its per-hit parts compiled once per bucket "
+                             "(trackstudy.models.compiled; the warm-up runs compile: give --warmup >= 1)")
     parser.add_argument("--json", action="store_true",
                         help="print JSON: stages (name -> median s), total_seconds, peak_mb, n_hits, device, ...")
     parser.set_defaults(func=run_latency)
@@ -335,6 +338,7 @@ def run_latency(args: argparse.Namespace) -> int:
     )
     from trackstudy.cli.predict import notice_once
     from trackstudy.inference import DENSE_MAX_HITS, check_locality
+    from trackstudy.models.compiled import BucketedModel
     from trackstudy.models.encoder import PRESETS
     from trackstudy.models.heads import TOKEN_FAMILIES
     from trackstudy.study.runs import latency_model, run_settings
@@ -365,8 +369,10 @@ def run_latency(args: argparse.Namespace) -> int:
     result = measure_latency(model, events, locality=locality, pixel_only=pixel_only, n_runs=args.events,
                              warmup=args.warmup, memory=not args.no_memory, progress=not args.json,
                              max_dense_hits=None if explicit else (args.max_dense_hits or DENSE_MAX_HITS),
-                             notify=notice_once("trackstudy bench latency"))
-    result.info.update(model=how, n_params=int(sum(p.numel() for p in model.parameters())),
+                             notify=notice_once("trackstudy bench latency"),
+                             compiled=BucketedModel(model) if args.compile else None)
+    result.info.update(compiled=bool(args.compile), model=how,
+                       n_params=int(sum(p.numel() for p in model.parameters())),
                        data=str(args.data), locality=locality, bench_seconds=time.perf_counter() - t0)
     if args.json:
         print(json.dumps(result.summary(), indent=2))

@@ -123,6 +123,10 @@ class BucketedModel:
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict:
+        return self.run(*self.prepare(x, labels))
+
+    def prepare(self, x: torch.Tensor, labels: torch.Tensor | None = None):
+        """``(x padded (1, T, F), AttentionContext of the padded event, n)``, T the bucket of n hits."""
         if x.ndim != 3 or x.shape[0] != 1:
             raise DataError(f"BucketedModel: x must be (1, N, F), got {tuple(x.shape)}")
         n = x.shape[1]
@@ -134,13 +138,20 @@ class BucketedModel:
         lab = None
         if labels is not None:
             lab = torch.nn.functional.pad(labels.reshape(1, n).to(torch.int64), (0, pad), value=0)
-        ctx = AttentionContext(real, lab)
-        h = self._input(xp, real[..., None])
+        return xp, AttentionContext(real, lab), n
+
+    @torch.no_grad()
+    def run(self, xp: torch.Tensor, ctx: AttentionContext, n: int, backend: str | None = None) -> dict:
+        """The outputs (1, n, ...) of a prepared event (:meth:`prepare`); ``backend``: the attention
+        backend of this call (eager, not compiled; default the wrapper's)."""
+        backend = backend or self.backend
+        T = xp.shape[1]
+        h = self._input(xp, ctx.pad_mask[..., None])
         C = h.shape[-1]
         for qkv_fn, post_fn in zip(self._qkv, self._post):
             q, k, v = qkv_fn(h).split(C, dim=2)
             q, k, v = (t.view(1, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))
-            y, _ = attend(q, k, v, ctx, self.backend, lsh=self.lsh)
+            y, _ = attend(q, k, v, ctx, backend, lsh=self.lsh)
             h = post_fn(h, y.transpose(1, 2).reshape(1, T, C))
         return {k: v[:, :n] for k, v in self._head(h).items()}
 
