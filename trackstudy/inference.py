@@ -267,7 +267,7 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
                 lab = None if labels is None else torch.from_numpy(labels)[None].to(dev)
         with clock("masks"):
             if compiled is not None:  # padded to its size bucket
-                x, ctx, n_real = compiled.prepare(x, lab)
+                x, ctx, n_real = compiled.prepare(x, lab, eta, phi)
             else:
                 ctx = AttentionContext(torch.ones(1, len(sel), dtype=torch.bool, device=dev), lab, eta, phi)
             build_masks(ctx, backend, model.encoder_cfg.lsh)

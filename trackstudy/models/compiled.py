@@ -125,8 +125,10 @@ class BucketedModel:
     def __call__(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict:
         return self.run(*self.prepare(x, labels))
 
-    def prepare(self, x: torch.Tensor, labels: torch.Tensor | None = None):
-        """``(x padded (1, T, F), AttentionContext of the padded event, n)``, T the bucket of n hits."""
+    def prepare(self, x: torch.Tensor, labels: torch.Tensor | None = None, eta: torch.Tensor | None = None,
+                phi: torch.Tensor | None = None):
+        """``(x padded (1, T, F), AttentionContext of the padded event, n)``, T the bucket of n hits
+        (eta, phi (1, N): for the lsh backend)."""
         if x.ndim != 3 or x.shape[0] != 1:
             raise DataError(f"BucketedModel: x must be (1, N, F), got {tuple(x.shape)}")
         n = x.shape[1]
@@ -138,7 +140,8 @@ class BucketedModel:
         lab = None
         if labels is not None:
             lab = torch.nn.functional.pad(labels.reshape(1, n).to(torch.int64), (0, pad), value=0)
-        return xp, AttentionContext(real, lab), n
+        eta, phi = (None if a is None else torch.nn.functional.pad(a.reshape(1, n), (0, pad)) for a in (eta, phi))
+        return xp, AttentionContext(real, lab, eta, phi), n
 
     @torch.no_grad()
     def run(self, xp: torch.Tensor, ctx: AttentionContext, n: int, backend: str | None = None) -> dict:
