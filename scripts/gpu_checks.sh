@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU checks in one go (the default steps took at most 11 minutes on one H100/H200 before device_pipeline, which adds at most 6): the CUDA tests, the end-to-end latency
+# GPU checks in one go (the default steps took at most 11 minutes on one H100/H200 before device_pipeline, which adds at most 9): the CUDA tests, the end-to-end latency
 # of the paper-size model and of the trained study model on the real full-size event 1001, and the
 # attention scaling benchmark. Writes logs and JSON into $OUT (default ./gpu_checks).
 #
@@ -60,7 +60,10 @@ for s in $STEPS; do
         tests/postprocessing/test_torch_tracks.py tests/models/test_compiled.py > "$OUT/pytest_device_pipeline.log" 2>&1
     echo "rc=$?"; tail -n 15 "$OUT/pytest_device_pipeline.log"
     timeout 100 "${CLI[@]}" "${LATENCY[@]}" --preset small --locality grid > "$OUT/latency_small_grid_device.json"
-    show $? "$OUT/latency_small_grid_device.json" ;;
+    show $? "$OUT/latency_small_grid_device.json"
+    step "latency: paper preset, grid on the device, encoder padded to its size bucket and compiled (inductor)"
+    timeout 200 "${CLI[@]}" "${LATENCY[@]}" --preset paper --locality grid --compile > "$OUT/latency_paper_grid_compiled.json"
+    show $? "$OUT/latency_paper_grid_compiled.json" ;;
   train_gpu)
     step "training: contrastive 10-50 benchmark on the GPU (bf16 autocast), 2 minutes, 100 held-out events"
     timeout 240 python3 scripts/bench_training.py params/bench/contrastive_10-50.yaml --events 100 \
