@@ -11,8 +11,8 @@ from trackstudy.models import export
 from trackstudy.training.checkpoint import save_model
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
-              pytest.mark.skipif(export.onnx is None or export.onnxruntime is None,
-                                 reason="onnx/onnxruntime not installed (pip install -e .[export])")]
+              pytest.mark.skipif(None in (export.onnx, export.onnxscript, export.onnxruntime),
+                                 reason="onnx, onnxscript or onnxruntime not installed (pip install -e .[export])")]
 
 
 @pytest.fixture(scope="module")

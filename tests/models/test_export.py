@@ -12,8 +12,8 @@ from trackstudy.models import export
 from trackstudy.models.heads import build_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-needs_ort = pytest.mark.skipif(export.onnx is None or export.onnxruntime is None,
-                               reason="onnx/onnxruntime not installed (pip install -e .[export])")
+needs_ort = pytest.mark.skipif(None in (export.onnx, export.onnxscript, export.onnxruntime),
+                               reason="onnx, onnxscript or onnxruntime not installed (pip install -e .[export])")
 
 
 def _labels(n=400, k=40, seed=0):

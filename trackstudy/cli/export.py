@@ -56,6 +56,7 @@ def run(args) -> int:
         raise ConfigError("--bins has no effect with --mode dense (no bins); use it with --mode packed")
     n_bins = args.bins or export.DEFAULT_BINS
     export.require("onnx")
+    export.require("onnxscript")
     if args.check is not None:
         export.require("onnxruntime")
     run_dir = Path(args.run)

@@ -57,6 +57,10 @@ try:
     import onnxruntime
 except ImportError:  # pragma: no cover - depends on the environment
     onnxruntime = None
+try:  # torch.onnx.export(dynamo=True) translates the graph with it
+    import onnxscript
+except ImportError:  # pragma: no cover - depends on the environment
+    onnxscript = None
 
 #: Export modes (see the module docstring).
 MODES = ("packed", "dense")
@@ -69,8 +73,9 @@ TOLERANCE = 1e-4
 
 
 def require(package: str):
-    """The optional package ``package`` (onnx or onnxruntime), or ConfigError saying how to install it."""
-    module = {"onnx": onnx, "onnxruntime": onnxruntime}[package]
+    """The optional package ``package`` (onnx, onnxscript or onnxruntime), or ConfigError saying how to
+    install it."""
+    module = {"onnx": onnx, "onnxscript": onnxscript, "onnxruntime": onnxruntime}[package]
     if module is None:
         raise ConfigError(f"ONNX export needs the package {package!r}: pip install -e .[export] "
                           f"(onnx, onnxscript, onnxruntime)")
@@ -273,6 +278,7 @@ def export_onnx(model: TrackModel, path: str | os.PathLike, *, mode: str = "pack
     """Write ``model`` as an ONNX graph to ``path`` (atomically; an existing file only with
     ``force``); returns the path. Runs on the CPU (the model is copied there, float32)."""
     require("onnx")
+    require("onnxscript")
     _check_mode(mode)
     if n_bins < 1:
         raise ConfigError(f"export bins: must be >= 1, got {n_bins}")
