@@ -17,8 +17,9 @@ from trackstudy.study import runs as study_runs
 def test_parse_models():
     assert study.parse_models("contrastive") == ["contrastive"]
     assert study.parse_models(" enc_cla, jm ,") == ["enc_cla", "jm"]
-    with pytest.raises(ConfigError, match="'gnn' is not a model family"):
-        study.parse_models("contrastive,gnn")
+    assert study.parse_models("contrastive,gnn") == ["contrastive", "gnn"]  # every family of models.heads
+    with pytest.raises(ConfigError, match="'hept' is not a model family"):
+        study.parse_models("contrastive,hept")
     with pytest.raises(ConfigError, match="twice"):
         study.parse_models("jm,jm")
     with pytest.raises(ConfigError, match="got nothing"):
