@@ -23,7 +23,7 @@ what ``trackstudy train --init-from`` reads, :mod:`trackstudy.training.pretraine
 ``log_steps.csv``, ``log_val.csv`` and ``summary.json``. Every file is written atomically and
 loads with ``weights_only=True``.
 
-Doublet tokens can use the same objective: a sample with doublet features in ``x`` (and a
+One process (no torchrun / DDP); bf16 autocast on CUDA. Doublet tokens can use the same objective: a sample with doublet features in ``x`` (and a
 tokenizer trained on them) goes through the same :class:`MaskedHitModel`, corruption and loop.
 """
 
