@@ -95,7 +95,7 @@ def test_contrastive_default_grid_is_wide():
     ({"train": {"steps": "many"}}, r"train.steps: expected an integer, got 'many'"),
     ({"train": {"steps": 0}}, r"train.steps: must be > 0"),
     ({"train": {"lr": -1.0}}, r"train.lr: must be > 0"),
-    ({"model": {"family": "gnn"}}, r"model.family: 'gnn' unknown; choose from enc_cla, enc_reg, jm, contrastive"),
+    ({"model": {"family": "hept"}}, r"model.family: 'hept' unknown; choose from enc_cla, enc_reg, jm, contrastive, gnn"),
     ({"model": {"backend": "explicit"}}, r"model.backend: 'explicit' unknown"),
     ({"model": {"encoder": {"attention": "flex"}}}, r"set the attention backend with model.backend"),
     ({"locality": {"method": "kmeans"}}, r"locality.method: 'kmeans' unknown"),
