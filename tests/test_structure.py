@@ -101,3 +101,34 @@ def test_ruff_pyflakes_and_import_order():
     done = subprocess.run([ruff, "check", "--quiet", "trackstudy", "scripts", "tests"], capture_output=True,
                           text=True, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]
+
+
+def test_no_import_cycle_between_modules():
+    # module-level graph of the top-level imports: two modules of one part importing each other
+    # (directly or round a longer loop) would be a loop the part ranks above cannot see
+    modules = {name: tree for _, name, tree in _modules()}
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, tree in modules.items():
+        for node in tree.body:
+            targets = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "trackstudy":
+                for a in node.names:
+                    sub = f"{node.module}.{a.name}"
+                    targets.append(sub if sub in modules else node.module)
+            elif isinstance(node, ast.Import):
+                targets += [a.name for a in node.names if a.name.split(".")[0] == "trackstudy"]
+            graph[name].update(t for t in targets if t in modules and t != name)
+    state: dict[str, int] = {}
+
+    def visit(n: str, path: list[str]):
+        state[n] = 1
+        for m in sorted(graph[n]):
+            if state.get(m) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(m):] + [m]))
+            if m not in state:
+                visit(m, path + [m])
+        state[n] = 2
+
+    for n in sorted(graph):
+        if n not in state:
+            visit(n, [n])

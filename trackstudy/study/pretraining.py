@@ -40,8 +40,8 @@ from trackstudy.training.pretrain import (
     tokenizer_measures,
     unlabelled_samples,
 )
+from trackstudy.training.run import train
 from trackstudy.training.run_config import resolve_config
-from trackstudy.training.trainer import train
 
 __all__ = ["INITS", "label_efficiency", "parse_counts", "pretrain_run", "token_counts", "tokenizer_report"]
 

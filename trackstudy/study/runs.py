@@ -32,8 +32,8 @@ from trackstudy.metrics.submission import write_submission
 from trackstudy.models.heads import FAMILIES
 from trackstudy.training.checkpoint import load_run
 from trackstudy.training.data import data_root, spec_folder
+from trackstudy.training.run import train
 from trackstudy.training.run_config import load_yaml, resolve_config
-from trackstudy.training.trainer import train
 
 
 def parse_models(model: str) -> list[str]:

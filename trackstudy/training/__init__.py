@@ -11,8 +11,9 @@ family, samples, padded batches), :mod:`.data` (events -> cached tensors, batche
 """
 
 from trackstudy.training.checkpoint import load_checkpoint, load_run, save_checkpoint, save_model, unwrap_model
+from trackstudy.training.run import train
 from trackstudy.training.run_config import DEFAULTS, dump_yaml, load_yaml, resolve_config, set_value
-from trackstudy.training.trainer import Trainer, train, training_backend
+from trackstudy.training.trainer import Trainer, training_backend
 
 __all__ = ["DEFAULTS", "Trainer", "dump_yaml", "load_checkpoint", "load_run", "load_yaml",
            "resolve_config", "save_checkpoint", "save_model", "set_value", "train", "training_backend",

@@ -46,7 +46,7 @@ from trackstudy.postprocessing.gnn_tracks import GNNTrackParams, tracks_from_edg
 from trackstudy.postprocessing.track_formation import labels_to_track_ids, submission
 
 # the hit-token trainer's logs, schedule, RNG and metric helpers; imported as a module because
-# trainer.train hands GNN configs to this module (a cycle of two modules of one part)
+# training.run.train hands GNN configs to this module; it reuses the trainer's schedule, logs and checkpoints
 from trackstudy.training import trainer as _trainer
 from trackstudy.training.checkpoint import (
     CONFIG_FILE,

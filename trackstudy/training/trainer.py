@@ -61,7 +61,7 @@ from trackstudy.postprocessing.track_formation import (
     tune_track_formation,
 )
 from trackstudy.training import data as tdata
-from trackstudy.training import ddp, gnn
+from trackstudy.training import ddp
 from trackstudy.training.checkpoint import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -93,7 +93,7 @@ BEST_CHECKPOINT = "best.pt"
 #: pT threshold (GeV) of the reconstructable particles in the validation metrics (the DM efficiency definition).
 PT_MIN = 0.9
 
-__all__ = ["Trainer", "training_backend", "train"]
+__all__ = ["Trainer", "training_backend"]
 
 
 def training_backend(requested: str, device: torch.device) -> tuple[str, str | None]:
@@ -868,14 +868,3 @@ def _evaluate_with_combined(submission, truth, particles, pt_min: float = PT_MIN
     # fakes cost as much as misses (the DM efficiency alone never sees the fakes, nor does the score)
     res["dm_minus_fake"] = res["dm_efficiency"] - res["fake_rate"]
     return res
-
-
-def train(config: dict | str | os.PathLike, out_dir: str | os.PathLike, *, resume: bool = False,
-          progress: bool = True, on_step: Callable[[int, dict], None] | None = None) -> dict:
-    """Train a model as described by ``config`` (mapping or YAML path) into ``out_dir``; returns
-    the summary (also written to ``out_dir/summary.json``). See :class:`Trainer`; a ``gnn`` run is
-    trained by :func:`trackstudy.training.gnn.train_gnn`."""
-    cfg = resolve_config(config)
-    if cfg["model"]["family"] == "gnn":
-        return gnn.train_gnn(cfg, out_dir, resume=resume, progress=progress, on_step=on_step)
-    return Trainer(cfg, out_dir, resume=resume, progress=progress, on_step=on_step).fit()
