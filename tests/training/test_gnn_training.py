@@ -70,6 +70,10 @@ def test_train_predict_evaluate(root, tmp_path):
                           warmup=0, memory=False)
     assert lat.stages == GNN_STAGES and set(lat.summary()["stages"]) == set(GNN_STAGES)
     assert "edge_classification" in format_result(lat)
+    # "model only" of a GNN is its network on the graph: edge classification, not masks + encoder
+    model_only = lat.summary()["model_only"]
+    assert model_only["stages"] == ["edge_classification"]
+    assert model_only["median_s"] == pytest.approx(float(lat.timings["edge_classification"].median()))
 
 
 def test_resume_equals_an_uninterrupted_run(root, tmp_path):
