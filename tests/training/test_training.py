@@ -96,6 +96,7 @@ def test_contrastive_default_grid_is_wide():
     ({"train": {"steps": 0}}, r"train.steps: must be > 0"),
     ({"train": {"lr": -1.0}}, r"train.lr: must be > 0"),
     ({"model": {"family": "hept"}}, r"model.family: 'hept' unknown; choose from enc_cla, enc_reg, jm, contrastive, gnn"),
+    ({"model": {"family": "gnn", "init_from": "runs/pretrained"}}, r"model.init_from: .*gnn has none"),
     ({"model": {"backend": "explicit"}}, r"model.backend: 'explicit' unknown"),
     ({"model": {"encoder": {"attention": "flex"}}}, r"set the attention backend with model.backend"),
     ({"locality": {"method": "kmeans"}}, r"locality.method: 'kmeans' unknown"),

@@ -219,6 +219,9 @@ def resolve_config(config: dict | str | os.PathLike | None) -> dict:
     cfg = _merge(DEFAULTS, config, "")
     m, loc, data, tr, tu = cfg["model"], cfg["locality"], cfg["data"], cfg["train"], cfg["tune"]
     _choice(m["family"], FAMILIES, "model.family")
+    if m["family"] == "gnn" and m.get("init_from"):
+        raise ConfigError("model.init_from: a pretrained encoder starts a transformer; model.family gnn has none "
+                          "(remove init_from or choose a transformer family)")
     _choice(m["preset"], PRESET_NAMES, "model.preset")
     _choice(m["backend"], TRAIN_BACKENDS, "model.backend")
     for k in ("n_phi", "n_theta", "n_p"):
