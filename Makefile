@@ -22,6 +22,8 @@ else
 TORCH ?= torch==2.13.0
 endif
 TORCH_PIP_ARGS ?=
+# Optional extras installed into .venv: the tests, and the ONNX export (so that its tests run, not skip)
+EXTRAS ?= test,export
 PYTEST_ARGS ?=
 
 .PHONY: study test test-fast lab setup clean-reports help
@@ -40,7 +42,7 @@ $(VENV)/.stamp-torch: | $(PY)
 	@touch $@
 
 $(VENV)/.stamp-install: pyproject.toml $(VENV)/.stamp-torch
-	$(PIP) install --quiet -e ".[test]"
+	$(PIP) install --quiet -e ".[$(EXTRAS)]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (trackstudy)" >/dev/null
 	@touch $@
 
