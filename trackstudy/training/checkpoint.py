@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -36,13 +37,14 @@ from trackstudy.models.gnn import InteractionNetwork
 from trackstudy.models.heads import TrackModel, model_from_config
 from trackstudy.postprocessing.gnn_tracks import GNNTrackParams
 from trackstudy.postprocessing.track_formation import model_params, params_from_record, params_record
+from trackstudy.training.run_config import diff_keys
 
 MODEL_FILE = "model.pt"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.pt"
 CONFIG_FILE = "config.yaml"
 
-__all__ = ["CHECKPOINT_DIR", "CONFIG_FILE", "LAST_CHECKPOINT", "MODEL_FILE", "checkpoint_path", "load_checkpoint",
+__all__ = ["CHECKPOINT_DIR", "check_run_folder", "CONFIG_FILE", "LAST_CHECKPOINT", "MODEL_FILE", "checkpoint_path", "load_checkpoint",
            "load_run", "model_config", "model_state_dict", "save_checkpoint", "save_model", "torch_save_atomic", "unwrap_model"]
 
 
@@ -67,6 +69,49 @@ def torch_save_atomic(obj, path: str | os.PathLike) -> Path:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue(), force=True)
+
+
+def check_run_folder(out: Path, cfg: dict, *, resume: bool, old_config: Callable[[Path], dict],
+                     run_files: Sequence[str], kind: str, resumable: Sequence[str],
+                     notice: Callable[[str], None]) -> tuple[list[str], Path | None]:
+    """Check the run folder ``out`` before a run with config ``cfg`` starts in it (training,
+    GNN training and pretraining alike); returns ``(changed config keys, checkpoint to resume or
+    None)``.
+
+    A new or empty folder starts a run. A folder with a run in it (its ``config.yaml``, read back by
+    ``old_config``; a checkpoint or one of ``run_files``) is only continued with ``resume``, and
+    only if no key outside ``resumable`` changed; ``kind`` ("training", "pretraining") names the
+    run in errors. Never modifies the folder; ConfigError names it and what to do."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder (--out)")
+    contents = [p for p in out.iterdir() if not p.name.startswith(".")] if out.is_dir() else []
+    if not contents:
+        if resume:
+            notice(f"--resume: {out} holds no run yet; starting from step 0")
+        return [], None
+    if not (out / CONFIG_FILE).is_file():
+        raise ConfigError(f"{out}: folder is not empty and holds no {CONFIG_FILE}; it is not a {kind} run "
+                          "(choose an empty or new --out folder)")
+    changed = diff_keys(old_config(out / CONFIG_FILE), cfg)
+    has_run = checkpoint_path(out).is_file() or any((out / f).is_file() for f in run_files)
+    if not resume:
+        if changed:
+            raise ConfigError(f"{out}: holds a run with a different config (differs in {', '.join(changed)}); "
+                              "choose another --out folder, or delete this one")
+        if has_run:
+            raise ConfigError(f"{out}: holds a {kind} run with this config; continue it with --resume "
+                              "(resume=True) or choose another --out folder")
+        return changed, None
+    fixed = [k for k in changed if k not in resumable]
+    if fixed:
+        raise ConfigError(f"{out}: cannot resume with a different config: {', '.join(fixed)} changed "
+                          f"(only {', '.join(resumable)} may change when resuming)")
+    if changed:
+        notice(f"resuming with changed {', '.join(changed)}")
+    if not checkpoint_path(out).is_file():
+        notice(f"--resume: no checkpoint in {out / CHECKPOINT_DIR}; starting from step 0")
+        return changed, None
+    return changed, checkpoint_path(out)
 
 
 def checkpoint_path(run_dir: str | os.PathLike) -> Path:

@@ -51,6 +51,7 @@ from trackstudy.training import trainer as _trainer
 from trackstudy.training.checkpoint import (
     CONFIG_FILE,
     MODEL_FILE,
+    check_run_folder,
     checkpoint_path,
     load_checkpoint,
     model_state_dict,
@@ -58,7 +59,7 @@ from trackstudy.training.checkpoint import (
     save_model,
 )
 from trackstudy.training.data import data_root, dataset_folder
-from trackstudy.training.run_config import base_track_params, diff_keys, dump_yaml, load_yaml, resolve_config
+from trackstudy.training.run_config import base_track_params, dump_yaml, load_yaml, resolve_config
 
 __all__ = ["GRAPH_FILE", "graph_sample", "train_gnn"]
 
@@ -119,31 +120,14 @@ class _GNNRun:
         self.out = resolve_path(out_dir)
         self.resume, self.progress, self.on_step = bool(resume), progress, on_step
 
+    def _notice(self, msg: str) -> None:
+        print(f"trackstudy train: {msg}", file=sys.stderr)
+
     def _check_out_dir(self) -> dict | None:
-        out = self.out
-        if out.exists() and not out.is_dir():
-            raise ConfigError(f"{out}: exists and is not a folder (--out)")
-        contents = [p for p in out.iterdir() if not p.name.startswith(".")] if out.is_dir() else []
-        if not contents:
-            return None
-        if not (out / CONFIG_FILE).is_file():
-            raise ConfigError(f"{out}: folder is not empty and holds no {CONFIG_FILE}; it is not a training run "
-                              "(choose an empty or new --out folder)")
-        changed = diff_keys(resolve_config(load_yaml(out / CONFIG_FILE)), self.cfg)
-        has_run = checkpoint_path(out).is_file() or (out / MODEL_FILE).is_file()
-        if not self.resume:
-            if changed:
-                raise ConfigError(f"{out}: holds a run with a different config (differs in {', '.join(changed)}); "
-                                  "choose another --out folder, or delete this one")
-            if has_run:
-                raise ConfigError(f"{out}: holds a trained run with this config; continue it with --resume "
-                                  "(resume=True) or choose another --out folder")
-            return None
-        fixed = [k for k in changed if k not in _trainer.RESUMABLE_CHANGES]
-        if fixed:
-            raise ConfigError(f"{out}: cannot resume with a different config: {', '.join(fixed)} changed "
-                              f"(only {', '.join(_trainer.RESUMABLE_CHANGES)} may change when resuming)")
-        return load_checkpoint(checkpoint_path(out)) if checkpoint_path(out).is_file() else None
+        _, ckpt = check_run_folder(self.out, self.cfg, resume=self.resume,
+                                   old_config=lambda f: resolve_config(load_yaml(f)), run_files=(MODEL_FILE,),
+                                   kind="training", resumable=_trainer.RESUMABLE_CHANGES, notice=self._notice)
+        return load_checkpoint(ckpt) if ckpt is not None else None
 
     def _events(self, spec: dict) -> list:
         folder = dataset_folder(spec, data_root(self.cfg["data"]["root"]), progress=self.progress)

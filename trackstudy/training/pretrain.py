@@ -55,6 +55,7 @@ from trackstudy.models.vqvae import HitTokenizer, VQConfig, codebook_stats, reco
 from trackstudy.training import data as tdata
 from trackstudy.training.checkpoint import (
     CONFIG_FILE,
+    check_run_folder,
     checkpoint_path,
     load_checkpoint,
     model_state_dict,
@@ -68,7 +69,6 @@ from trackstudy.training.run_config import (
     SEQUENCES,
     _check_dataset,
     _merge,
-    diff_keys,
     dump_yaml,
     load_yaml,
     set_value,
@@ -314,32 +314,11 @@ class Pretrainer:
         print(f"trackstudy pretrain: {msg}", file=sys.stderr)
 
     def _check_out_dir(self) -> dict | None:
-        out = self.out
-        if out.exists() and not out.is_dir():
-            raise ConfigError(f"{out}: exists and is not a folder (--out)")
-        contents = [p for p in out.iterdir() if not p.name.startswith(".")] if out.is_dir() else []
-        if not contents:
-            return None
-        if not (out / CONFIG_FILE).is_file():
-            raise ConfigError(f"{out}: folder is not empty and holds no {CONFIG_FILE}; it is not a pretraining run "
-                              "(choose an empty or new --out folder)")
-        old = resolve_pretrain_config(load_yaml(out / CONFIG_FILE))
-        changed = diff_keys(old, self.cfg)
-        if not self.resume:
-            if changed:
-                raise ConfigError(f"{out}: holds a run with a different config (differs in {', '.join(changed)}); "
-                                  "choose another --out folder")
-            if checkpoint_path(out).is_file() or (out / PRETRAINED_FILE).is_file():
-                raise ConfigError(f"{out}: holds a pretraining run with this config; continue it with --resume "
-                                  "or choose another --out folder")
-            return None
-        fixed = [k for k in changed if k not in RESUMABLE_CHANGES]
-        if fixed:
-            raise ConfigError(f"{out}: cannot resume with a different config: {', '.join(fixed)} changed "
-                              f"(only {', '.join(RESUMABLE_CHANGES)} may change when resuming)")
-        if changed:
-            self._notice(f"resuming with changed {', '.join(changed)}")
-        return load_checkpoint(checkpoint_path(out)) if checkpoint_path(out).is_file() else None
+        _, ckpt = check_run_folder(self.out, self.cfg, resume=self.resume,
+                                   old_config=lambda f: resolve_pretrain_config(load_yaml(f)),
+                                   run_files=(PRETRAINED_FILE,), kind="pretraining", resumable=RESUMABLE_CHANGES,
+                                   notice=self._notice)
+        return load_checkpoint(ckpt) if ckpt is not None else None
 
     def _load_data(self) -> None:
         cfg = self.cfg

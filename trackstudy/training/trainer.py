@@ -46,7 +46,7 @@ import torch
 from trackstudy.config import resolve_path
 from trackstudy.data.io import atomic_write_bytes
 from trackstudy.device import autocast_context, describe_device, quiet_torch_compile, synchronize
-from trackstudy.errors import ConfigError, DataError
+from trackstudy.errors import DataError
 from trackstudy.metrics import evaluate_event, evaluate_events
 from trackstudy.models.attention import get_backend
 from trackstudy.models.encoder import EncoderConfig
@@ -66,6 +66,7 @@ from trackstudy.training.checkpoint import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
     MODEL_FILE,
+    check_run_folder,
     checkpoint_path,
     load_checkpoint,
     load_run,
@@ -79,7 +80,6 @@ from trackstudy.training.pretrained import init_encoder
 from trackstudy.training.run_config import (
     RESUMABLE_CHANGES,
     base_track_params,
-    diff_keys,
     dump_yaml,
     load_yaml,
     resolve_config,
@@ -273,40 +273,10 @@ class Trainer:
 
     def _check_out_dir(self) -> dict | None:
         """Validate ``out_dir`` against the config; returns the checkpoint to resume from, if any."""
-        out = self.out
-        if out.exists() and not out.is_dir():
-            raise ConfigError(f"{out}: exists and is not a folder (--out)")
-        contents = [p for p in out.iterdir() if not p.name.startswith(".")] if out.is_dir() else []
-        if not contents:
-            if self.resume:
-                self._notice(f"--resume: {out} holds no run yet; starting from step 0")
-            return None
-        cfg_file = out / CONFIG_FILE
-        if not cfg_file.is_file():
-            raise ConfigError(f"{out}: folder is not empty and holds no {CONFIG_FILE}; it is not a training run "
-                              "(choose an empty or new --out folder)")
-        old = resolve_config(load_yaml(cfg_file))
-        changed = diff_keys(old, self.cfg)
-        self.changed = changed
-        has_run = checkpoint_path(out).is_file() or (out / MODEL_FILE).is_file()
-        if not self.resume:
-            if changed:
-                raise ConfigError(f"{out}: holds a run with a different config (differs in {', '.join(changed)}); "
-                                  "choose another --out folder, or delete this one")
-            if has_run:
-                raise ConfigError(f"{out}: holds a trained run with this config; continue it with --resume "
-                                  "(resume=True) or choose another --out folder")
-            return None
-        fixed = [k for k in changed if k not in RESUMABLE_CHANGES]
-        if fixed:
-            raise ConfigError(f"{out}: cannot resume with a different config: {', '.join(fixed)} changed "
-                              f"(only {', '.join(RESUMABLE_CHANGES)} may change when resuming)")
-        if changed:
-            self._notice(f"resuming with changed {', '.join(changed)}")
-        if not checkpoint_path(out).is_file():
-            self._notice(f"--resume: no checkpoint in {out / CHECKPOINT_DIR}; starting from step 0")
-            return None
-        return load_checkpoint(checkpoint_path(out))
+        self.changed, ckpt = check_run_folder(self.out, self.cfg, resume=self.resume,
+                                              old_config=lambda f: resolve_config(load_yaml(f)), run_files=(MODEL_FILE,),
+                                              kind="training", resumable=RESUMABLE_CHANGES, notice=self._notice)
+        return load_checkpoint(ckpt) if ckpt is not None else None
 
     def _load_data(self, train: bool = True) -> None:
         cfg, info = self.cfg, self.dist
