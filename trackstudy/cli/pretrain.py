@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import sys
 
-from trackstudy.errors import ConfigError
-
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -33,30 +31,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import copy
-    import os
-    from pathlib import Path
-
-    from trackstudy.cli._paths import check_writable_folder
+    from trackstudy.cli.train import resolved_config
     from trackstudy.training.pretrain import pretrain, resolve_pretrain_config, set_pretrain_value
-    from trackstudy.training.run_config import load_yaml
 
-    out = Path(args.out)
-    if os.path.lexists(out) and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder (expected a run folder)")
-    check_writable_folder(out, "--out")
-    base = load_yaml(args.config)
-    cfg = copy.deepcopy(base)
-    for assignment in args.overrides:
-        set_pretrain_value(cfg, assignment)  # its errors name the --set
-    try:
-        cfg = resolve_pretrain_config(cfg)
-    except ConfigError as exc:
-        try:
-            resolve_pretrain_config(copy.deepcopy(base))
-        except ConfigError:
-            raise ConfigError(f"{args.config}: {exc}") from None
-        raise ConfigError(f"--set {' '.join(args.overrides)}: {exc}") from None
+    cfg = resolved_config(args, resolve_pretrain_config, set_pretrain_value)  # --set errors name the --set
     summary = pretrain(cfg, args.out, resume=args.resume, progress=not args.quiet and sys.stderr.isatty())
     if args.json:
         print(json.dumps(summary))

@@ -33,25 +33,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import copy
-    import os
-    from pathlib import Path
+    from trackstudy.training import resolve_config, set_value, train
 
-    from trackstudy.cli._paths import check_writable_folder
-    from trackstudy.training import load_yaml, resolve_config, set_value, train
-
-    out = Path(args.out)
-    if os.path.lexists(out) and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder (expected a run folder)")
-    check_writable_folder(out, "--out")
-    base = load_yaml(args.config)
-    cfg = copy.deepcopy(base)
-    for assignment in args.overrides:
-        set_value(cfg, assignment)
-    try:
-        cfg = resolve_config(cfg)
-    except ConfigError as exc:
-        raise ConfigError(_blame(exc, base, args, resolve_config, set_value)) from None
+    cfg = resolved_config(args, resolve_config, set_value)
     if args.init_from:
         from trackstudy.models.encoder import EncoderConfig
         from trackstudy.models.features import FeatureConfig
@@ -78,6 +62,31 @@ def run(args) -> int:
               f"dm_efficiency {_f(v.get('dm_efficiency'))}, fake_rate {_f(v.get('fake_rate'))}")
     print(f"wrote {summary['model_file']}", file=sys.stdout)
     return 0
+
+
+def resolved_config(args, resolve_config, set_value) -> dict:
+    """The config of ``--config`` with the ``--set`` overrides, resolved by ``resolve_config``, after
+    checking that ``--out`` can be a run folder (used by ``train`` and ``pretrain``); a config error
+    is blamed on the file or on the first ``--set`` that breaks it."""
+    import copy
+    import os
+    from pathlib import Path
+
+    from trackstudy.cli._paths import check_writable_folder
+    from trackstudy.training.run_config import load_yaml
+
+    out = Path(args.out)
+    if os.path.lexists(out) and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder (expected a run folder)")
+    check_writable_folder(out, "--out")
+    base = load_yaml(args.config)
+    cfg = copy.deepcopy(base)
+    for assignment in args.overrides:
+        set_value(cfg, assignment)
+    try:
+        return resolve_config(cfg)
+    except ConfigError as exc:
+        raise ConfigError(_blame(exc, base, args, resolve_config, set_value)) from None
 
 
 def _blame(exc: ConfigError, base: dict, args, resolve_config, set_value) -> str:
