@@ -217,18 +217,20 @@ def explicit_attention(q, k, v, ctx: AttentionContext):
     return weights @ v, weights
 
 
-# FlexAttention must be compiled to run fused (and on CPU at all); compile once per process.
-_compiled_flex = None
+# FlexAttention must be compiled to run fused (and on CPU at all); compile once per process and
+# device type. On the CPU with static shapes: after a second sequence length torch would compile a
+# dynamic-shape kernel, and torch 2.13's C++ code generation of the CPU flex template fails on it
+# (a C++ compile error); each length then gets its own static kernel instead.
+_compiled_flex: dict[str, object] = {}
 
 
-def _flex_fn():
-    global _compiled_flex
-    if _compiled_flex is None:
+def _flex_fn(device_type: str = "cuda"):
+    if device_type not in _compiled_flex:
         from torch.nn.attention.flex_attention import flex_attention
 
         with quiet_torch_compile():
-            _compiled_flex = torch.compile(flex_attention)
-    return _compiled_flex
+            _compiled_flex[device_type] = torch.compile(flex_attention, dynamic=False if device_type == "cpu" else None)
+    return _compiled_flex[device_type]
 
 
 def flex_attention(q, k, v, ctx: AttentionContext):
@@ -242,7 +244,7 @@ def flex_attention(q, k, v, ctx: AttentionContext):
     idx = perm[:, None, :, None].expand(B, H, Tp, hs)
     qs, ks, vs = (t.gather(2, idx) for t in (q, k, v))  # (B, H, Tp, hs), clusters contiguous
     with quiet_torch_compile():
-        out = _flex_fn()(qs, ks, vs, block_mask=block_mask)
+        out = _flex_fn(q.device.type)(qs, ks, vs, block_mask=block_mask)
     return out.gather(2, inverse[:, None, :, None].expand(B, H, T, hs)), None
 
 
