@@ -3,6 +3,7 @@ runs notebooks from elsewhere), detector constants, and the one YAML reader of t
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -87,3 +88,22 @@ def read_yaml(path: str | os.PathLike, *, what: str = "YAML file", expected: str
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected {expected}, got {type(data).__name__}")
     return data
+
+
+def json_safe(obj):
+    """``obj`` with what strict JSON cannot hold replaced: numpy scalars by Python numbers, NaN and
+    infinities by None (null), paths by strings, tuples by lists, keys by strings. For the
+    summaries and reports other tools read (``json.dumps(..., allow_nan=False)`` then holds)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "dtype") and getattr(obj, "shape", None) == ():  # numpy scalar
+        obj = obj.item()
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

@@ -26,6 +26,26 @@ def test_parse_models():
         study.parse_models(" , ")
 
 
+def test_first_transformer():
+    assert study.first_transformer(["gnn", "jm", "contrastive"]) == "jm"
+    with pytest.raises(ConfigError, match="gnn holds no transformer"):
+        study.first_transformer(["gnn"])
+
+
+def test_training_config_family_keyed_grid(tmp_path):
+    """A base config shared by several families names each family's grid; a family it does not
+    name gets its default grid; a grid key that is not the family's parameter is refused before training."""
+    from trackstudy.postprocessing.gnn_tracks import GNN_TUNE_GRID
+
+    base = tmp_path / "base.yaml"
+    base.write_text("tune: {grid: {contrastive: {k: [4, 8], threshold: 0.9}}}\n")
+    assert study.training_config("contrastive", base_config=str(base))["tune"]["grid"] == [{"k": [4, 8], "threshold": [0.9]}]
+    assert study.training_config("gnn", base_config=str(base))["tune"]["grid"] == GNN_TUNE_GRID
+    base.write_text("tune: {grid: {k: [4, 8]}}\n")
+    with pytest.raises(ConfigError, match="tune.grid: 'k' is not a track-formation parameter of gnn; valid: threshold"):
+        study.training_config("gnn", base_config=str(base))
+
+
 def test_run_dir():
     assert study.run_dir("study", "jm") == RUNS_DIR / "study_jm"
     for bad in ("", "../x", ".hidden"):
@@ -74,6 +94,10 @@ def test_write_summary(tmp_path, monkeypatch):
     trained = doc["models"]["t_contrastive"]
     assert trained["kind"] == "trained" and trained["train_seconds"] == 12.5 and trained["device"] == "cpu"
     assert trained["dm_efficiency"] == 0.95 and trained["fake_rate"] == 0.01
+    # an undefined metric (no track matched: no duplicate rate) is null, so strict JSON readers load the file
+    evs["truth"] = Evaluation(None, None, None, {**headline, "duplicate_rate": float("nan")}, "truth")
+    path = study.write_summary(evs, models=["contrastive"], run_prefix="t", data="d", path=tmp_path / "s.json")
+    assert "NaN" not in path.read_text() and json.loads(path.read_text())["models"]["truth"]["duplicate_rate"] is None
 
 
 def test_train_models_reuses_a_run_only_on_the_same_data(tmp_path, monkeypatch, capsys):

@@ -22,6 +22,7 @@ import math
 import time
 
 from trackstudy.cli.locality import parse_params
+from trackstudy.config import json_safe
 from trackstudy.errors import ConfigError
 
 #: name -> help line of each benchmark (the module trackstudy.bench.<name> measures).
@@ -200,7 +201,7 @@ def run_attention(args: argparse.Namespace) -> int:
               f"{inputs.labels.shape[0]} event(s), {describe_clusters(inputs)}")
     results = run_attention_benchmark(None, inputs=inputs, progress=not args.json, **kwargs)
     if args.json:
-        print(json.dumps([asdict(r) for r in results], indent=2))
+        print(json.dumps(json_safe([asdict(r) for r in results]), indent=2, allow_nan=False))
     else:
         print(format_results(results))
     return 0
@@ -270,7 +271,7 @@ def run_scaling(args: argparse.Namespace) -> int:
                                  max_seconds=args.max_seconds, device=args.device, seed=args.seed,
                                  sim_events=args.sim_events, memory=not args.no_memory, progress=not args.json)
     if args.json:
-        print(json.dumps(result.summary(), indent=2))
+        print(json.dumps(json_safe(result.summary()), indent=2, allow_nan=False))
     else:
         print(scaling.format_result(result))
     return 0
@@ -375,7 +376,7 @@ def run_latency(args: argparse.Namespace) -> int:
                        n_params=int(sum(p.numel() for p in model.parameters())),
                        data=str(args.data), locality=locality, bench_seconds=time.perf_counter() - t0)
     if args.json:
-        print(json.dumps(result.summary(), indent=2))
+        print(json.dumps(json_safe(result.summary()), indent=2, allow_nan=False))
     else:
         print(f"model: {how} ({result.info['n_params']:,} parameters)")
         print(format_result(result))

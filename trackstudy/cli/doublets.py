@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import sys
 
+from trackstudy.config import json_safe
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("doublets", help="build the doublet graph of events and measure efficiency and purity",
@@ -79,7 +81,7 @@ def run(args) -> int:
     events = islice(iter_events(data), skip_first, None if args.events is None else skip_first + args.events)
     summary = {"builder": how, **summarize_report(doublet_report(builder, events, pt_min=args.pt_min))}
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(json_safe(summary), allow_nan=False))
         return 0
     print(f"doublets of {summary['events']} events of {data} ({how}):")
     for key in ("hits_per_event", "doublets_per_event", "efficiency", "purity", "seconds"):

@@ -9,6 +9,7 @@ import sys
 
 import pandas as pd
 
+from trackstudy.config import json_safe
 from trackstudy.data.io import parse_volumes
 from trackstudy.errors import ConfigError, DataError
 
@@ -112,7 +113,7 @@ def run(args) -> int:
         out["missing_events"] = missing
         out["per_event"] = [{k: _clean(v) for k, v in row.items()}
                             for row in result.per_event.to_dict(orient="records")]
-        print(json.dumps(out, default=int))
+        print(json.dumps(json_safe(out), default=int, allow_nan=False))
         return 0
     cols = ["event_id", *HEADLINE_KEYS, "dm_efficiency_pt1", "n_particles", "n_tracks"]
     table = result.per_event[[c for c in cols if c in result.per_event.columns]]

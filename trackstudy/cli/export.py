@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from trackstudy.config import json_safe
 from trackstudy.errors import ConfigError, DataError
 
 
@@ -100,7 +101,7 @@ def run(args) -> int:
                   event_id=int(event_id), data=str(args.check),
                   clusters=int(len(np.unique(labels))) if labels is not None else 1)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(json_safe(result), indent=2, allow_nan=False))
     else:
         worst = max(result["max_abs_diff"].values())
         print(f"check on event {event_id} ({result['n_hits']} hits, {result['clusters']} clusters): max "

@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 
+from trackstudy.config import json_safe
 from trackstudy.data.stats import inspect_path
 
 
@@ -38,7 +39,7 @@ def run(args) -> int:
             row["hits_per_layer"] = {f"{int(v)}:{int(lid)}": int(n)
                                      for v, lid, n in lay[["volume_id", "layer_id", "n_hits"]].itertuples(index=False)}
             out.append(row)
-        print(json.dumps(out, indent=1, default=int))
+        print(json.dumps(json_safe(out), indent=1, default=int, allow_nan=False))
         return 0
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 500):
         print(table.to_string(index=False, na_rep="-"))

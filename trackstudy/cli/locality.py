@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
+from trackstudy.config import json_safe
 from trackstudy.errors import ConfigError, DataError
 
 _ROWS = [("reconstructible_ratio", "reconstructible ratio", "{:.4f}"),
@@ -116,7 +117,7 @@ def run(args) -> int:
                for ev in _load_events(args.paths, args.n_events)]
     summary = mean_results(results)
     if args.json:
-        print(json.dumps(summary, sort_keys=False))
+        print(json.dumps(json_safe(summary), allow_nan=False))
         return 0
     out = sys.stdout
     ids = ", ".join(str(e) for e in summary["event_ids"][:8]) + (" ..." if len(results) > 8 else "")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from trackstudy.config import json_safe
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -37,7 +39,7 @@ def run(args) -> int:
     cfg = resolved_config(args, resolve_pretrain_config, set_pretrain_value)  # --set errors name the --set
     summary = pretrain(cfg, args.out, resume=args.resume, progress=not args.quiet and sys.stderr.isatty())
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(json_safe(summary), allow_nan=False))
         return 0
     v, t = summary.get("validation") or {}, summary.get("tokenizer") or {}
     print(f"masked hits ({summary['preset']}, {summary['encoder_params']:,} encoder parameters, {summary['backend']}) "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from trackstudy.config import json_safe
 from trackstudy.errors import ConfigError
 
 
@@ -50,7 +51,7 @@ def run(args) -> int:
     if "family" not in summary:  # a non-zero DDP rank
         return 0
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(json_safe(summary), allow_nan=False))
         return 0
     v = summary.get("validation") or {}
     print(f"{summary['family']} ({summary['preset']}, {summary.get('n_params', 0):,} parameters, {summary['backend']}) "

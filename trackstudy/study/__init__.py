@@ -17,6 +17,7 @@ from trackstudy.study.evaluation import collect_evaluations, find_submissions, r
 from trackstudy.study.runs import (
     FAMILIES,
     eval_dataset,
+    first_transformer,
     latency_model,
     parse_models,
     predict_runs,
@@ -28,5 +29,5 @@ from trackstudy.study.runs import (
 from trackstudy.study.summary import FULL_EVENT_KEYS, write_full_event_summary, write_summary
 
 __all__ = ["FAMILIES", "FULL_EVENT_KEYS", "collect_evaluations", "eval_dataset", "find_submissions",
-           "latency_model", "parse_models", "predict_runs", "resolve_volumes", "run_dir", "run_settings",
+           "first_transformer", "latency_model", "parse_models", "predict_runs", "resolve_volumes", "run_dir", "run_settings",
            "train_models", "training_config", "write_full_event_summary", "write_summary"]

@@ -29,7 +29,7 @@ from trackstudy.data.datasets import resolve_data
 from trackstudy.errors import ConfigError
 from trackstudy.inference import predict_events
 from trackstudy.metrics.submission import write_submission
-from trackstudy.models.heads import FAMILIES
+from trackstudy.models.heads import FAMILIES, TOKEN_FAMILIES
 from trackstudy.training.checkpoint import load_run
 from trackstudy.training.data import data_root, spec_folder
 from trackstudy.training.run import train
@@ -47,6 +47,15 @@ def parse_models(model: str) -> list[str]:
     if len(set(names)) != len(names):
         raise ConfigError(f"model: {model!r} names a family twice")
     return names
+
+
+def first_transformer(models: list[str]) -> str:
+    """The first hit-token transformer among the study's models (what the attention maps inspect)."""
+    for name in models:
+        if name in TOKEN_FAMILIES:
+            return name
+    raise ConfigError(f"model: {', '.join(models)} holds no transformer (one of {', '.join(TOKEN_FAMILIES)}); "
+                      "the attention maps inspect a transformer's attention")
 
 
 def run_dir(run_prefix: str, model: str) -> Path:

@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from trackstudy.config import REPORTS_DIR, resolve_path
+from trackstudy.config import REPORTS_DIR, json_safe, resolve_path
 from trackstudy.data.io import atomic_write_bytes
 from trackstudy.study.runs import run_dir
 
@@ -49,7 +49,7 @@ def _update_summary(path: str | os.PathLike, entries: dict) -> Path:
     doc = json.loads(path.read_text()) if path.is_file() else {}
     doc.update({**entries, "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_bytes(path, (json.dumps(doc, indent=1, default=float) + "\n").encode(), force=True)
+    return atomic_write_bytes(path, (json.dumps(json_safe(doc), indent=1, allow_nan=False) + "\n").encode(), force=True)
 
 
 #: Metrics of each model in the full-event section of ``summary.json``.

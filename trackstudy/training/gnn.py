@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from trackstudy.config import resolve_path
+from trackstudy.config import json_safe, resolve_path
 from trackstudy.data.io import atomic_write_bytes, iter_events, select_volumes
 from trackstudy.device import describe_device, resolve_device
 from trackstudy.errors import ConfigError, DataError
@@ -347,7 +347,7 @@ class _GNNRun:
             "validation": {"n_events": len(self.val), **{k: validation.get(k) for k in validation}},
             "model_file": str(model_file),
         }
-        atomic_write_bytes(self.out / _trainer.SUMMARY_FILE, json.dumps(_trainer._clean_json(summary), indent=1).encode(), force=True)
+        atomic_write_bytes(self.out / _trainer.SUMMARY_FILE, json.dumps(json_safe(summary), indent=1).encode(), force=True)
         return summary
 
 

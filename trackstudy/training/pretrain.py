@@ -41,7 +41,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from trackstudy.config import PIXEL_VOLUMES, resolve_path
+from trackstudy.config import PIXEL_VOLUMES, json_safe, resolve_path
 from trackstudy.data.datasets import REAL_SETS, real_trackml_dir
 from trackstudy.data.io import atomic_write_bytes, find_events, read_event, select_volumes
 from trackstudy.device import autocast_context, describe_device, resolve_device
@@ -75,7 +75,6 @@ from trackstudy.training.run_config import (
 )
 from trackstudy.training.targets import make_sample
 from trackstudy.training.trainer import (
-    _clean_json,
     _CsvLog,
     _lr_lambda,
     _rng_state,
@@ -371,7 +370,7 @@ class Pretrainer:
         buf = pd.DataFrame(log).to_csv(index=False).encode()
         atomic_write_bytes(self.out / "log_tokenizer.csv", buf, force=True)
         torch_save_atomic({"config": tok.config_dict(), "state_dict": model_state_dict(tok),
-                           "measures": _clean_json(measures)}, path)
+                           "measures": json_safe(measures)}, path)
 
     def _build_model(self) -> None:
         m, tr = self.cfg["model"], self.cfg["train"]
@@ -566,7 +565,7 @@ class Pretrainer:
             val = self.validate()
         torch_save_atomic({"model_config": self.model.config_dict(), "state_dict": model_state_dict(self.model),
                            "step": self.step}, self.out / PRETRAINED_FILE)
-        summary = _clean_json({
+        summary = json_safe({
             "kind": "masked_hits", "preset": self.cfg["model"]["preset"], "backend": self.backend,
             "target": self.cfg["mask"]["target"], "device": describe_device(self.device),
             "n_params": sum(p.numel() for p in self.model.parameters()),

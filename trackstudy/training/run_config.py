@@ -324,14 +324,25 @@ def base_track_params(family: str, base: dict, default=None):
 
 
 def normalise_grid(grid, family: str) -> list[dict]:
-    """The tuning grid as a list of {param: [values]} (None -> the family's default grid)."""
+    """The tuning grid as a list of {param: [values]} (None -> the family's default grid).
+
+    ``grid`` is one mapping parameter -> values, a list of them, or a mapping family -> grid (a base
+    config shared by several families, e.g. the study's smoke config; a family it does not name
+    gets its default grid). Every parameter must be a track-formation parameter of ``family``."""
+    if isinstance(grid, dict) and grid and set(grid) <= set(FAMILIES):
+        grid = grid.get(family)
     if grid is None:
         return copy.deepcopy(GNN_TUNE_GRID if family == "gnn" else TUNE_GRIDS[family])
     grids = grid if isinstance(grid, list) else [grid]
+    valid = [f.name for f in fields(base_track_params(family, {}))]
     out = []
     for i, g in enumerate(grids):
         if not isinstance(g, dict) or not g:
             raise ConfigError(f"tune.grid[{i}]: expected a non-empty mapping parameter -> list of values, got {g!r}")
+        unknown = sorted(set(map(str, g)) - set(valid))
+        if unknown:
+            raise ConfigError(f"tune.grid: {unknown[0]!r} is not a track-formation parameter of {family}; valid: "
+                              f"{', '.join(valid)} (a grid for several families: tune.grid.<family>)")
         out.append({str(k): list(v) if isinstance(v, (list, tuple)) else [v] for k, v in g.items()})
     return out
 

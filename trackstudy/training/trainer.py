@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trackstudy.config import resolve_path
+from trackstudy.config import json_safe, resolve_path
 from trackstudy.data.io import atomic_write_bytes
 from trackstudy.device import autocast_context, describe_device, quiet_torch_compile, synchronize
 from trackstudy.errors import DataError
@@ -199,22 +199,6 @@ def _fmt(v):
     if isinstance(v, float):
         return f"{v:.7g}"
     return v
-
-
-def _clean_json(obj):
-    if isinstance(obj, dict):
-        return {str(k): _clean_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean_json(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating, float)):
-        return None if not math.isfinite(float(obj)) else float(obj)
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 class _StopRequest:
@@ -729,7 +713,7 @@ class Trainer:
             "world_size": info.world_size, "ddp": ddp_info, "notices": self.notices,
             "torch": torch.__version__, "model_file": str(path),
         }
-        summary = _clean_json(summary)
+        summary = json_safe(summary)
         atomic_write_bytes(self.out / SUMMARY_FILE, json.dumps(summary, indent=1).encode(), force=True)
         self.summary = summary
         ddp.barrier(info)
@@ -757,7 +741,7 @@ class Trainer:
                      "top": tune_table.head(5).to_dict(orient="records") if tune_table is not None else []},
             "validation": metrics, "model_file": str(path),
             "notices": list(self.summary.get("notices", [])) + self.notices})
-        self.summary = _clean_json(self.summary)
+        self.summary = json_safe(self.summary)
         atomic_write_bytes(self.out / SUMMARY_FILE, json.dumps(self.summary, indent=1).encode(), force=True)
         return self.summary
 
