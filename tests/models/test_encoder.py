@@ -89,6 +89,27 @@ def test_backends_give_the_same_encoder_outputs_and_gradients(backend):
         torch.testing.assert_close(grads[backend][n], grads["dense"][n], atol=1e-10, rtol=0)
 
 
+def test_packed_encoder_runs_cluster_by_cluster_with_singletons_and_padding():
+    """The packed encoder sends each bin of clusters through all the blocks; hits alone in their
+    cluster (sequences of length 1) and padding must give what the dense cluster mask gives."""
+    torch.manual_seed(0)
+    model = Encoder(EncoderConfig.preset("tiny")).double().train()
+    sizes = [(1, 1, 2, 5, 40), (3, 1, 9)]  # clusters per event; event 1 is padded
+    labels = [torch.repeat_interleave(torch.arange(len(s)), torch.tensor(s))[torch.randperm(sum(s))] for s in sizes]
+    ctx = AttentionContext.from_events(labels)
+    x = torch.randn(2, 49, model.config.n_features, dtype=torch.float64)
+    outs, grads = {}, {}
+    for name in ("dense", "packed"):
+        model.zero_grad()
+        out = model(x, ctx, backend=name)
+        out.square().sum().backward()
+        outs[name], grads[name] = out.detach(), [p.grad.clone() for p in model.parameters()]
+    torch.testing.assert_close(outs["packed"], outs["dense"], atol=1e-10, rtol=0)
+    for a, b in zip(grads["packed"], grads["dense"]):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+    assert (outs["packed"][1, 13:] == 0).all()  # padding
+
+
 def test_flex_encoder_forward_equals_dense():
     model, x, ctx = _setup()
     with torch.no_grad():

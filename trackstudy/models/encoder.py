@@ -235,13 +235,46 @@ class Encoder(nn.Module):
             h = h + token_embedding
         h = self.drop(h)
         maps = []
-        for block in self.blocks:
-            h, weights = block(h, ctx, backend, need_weights=return_attention)
-            if return_attention:
-                maps.append(weights)
+        if backend == "packed" and not return_attention:
+            h = self._blocks_by_cluster(h, ctx)
+        else:
+            for block in self.blocks:
+                h, weights = block(h, ctx, backend, need_weights=return_attention)
+                if return_attention:
+                    maps.append(weights)
         h = self.ln_f(h)
         h = torch.where(real, h, torch.zeros((), dtype=h.dtype, device=h.device))
         return (h, maps) if return_attention else h
+
+    def _blocks_by_cluster(self, h: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
+        """The blocks with block-diagonal (cluster) attention, run on the clusters packed as padded
+        batches (``ctx.packing()``, the packed backend's bins).
+
+        Attention never crosses a cluster and every other operation acts on one hit at a time, so
+        each bin of clusters goes through all the blocks as a batch of short sequences with a
+        key-padding mask (dense SDPA): the same outputs as gathering the bins inside every layer
+        (``packed_attention``), without a gather, a scatter and two layout copies of q, k, v and
+        the output per layer (a quarter of the encoder's time on a 48k-hit event on the CPU).
+        Hits alone in their cluster (``singles``) attend to themselves: sequences of length 1."""
+        B, T, C = h.shape
+        pk = ctx.packing()
+        flat = h.reshape(B * T, C)
+        out = torch.zeros_like(flat)
+        singles = pk.singles[ctx.pad_mask.reshape(-1).index_select(0, pk.singles)]  # padding stays zero
+        groups = [(singles[:, None], None, None, singles)]
+        groups += [(b.index, b.valid, b.valid_slots, b.targets) for b in pk.bins]
+        for index, valid, slots, targets in groups:
+            if index.numel() == 0:
+                continue
+            n, S = index.shape
+            x = flat.index_select(0, index.reshape(-1)).view(n, S, C)
+            bctx = AttentionContext(valid) if valid is not None else AttentionContext(batch_size=n, seq_len=1,
+                                                                                      device=h.device)
+            for block in self.blocks:
+                x, _ = block(x, bctx, "dense")
+            rows = x.reshape(n * S, C)
+            out.index_copy_(0, targets, rows if slots is None else rows.index_select(0, slots))
+        return out.view(B, T, C)
 
 
 def parameter_count(config: EncoderConfig) -> int:
