@@ -236,6 +236,17 @@ def test_dbscan_block_graph_matches_sklearn_on_vectors():
         assert 1 < a.track_id.nunique() < 30
 
 
+def test_dbscan_graph_rows_hold_the_diagonal_then_increasing_distances():
+    """scikit-learn re-sorts a precomputed graph row by row in Python unless every row holds its
+    own point and then its neighbours by increasing distance (~0.7 s at 48k hits)."""
+    from trackstudy.postprocessing.track_formation import _row_sorted_graph
+
+    src, dst = np.array([2, 0, 2, 0, 1]), np.array([0, 2, 1, 1, 2])
+    g = _row_sorted_graph(3, src, dst, np.array([0.5, 0.5, 0.2, 0.9, 0.2]))
+    rows = [(g.indices[a:b].tolist(), g.data[a:b].tolist()) for a, b in zip(g.indptr[:-1], g.indptr[1:])]
+    assert rows == [([0, 2, 1], [0.0, 0.5, 0.9]), ([1, 2], [0.0, 0.2]), ([2, 1, 0], [0.0, 0.2, 0.5])]
+
+
 def test_params_within_locality_clusters():
     # identical parameters in two locality clusters are two tracks, never one
     rng = np.random.default_rng(0)

@@ -316,6 +316,20 @@ def _sk_cluster(points: np.ndarray, algorithm: str, eps: float, min_samples: int
                    copy=True).fit(points).labels_
 
 
+def _row_sorted_graph(n: int, src: np.ndarray, dst: np.ndarray, dist: np.ndarray) -> sp.csr_matrix:
+    """(n, n) CSR distance graph for scikit-learn's DBSCAN(metric="precomputed"): every point's
+    own entry stored (distance 0) and each row's entries by increasing distance. Given anything
+    else (scipy's canonical CSR sorts by column; DBSCAN inserts the missing diagonal) scikit-learn
+    re-sorts the graph row by row in Python, ~0.7 s at 48k hits."""
+    ar = np.arange(n)
+    src, dst = np.concatenate([ar, src]), np.concatenate([ar, dst])
+    dist = np.concatenate([np.zeros(n), dist.astype(np.float64)])
+    order = np.lexsort((dist, src))
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
+    return sp.csr_matrix((dist[order], dst[order], indptr), shape=(n, n))
+
+
 def _cluster_points(points: np.ndarray, cluster: np.ndarray | None, algorithm: str, eps: float,
                     min_samples: int | None, min_cluster_size: int, selection: str = "eom", *,
                     unit: bool = False, device: str = "cpu") -> np.ndarray:
@@ -340,9 +354,8 @@ def _cluster_points(points: np.ndarray, cluster: np.ndarray | None, algorithm: s
         else:
             src, dst = knn_edges(x, None, -eps, c, metric="euclidean")
             d = torch.linalg.vector_norm(x[src] - x[dst], dim=-1)
-        graph = sp.csr_matrix((d.cpu().numpy().astype(np.float64), (src.cpu().numpy(), dst.cpu().numpy())),
-                              shape=(n, n))
-        return DBSCAN(eps=eps, min_samples=min_samples or 1, metric="precomputed").fit(graph).labels_
+        return DBSCAN(eps=eps, min_samples=min_samples or 1, metric="precomputed").fit(
+            _row_sorted_graph(n, src.cpu().numpy(), dst.cpu().numpy(), d.cpu().numpy())).labels_
     labels = np.full(n, -1, dtype=np.int64)
     order = np.argsort(cluster, kind="stable")
     bounds = np.flatnonzero(np.diff(cluster[order])) + 1
