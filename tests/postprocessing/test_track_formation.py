@@ -8,6 +8,7 @@ from trackstudy.postprocessing.track_formation import (
     ClassTrackParams,
     EmbeddingTrackParams,
     ParamTrackParams,
+    _row_sorted_graph,
     components_from_edges,
     form_tracks,
     labels_to_track_ids,
@@ -239,8 +240,6 @@ def test_dbscan_block_graph_matches_sklearn_on_vectors():
 def test_dbscan_graph_rows_hold_the_diagonal_then_increasing_distances():
     """scikit-learn re-sorts a precomputed graph row by row in Python unless every row holds its
     own point and then its neighbours by increasing distance (~0.7 s at 48k hits)."""
-    from trackstudy.postprocessing.track_formation import _row_sorted_graph
-
     src, dst = np.array([2, 0, 2, 0, 1]), np.array([0, 2, 1, 1, 2])
     g = _row_sorted_graph(3, src, dst, np.array([0.5, 0.5, 0.2, 0.9, 0.2]))
     rows = [(g.indices[a:b].tolist(), g.data[a:b].tolist()) for a, b in zip(g.indptr[:-1], g.indptr[1:])]
