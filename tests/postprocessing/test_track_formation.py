@@ -8,8 +8,8 @@ from trackstudy.postprocessing.track_formation import (
     ClassTrackParams,
     EmbeddingTrackParams,
     ParamTrackParams,
-    _row_sorted_graph,
     components_from_edges,
+    dbscan_graph,
     form_tracks,
     labels_to_track_ids,
     tracks_from_classes,
@@ -237,13 +237,31 @@ def test_dbscan_block_graph_matches_sklearn_on_vectors():
         assert 1 < a.track_id.nunique() < 30
 
 
-def test_dbscan_graph_rows_hold_the_diagonal_then_increasing_distances():
-    """scikit-learn re-sorts a precomputed graph row by row in Python unless every row holds its
-    own point and then its neighbours by increasing distance (~0.7 s at 48k hits)."""
-    src, dst = np.array([2, 0, 2, 0, 1]), np.array([0, 2, 1, 1, 2])
-    g = _row_sorted_graph(3, src, dst, np.array([0.5, 0.5, 0.2, 0.9, 0.2]))
-    rows = [(g.indices[a:b].tolist(), g.data[a:b].tolist()) for a, b in zip(g.indptr[:-1], g.indptr[1:])]
-    assert rows == [([0, 2, 1], [0.0, 0.5, 0.9]), ([1, 2], [0.0, 0.2]), ([2, 1, 0], [0.0, 0.2, 0.5])]
+def test_dbscan_graph_hand_case():
+    # edges 0-1, 1-2, 3-4; point 5 alone. Points within eps, themselves included: 2, 3, 2, 2, 2, 1.
+    # min_samples 3: only 1 is core, 0 and 2 its border points, the rest noise; min_samples 2:
+    # cores 0-1-2 and 3-4, 5 noise; min_samples 1: every point core, 5 a cluster of its own.
+    src, dst = np.array([0, 1, 1, 2, 3, 4]), np.array([1, 0, 2, 1, 4, 3])
+    assert dbscan_graph(6, src, dst, 3).tolist() == [0, 0, 0, -1, -1, -1]  # 0 and 2 border of core 1
+    assert dbscan_graph(6, src, dst, 2).tolist() == [0, 0, 0, 1, 1, -1]
+    assert dbscan_graph(6, src, dst, 1).tolist() == [0, 0, 0, 1, 1, 2]
+    assert dbscan_graph(3, np.zeros(0, int), np.zeros(0, int), 2).tolist() == [-1, -1, -1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_dbscan_graph_equals_scikit_learn(seed):
+    """Same labels, in the same order, as scikit-learn's DBSCAN on the same eps-graph, border
+    points between two clusters included."""
+    from sklearn.cluster import DBSCAN
+
+    rng = np.random.default_rng(seed)
+    n, eps = 300, 0.3
+    pts = rng.uniform(0, 4, (n, 2))
+    d = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
+    src, dst = np.nonzero((d <= eps) & ~np.eye(n, dtype=bool))
+    for min_samples in (1, 2, 3, 5, 8):
+        ref = DBSCAN(eps=eps, min_samples=min_samples).fit(pts).labels_
+        assert dbscan_graph(n, src, dst, min_samples).tolist() == ref.tolist(), min_samples
 
 
 def test_params_within_locality_clusters():
