@@ -15,7 +15,9 @@ Components with fewer than ``min_hits`` hits become one-hit tracks, and so do th
 estimated from the mean curvature of their edges (circle through the beam line and the two hits),
 is below ``min_pt`` GeV: pieces of low-pT particles are fakes by the double-majority rule. :func:`predict_graph_event`
 runs one event through the graph pipeline (graph construction -> edge classification -> track
-building, each timed); ``trackstudy.inference.predict_event`` calls it for GNN runs.
+building, each timed); ``trackstudy.inference.predict_event`` calls it for the runs of edge models
+(the GNN and the doublet-token encoder: any model ``(x, edge_index, edge_attr) -> logits`` with a
+``builder`` and ``track_params``).
 """
 
 from __future__ import annotations
