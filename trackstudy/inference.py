@@ -221,7 +221,7 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
         if col not in hits.columns:
             raise DataError(f"predict_event: hits of event {event_id} have no {col!r} column")
     if getattr(model, "family", None) in EDGE_FAMILIES:  # doublet graph -> edge scores -> tracks (its own stages)
-        sub, t = predict_graph_event(model, hits, event_id=event_id, device=device)
+        sub, t = predict_graph_event(model, hits, event_id=event_id, device=device, backend=backend)
         return sub, {**dict.fromkeys(STAGES, 0.0), **t}
     loc = check_locality(locality)
     dev = _model_device(model) if device is None else resolve_device(device)

@@ -53,7 +53,11 @@ def test_train_save_reload_predict(root, tmp_path):
     assert t["n_edges"] > 0 and t["edge_classification"] > 0
     # the same weights through the dense backend: the same tracks (exact backends)
     dense, _ = load_run(run, "cpu", backend="dense")
+    assert dense.encoder_cfg.attention == "dense"
     again, _ = predict_event(dense, event.hits, event_id=event.event_id, locality=run_config["locality"])
+    pd.testing.assert_frame_equal(reloaded, again)
+    again, _ = predict_event(model, event.hits, event_id=event.event_id, locality=run_config["locality"],
+                             backend="explicit")
     pd.testing.assert_frame_equal(reloaded, again)
 
 
@@ -110,3 +114,11 @@ def test_config_errors_name_the_key(root):
     with pytest.raises(ConfigError, match="model.init_from"):
         resolve_config(bad)
     assert resolve_config(cfg)["tune"]["grid"] == [{"threshold": [0.3, 0.6], "method": ["components"]}]
+
+
+def test_a_gnn_has_no_attention_backend():
+    from trackstudy.models.gnn import InteractionNetwork
+    from trackstudy.postprocessing.gnn_tracks import predict_graph_event
+
+    with pytest.raises(ConfigError, match="backend 'flex': a gnn model has no attention"):
+        predict_graph_event(InteractionNetwork(), pd.DataFrame(), backend="flex")
