@@ -122,3 +122,25 @@ def test_a_gnn_has_no_attention_backend():
 
     with pytest.raises(ConfigError, match="backend 'flex': a gnn model has no attention"):
         predict_graph_event(InteractionNetwork(), pd.DataFrame(), backend="flex")
+
+
+def test_resume_equals_an_uninterrupted_run(root, tmp_path):
+    import numpy as np
+    import torch
+
+    full = train(doublet_config(root), tmp_path / "full", progress=False)
+
+    def stop(step, row):
+        if step == 4:  # like Ctrl-C: the run writes a checkpoint and stops
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(doublet_config(root), tmp_path / "part", progress=False, on_step=stop)
+    resumed = train(doublet_config(root), tmp_path / "part", resume=True, progress=False)
+    assert resumed["steps"] == full["steps"] == 6
+    a, b = (pd.read_csv(tmp_path / name / "log_steps.csv")["loss"].to_numpy() for name in ("full", "part"))
+    np.testing.assert_allclose(b, a, rtol=1e-5)
+    sa = torch.load(tmp_path / "full" / "model.pt", weights_only=True)["state_dict"]
+    sb = torch.load(tmp_path / "part" / "model.pt", weights_only=True)["state_dict"]
+    for k in sa:
+        torch.testing.assert_close(sb[k], sa[k], rtol=1e-5, atol=1e-6)
