@@ -144,3 +144,12 @@ def test_resume_equals_an_uninterrupted_run(root, tmp_path):
     sb = torch.load(tmp_path / "part" / "model.pt", weights_only=True)["state_dict"]
     for k in sa:
         torch.testing.assert_close(sb[k], sa[k], rtol=1e-5, atol=1e-6)
+
+
+def test_flex_trains_with_packed_on_the_cpu(root, tmp_path, capsys):
+    cfg = doublet_config(root)
+    cfg["model"]["backend"] = "flex"
+    cfg["train"]["steps"] = 2
+    summary = train(cfg, tmp_path / "run", progress=False)
+    assert summary["backend"] == "packed" and summary["backend_requested"] == "flex"
+    assert "training with the exact 'packed' backend" in capsys.readouterr().err
