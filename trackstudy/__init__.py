@@ -10,7 +10,8 @@ them::
     baselines/       truth, random and DBSCAN-helix track finders
     locality/        projection onto the R = 91 mm cylinder and z = +-920 mm planes, clustering
     graphs/          doublets: pixel layer pairs, geometric windows and the module map, edge features
-    models/          features, encoder, attention backends and their masks, the four heads, the GNN
+    models/          features, encoder, attention backends and their masks, the four heads, the GNN,
+                     the doublet-token encoder
     postprocessing/  track formation (model outputs -> Kaggle submissions) and its tuning, GNN tracks
     ---------------
     training/        run configs, targets and batches, the trainer, checkpoints, DDP

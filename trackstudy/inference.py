@@ -56,6 +56,7 @@ from trackstudy.locality.clustering import METHODS, cluster_xyz, resolve_params,
 from trackstudy.locality.torch_clustering import TORCH_METHODS, cluster_xyz_torch
 from trackstudy.models.attention import AttentionContext, build_masks, get_backend
 from trackstudy.models.features import feature_tensor, hit_features
+from trackstudy.models.heads import EDGE_FAMILIES
 from trackstudy.postprocessing.gnn_tracks import predict_graph_event
 from trackstudy.postprocessing.torch_tracks import device_track_formation, tracks_from_embeddings_torch
 from trackstudy.postprocessing.track_formation import form_tracks, model_params, submission
@@ -219,8 +220,8 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
     for col in ("hit_id", "x", "y", "z"):
         if col not in hits.columns:
             raise DataError(f"predict_event: hits of event {event_id} have no {col!r} column")
-    if getattr(model, "family", None) == "gnn":  # doublet graph -> edge scores -> tracks (its own stages)
-        sub, t = predict_graph_event(model, hits, event_id=event_id, device=device)
+    if getattr(model, "family", None) in EDGE_FAMILIES:  # doublet graph -> edge scores -> tracks (its own stages)
+        sub, t = predict_graph_event(model, hits, event_id=event_id, device=device, backend=backend)
         return sub, {**dict.fromkeys(STAGES, 0.0), **t}
     loc = check_locality(locality)
     dev = _model_device(model) if device is None else resolve_device(device)

@@ -60,6 +60,13 @@ def test_bad_bins_and_mode():
         export.input_names("sparse")
 
 
+def test_edge_models_are_not_exported(tmp_path):
+    from trackstudy.models.gnn import InteractionNetwork
+
+    with pytest.raises(ConfigError, match="a gnn model is not exported"):
+        export.export_onnx(InteractionNetwork(), tmp_path / "gnn.onnx")
+
+
 @pytest.mark.parametrize("family", ["contrastive", "enc_cla", "enc_reg", "jm"])
 @pytest.mark.parametrize("mode", export.MODES)
 def test_export_model_equals_the_model(family, mode):

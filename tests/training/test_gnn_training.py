@@ -119,6 +119,6 @@ def test_config_errors_name_the_key(root, tmp_path):
         resolve_config(bad)
     bad = copy.deepcopy(cfg)
     bad["model"]["family"] = "contrastive"
-    with pytest.raises(ConfigError, match="model.gnn / model.graph: given but model.family is 'contrastive'"):
+    with pytest.raises(ConfigError, match="model.gnn: given but model.family is 'contrastive'"):
         resolve_config(bad)
     assert resolve_config(cfg)["tune"]["grid"] == [{"threshold": [0.3, 0.6], "method": ["components", "walk"]}]

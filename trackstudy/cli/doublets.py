@@ -46,6 +46,7 @@ def run(args) -> int:
     from trackstudy.errors import ConfigError, DataError
     from trackstudy.graphs.measure import doublet_report, summarize_report
     from trackstudy.graphs.module_map import GraphBuilder, GraphConfig
+    from trackstudy.models.heads import EDGE_FAMILIES
     from trackstudy.training.checkpoint import load_run
 
     check_count(args.events, "--events")
@@ -59,8 +60,9 @@ def run(args) -> int:
     skip_first = 0
     if args.run:
         model, _ = load_run(args.run, "cpu")
-        if getattr(model, "family", None) != "gnn":
-            raise ConfigError(f"--run {args.run}: a {model.family} run has no graph builder (expected a gnn run)")
+        if getattr(model, "family", None) not in EDGE_FAMILIES:
+            raise ConfigError(f"--run {args.run}: a {model.family} run has no graph builder (expected a "
+                              f"{' or '.join(EDGE_FAMILIES)} run)")
         builder, how = model.builder, f"run {args.run}"
     elif args.builder:
         builder, how = GraphBuilder.load(args.builder), f"builder {args.builder}"

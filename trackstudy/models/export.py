@@ -46,7 +46,7 @@ import torch.nn as nn
 from trackstudy.data.io import atomic_write_bytes
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.models.attention import AttentionContext
-from trackstudy.models.heads import TrackModel
+from trackstudy.models.heads import TOKEN_FAMILIES, TrackModel
 from trackstudy.models.roads import REG_TARGETS
 
 try:  # the optional extra `export`
@@ -277,6 +277,9 @@ def export_onnx(model: TrackModel, path: str | os.PathLike, *, mode: str = "pack
                 force: bool = False, extra_metadata: dict | None = None) -> Path:
     """Write ``model`` as an ONNX graph to ``path`` (atomically; an existing file only with
     ``force``); returns the path. Runs on the CPU (the model is copied there, float32)."""
+    if not isinstance(model, TrackModel):
+        raise ConfigError(f"export: ONNX graphs are written for the hit-token families ({', '.join(TOKEN_FAMILIES)}); "
+                          f"a {getattr(model, 'family', type(model).__name__)} model is not exported")
     require("onnx")
     require("onnxscript")
     _check_mode(mode)

@@ -30,9 +30,10 @@ from trackstudy.errors import ConfigError
 from trackstudy.graphs.doublets import EDGE_FEATURES, NODE_FEATURES
 from trackstudy.graphs.module_map import GraphBuilder
 
-__all__ = ["GNNConfig", "InteractionNetwork", "edge_loss", "gnn_from_config"]
+__all__ = ["EdgeModel", "GNNConfig", "InteractionNetwork", "edge_loss", "gnn_from_config"]
 
 FAMILY = "gnn"
+_GRAPH_BUFFERS = ("pairs", "windows", "module_pairs", "config")
 
 
 @dataclass
@@ -85,7 +86,41 @@ def _sum_into(n: int, index: torch.Tensor, values: torch.Tensor) -> torch.Tensor
     return torch.zeros(n, values.shape[1], dtype=values.dtype, device=values.device).index_add_(0, index, values)
 
 
-class InteractionNetwork(nn.Module):
+class EdgeModel(nn.Module):
+    """Base of the models that score the doublets of a graph (:data:`EDGE_FAMILIES`):
+    ``forward(x, edge_index, edge_attr, edge_batch=None)`` -> logits (E,). Holds the graph builder
+    as buffers (``graph_*``, saved with the weights, so ``model.pt`` rebuilds the graphs of new
+    events) and the tuned track-building parameters (``track_params``)."""
+
+    family = ""
+
+    # ------------------------------------------------------------------ graph builder as buffers
+    def set_builder(self, builder: GraphBuilder | None) -> None:
+        """Keep ``builder``'s arrays as buffers (saved with the weights); None: an empty placeholder."""
+        arrays = builder.to_arrays() if builder is not None else {
+            "pairs": np.zeros((0, 2), np.int64), "windows": np.zeros((0, 4)), "module_pairs": np.zeros(0, np.int64),
+            "config": np.zeros(7)}
+        for name, a in arrays.items():
+            self.register_buffer(f"graph_{name}", torch.from_numpy(np.ascontiguousarray(a)), persistent=True)
+
+    @property
+    def builder(self) -> GraphBuilder:
+        return GraphBuilder.from_arrays({k: getattr(self, f"graph_{k}").cpu().numpy() for k in _GRAPH_BUFFERS},
+                                        source="model graph buffers")
+
+    def graph_sizes(self) -> dict:
+        return {k: list(getattr(self, f"graph_{k}").shape) for k in _GRAPH_BUFFERS}
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # the graph buffers' sizes depend on the fitted builder: take the stored shapes
+        for k in _GRAPH_BUFFERS:
+            key = f"{prefix}graph_{k}"
+            if key in state_dict:
+                setattr(self, f"graph_{k}", torch.empty_like(state_dict[key]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class InteractionNetwork(EdgeModel):
     """Edge classifier over doublet graphs (see the module docstring). ``forward(x, edge_index,
     edge_attr)`` -> logits (E,)."""
 
@@ -104,31 +139,11 @@ class InteractionNetwork(nn.Module):
         self.set_builder(builder)
         self.track_params = track_params
 
-    # ------------------------------------------------------------------ graph builder as buffers
-    def set_builder(self, builder: GraphBuilder | None) -> None:
-        """Keep ``builder``'s arrays as buffers (saved with the weights); None: an empty placeholder."""
-        arrays = builder.to_arrays() if builder is not None else {
-            "pairs": np.zeros((0, 2), np.int64), "windows": np.zeros((0, 4)), "module_pairs": np.zeros(0, np.int64),
-            "config": np.zeros(7)}
-        for name, a in arrays.items():
-            self.register_buffer(f"graph_{name}", torch.from_numpy(np.ascontiguousarray(a)), persistent=True)
-
-    @property
-    def builder(self) -> GraphBuilder:
-        return GraphBuilder.from_arrays({k: getattr(self, f"graph_{k}").cpu().numpy()
-                                         for k in ("pairs", "windows", "module_pairs", "config")},
-                                        source="model graph buffers")
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # the graph buffers' sizes depend on the fitted builder: take the stored shapes
-        for k in ("pairs", "windows", "module_pairs", "config"):
-            key = f"{prefix}graph_{k}"
-            if key in state_dict:
-                setattr(self, f"graph_{k}", torch.empty_like(state_dict[key]))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     # ------------------------------------------------------------------ network
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor,
+                edge_batch: torch.Tensor | None = None) -> torch.Tensor:
+        """``edge_batch`` (the graph of each edge in a batch of concatenated graphs) is not needed:
+        message passing never crosses from one graph to another."""
         src, dst = edge_index[0], edge_index[1]
         n = x.shape[0]
         h = self.node_encoder(x)  # (N, H)
@@ -139,9 +154,7 @@ class InteractionNetwork(nn.Module):
         return self.classifier(torch.cat([h[src], h[dst], e], dim=1)).squeeze(1)  # (E,)
 
     def config_dict(self) -> dict:
-        return {"family": FAMILY, "gnn": self.cfg.to_dict(),
-                "graph_sizes": {k: list(getattr(self, f"graph_{k}").shape)
-                                for k in ("pairs", "windows", "module_pairs", "config")}}
+        return {"family": FAMILY, "gnn": self.cfg.to_dict(), "graph_sizes": self.graph_sizes()}
 
 
 def gnn_from_config(cfg: dict) -> InteractionNetwork:
@@ -151,9 +164,11 @@ def gnn_from_config(cfg: dict) -> InteractionNetwork:
     return InteractionNetwork(GNNConfig.from_dict(cfg.get("gnn")))
 
 
-def edge_loss(logits: torch.Tensor, y: torch.Tensor, pt: torch.Tensor, cfg: GNNConfig) -> torch.Tensor:
+def edge_loss(logits: torch.Tensor, y: torch.Tensor, pt: torch.Tensor, cfg) -> torch.Tensor:
     """Weighted binary cross-entropy of edge logits (E,) against targets y (E,) in {0, 1}; ``pt``
-    (E,): the particle pT of true edges (GeV, ignored elsewhere)."""
+    (E,): the particle pT of true edges (GeV, ignored elsewhere). ``cfg``: the weights ``pt_min``,
+    ``pt_weight``, ``low_pt_weight`` and ``balance`` of a :class:`GNNConfig` (or of another edge
+    model's config)."""
     pos = y > 0.5
     w = torch.where(pos, torch.where(pt > cfg.pt_min, cfg.pt_weight, cfg.low_pt_weight), 1.0).to(logits.dtype)
     if cfg.balance:

@@ -35,6 +35,7 @@ import torch.nn as nn
 
 from trackstudy.errors import ConfigError
 from trackstudy.models.attention import AttentionContext
+from trackstudy.models.doublet import doublet_from_config
 from trackstudy.models.encoder import Encoder, EncoderConfig
 from trackstudy.models.features import FeatureConfig
 from trackstudy.models.gnn import gnn_from_config
@@ -43,8 +44,12 @@ from trackstudy.models.roads import REG_TARGETS, RoadBinning
 
 #: Families of hit-token models (the encoder + a head, built by build_model).
 TOKEN_FAMILIES = ("enc_cla", "enc_reg", "jm", "contrastive")
-#: Every model family; "gnn" is the interaction network over doublets (trackstudy.models.gnn, its own trainer).
-FAMILIES = (*TOKEN_FAMILIES, "gnn")
+#: Families of edge models, which score the doublets of a graph (trackstudy.training.gnn trains them, the
+#: GNN's track building turns their scores into tracks): "gnn" is the interaction network
+#: (trackstudy.models.gnn), "doublet" the encoder over doublet tokens (trackstudy.models.doublet).
+EDGE_FAMILIES = ("gnn", "doublet")
+#: Every model family.
+FAMILIES = (*TOKEN_FAMILIES, *EDGE_FAMILIES)
 
 
 @dataclass
@@ -348,6 +353,11 @@ def model_from_config(cfg: dict) -> TrackModel:
     A ``track_params`` entry (stored by runs beside the network's config) is left to the caller."""
     if cfg.get("family") == "gnn":
         return gnn_from_config(cfg)
+    if cfg.get("family") == "doublet":
+        try:
+            return doublet_from_config(cfg)
+        except KeyError as exc:
+            raise ConfigError(f"model config: missing entry {exc}") from None
     try:
         binning = RoadBinning.from_state(cfg["binning"]) if cfg.get("binning") is not None else None
         head = HeadConfig.from_dict(cfg["head"])
@@ -359,5 +369,5 @@ def model_from_config(cfg: dict) -> TrackModel:
         raise ConfigError(f"model config: missing entry {exc}") from None
 
 
-__all__ = ["FAMILIES", "TOKEN_FAMILIES", "ContrastiveModel", "EncCla", "EncReg", "HeadConfig", "JointModel", "MODEL_CLASSES",
+__all__ = ["EDGE_FAMILIES", "FAMILIES", "TOKEN_FAMILIES", "ContrastiveModel", "EncCla", "EncReg", "HeadConfig", "JointModel", "MODEL_CLASSES",
            "TrackModel", "build_model", "make_context", "model_from_config"]

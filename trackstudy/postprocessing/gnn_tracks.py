@@ -15,7 +15,9 @@ Components with fewer than ``min_hits`` hits become one-hit tracks, and so do th
 estimated from the mean curvature of their edges (circle through the beam line and the two hits),
 is below ``min_pt`` GeV: pieces of low-pT particles are fakes by the double-majority rule. :func:`predict_graph_event`
 runs one event through the graph pipeline (graph construction -> edge classification -> track
-building, each timed); ``trackstudy.inference.predict_event`` calls it for GNN runs.
+building, each timed); ``trackstudy.inference.predict_event`` calls it for the runs of edge models
+(the GNN and the doublet-token encoder: any model ``(x, edge_index, edge_attr) -> logits`` with a
+``builder`` and ``track_params``).
 """
 
 from __future__ import annotations
@@ -127,10 +129,16 @@ def tracks_from_edges(n: int, src, dst, scores, params: GNNTrackParams | None = 
 
 @torch.no_grad()
 def predict_graph_event(model, hits: pd.DataFrame, *, event_id: int = 0, device=None,
-                        params: GNNTrackParams | None = None) -> tuple[pd.DataFrame, dict]:
+                        params: GNNTrackParams | None = None, backend: str | None = None) -> tuple[pd.DataFrame, dict]:
     """One event through a GNN run: pixel hits -> doublets (the model's graph builder) -> edge
     scores -> tracks. Returns (submission of every input hit, timings of :data:`GNN_STAGES`, "total",
-    "n_hits", "n_edges"). Hits outside the pixel volumes become one-hit tracks."""
+    "n_hits", "n_edges"). Hits outside the pixel volumes become one-hit tracks. ``backend``: the
+    attention backend of a model with an encoder (the doublet tokens; None or "graph": its own)."""
+    kwargs = {}
+    if backend not in (None, "graph"):
+        if getattr(model, "encoder_cfg", None) is None:
+            raise ConfigError(f"backend {backend!r}: a {getattr(model, 'family', 'gnn')} model has no attention")
+        kwargs["backend"] = backend
     for col in ("hit_id", "x", "y", "z", "volume_id", "layer_id"):
         if col not in hits.columns:
             raise DataError(f"event {event_id} hits: column {col!r} is missing (the GNN builds its graph from it)")
@@ -149,7 +157,7 @@ def predict_graph_event(model, hits: pd.DataFrame, *, event_id: int = 0, device=
             ei = torch.from_numpy(graph["edge_index"]).to(dev)
             ea = torch.from_numpy(graph["edge_attr"]).to(dev)
         with clock("edge_classification"):
-            scores = torch.sigmoid(model(x, ei, ea)).float().cpu().numpy() if ei.shape[1] else np.zeros(0)
+            scores = torch.sigmoid(model(x, ei, ea, **kwargs)).float().cpu().numpy() if ei.shape[1] else np.zeros(0)
         with clock("track_building"):
             labels = tracks_from_edges(len(sel), graph["edge_index"][0], graph["edge_index"][1], scores,
                                        params or model.track_params, curvature=graph["curvature"])

@@ -33,7 +33,7 @@ from trackstudy.config import resolve_path
 from trackstudy.data.io import atomic_write_bytes
 from trackstudy.device import resolve_device
 from trackstudy.errors import ConfigError, DataError
-from trackstudy.models.gnn import InteractionNetwork
+from trackstudy.models.gnn import EdgeModel
 from trackstudy.models.heads import TrackModel, model_from_config
 from trackstudy.postprocessing.gnn_tracks import GNNTrackParams
 from trackstudy.postprocessing.track_formation import model_params, params_from_record, params_record
@@ -154,7 +154,7 @@ def model_config(model: nn.Module) -> dict:
     """What a run stores to rebuild ``model``: the network's config and, under ``track_params``,
     the track-formation parameters it was tuned with (its family's defaults when untuned)."""
     inner = unwrap_model(model)
-    if isinstance(inner, InteractionNetwork):
+    if isinstance(inner, EdgeModel):
         return {**inner.config_dict(), "track_params": (inner.track_params or GNNTrackParams()).record()}
     return {**inner.config_dict(), "track_params": params_record(model_params(inner))}
 
@@ -163,8 +163,8 @@ def save_model(run_dir: str | os.PathLike, model: nn.Module, run_config: dict, s
     """Write ``run_dir/model.pt`` = {"model_config", "state_dict", "run_config", "step"} atomically
     (the model may be wrapped in DDP / torch.compile). Returns the path."""
     inner = unwrap_model(model)
-    if not isinstance(inner, (TrackModel, InteractionNetwork)):
-        raise ConfigError(f"save_model: expected a TrackModel or InteractionNetwork, got {type(inner).__name__}")
+    if not isinstance(inner, (TrackModel, EdgeModel)):
+        raise ConfigError(f"save_model: expected a TrackModel or an EdgeModel (gnn, doublet), got {type(inner).__name__}")
     obj = {"model_config": model_config(inner), "state_dict": model_state_dict(inner),
            "run_config": dict(run_config or {}), "step": int(step)}
     return torch_save_atomic(obj, Path(run_dir) / MODEL_FILE)

@@ -1,6 +1,12 @@
-"""Training of the GNN family: doublet graphs -> interaction network -> tuned track building.
+"""Training of the edge families: doublet graphs -> edge model -> tuned track building.
 
-``trackstudy.training.train`` hands a run config with ``model.family: gnn`` to :func:`train_gnn`;
+The edge models (:data:`trackstudy.models.heads.EDGE_FAMILIES`) score the doublets of a graph: the
+interaction network (``model.family: gnn``, ``model.gnn``) and the encoder over doublet tokens
+(``model.family: doublet``, ``model.doublet`` with the encoder's ``model.preset``, ``model.encoder``
+and ``model.backend``; ``flex`` trains with the exact ``packed`` off CUDA). They share everything
+below but the model's construction.
+
+``trackstudy.training.train`` hands a run config of an edge family to :func:`train_gnn`;
 the run folder has the layout of every run (``config.yaml``, ``checkpoints/last.pt``, ``model.pt``,
 ``log_steps.csv``, ``log_val.csv``, ``summary.json``) plus ``graph.npz`` (the fitted graph builder:
 layer pairs, windows, module map; also inside ``model.pt`` as buffers). One run, in order:
@@ -41,7 +47,10 @@ from trackstudy.errors import ConfigError, DataError
 from trackstudy.graphs.doublets import true_doublets
 from trackstudy.graphs.module_map import GraphBuilder, GraphConfig, build_graph
 from trackstudy.metrics import evaluate_events
-from trackstudy.models.gnn import GNNConfig, InteractionNetwork, edge_loss
+from trackstudy.models.doublet import TOKEN_FEATURES, DoubletConfig, DoubletTransformer
+from trackstudy.models.encoder import EncoderConfig
+from trackstudy.models.gnn import EdgeModel, GNNConfig, InteractionNetwork, edge_loss
+from trackstudy.models.heads import EDGE_FAMILIES
 from trackstudy.postprocessing.gnn_tracks import GNNTrackParams, tracks_from_edges
 from trackstudy.postprocessing.track_formation import labels_to_track_ids, submission
 
@@ -94,6 +103,7 @@ def _batch(samples: list[dict], device) -> dict:
     offs = np.cumsum([0] + [s["x"].shape[0] for s in samples[:-1]])
     return {"x": torch.cat([s["x"] for s in samples]).to(device),
             "edge_index": torch.cat([s["edge_index"] + int(o) for s, o in zip(samples, offs)], dim=1).to(device),
+            "edge_batch": torch.cat([torch.full((s["edge_index"].shape[1],), i) for i, s in enumerate(samples)]).to(device),
             "edge_attr": torch.cat([s["edge_attr"] for s in samples]).to(device),
             "y": torch.cat([s["y"] for s in samples]).to(device), "pt": torch.cat([s["pt"] for s in samples]).to(device)}
 
@@ -115,8 +125,9 @@ def _event_tracks(sample: dict, scores: np.ndarray, params: GNNTrackParams) -> p
 class _GNNRun:
     def __init__(self, config, out_dir, *, resume: bool, progress: bool, on_step=None):
         self.cfg = resolve_config(config)
-        if self.cfg["model"]["family"] != "gnn":
-            raise ConfigError(f"model.family: {self.cfg['model']['family']!r}; the GNN trainer trains 'gnn' runs")
+        self.family = self.cfg["model"]["family"]
+        if self.family not in EDGE_FAMILIES:
+            raise ConfigError(f"model.family: {self.family!r}; the GNN trainer trains {' and '.join(EDGE_FAMILIES)} runs")
         self.out = resolve_path(out_dir)
         self.resume, self.progress, self.on_step = bool(resume), progress, on_step
 
@@ -139,13 +150,24 @@ class _GNNRun:
             raise DataError(f"{folder}: the GNN trains on events with truth and particles")
         return [select_volumes(e) for e in events]
 
+    def _new_model(self, builder: GraphBuilder | None) -> EdgeModel:
+        """The run's edge model (fresh weights) holding ``builder``."""
+        m = self.cfg["model"]
+        if self.family == "gnn":
+            return InteractionNetwork(self.gnn_cfg, builder)
+        enc = EncoderConfig.preset(m["preset"], n_features=len(TOKEN_FEATURES), attention=self.backend, **m["encoder"])
+        return DoubletTransformer(enc, self.gnn_cfg, builder)
+
+    def _logits(self, b: dict) -> torch.Tensor:
+        return self.model(b["x"], b["edge_index"], b["edge_attr"], b["edge_batch"])
+
     def _scores(self, samples: list[dict]) -> list[np.ndarray]:
         self.model.eval()
         out = []
         with torch.no_grad():
             for s in samples:
                 b = _batch([s], self.device)
-                out.append(torch.sigmoid(self.model(b["x"], b["edge_index"], b["edge_attr"])).cpu().numpy())
+                out.append(torch.sigmoid(self._logits(b)).cpu().numpy())
         self.model.train()
         return out
 
@@ -169,7 +191,7 @@ class _GNNRun:
         with torch.no_grad():
             for s in self.val:
                 b = _batch([s], self.device)
-                logits = self.model(b["x"], b["edge_index"], b["edge_attr"])
+                logits = self._logits(b)
                 losses.append(float(edge_loss(logits, b["y"], b["pt"], self.gnn_cfg)))
                 pred, y = logits > 0, b["y"] > 0.5
                 tp += int((pred & y).sum())
@@ -202,11 +224,18 @@ class _GNNRun:
                     best, best_v = params, v
         return best, rows
 
+    def _preset(self) -> str:
+        """What the summary calls the model's size: iterations x width of a GNN, the encoder preset
+        (and cluster size) of a doublet model."""
+        if self.family == "gnn":
+            return f"in{self.gnn_cfg.n_iterations}x{self.gnn_cfg.hidden}"
+        return self.cfg["model"]["preset"] + (f", tiles of {self.gnn_cfg.cluster_size}" if self.gnn_cfg.cluster_size else "")
+
     def fit(self) -> dict:
         cfg = self.cfg
         m, tr = cfg["model"], cfg["train"]
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise ConfigError("model.family gnn: trains on one process (no DistributedDataParallel); run "
+            raise ConfigError(f"model.family {self.family}: trains on one process (no DistributedDataParallel); run "
                               "trackstudy train without torchrun")
         ckpt = self._check_out_dir()
         self.out.mkdir(parents=True, exist_ok=True)
@@ -215,12 +244,16 @@ class _GNNRun:
             torch.set_num_threads(int(tr["num_threads"]))
         self.device = resolve_device(tr["device"])
         _trainer._seed_everything(int(tr["seed"]))
-        self.gnn_cfg = GNNConfig.from_dict(m["gnn"])
+        # the model's config (also the loss weights) and attention backend
+        self.gnn_cfg = GNNConfig.from_dict(m["gnn"]) if self.family == "gnn" else DoubletConfig.from_dict(m["doublet"])
+        self.backend, notice = (("graph", None) if self.family == "gnn" else _trainer.training_backend(m["backend"], self.device))
+        if notice:
+            self._notice(notice)
         train_events = self._events(cfg["data"]["train"])
         val_events = self._events(cfg["data"]["val"])
         t_graph = time.perf_counter()
         if ckpt is not None:
-            probe = InteractionNetwork(self.gnn_cfg)
+            probe = self._new_model(None)
             probe.load_state_dict(ckpt["model"])
             builder = probe.builder
         else:
@@ -234,7 +267,7 @@ class _GNNRun:
                 bar.update()
         bar.close()
         graph_seconds = time.perf_counter() - t_graph
-        self.model = InteractionNetwork(self.gnn_cfg, builder).to(self.device)
+        self.model = self._new_model(builder).to(self.device)
         opt = torch.optim.AdamW(self.model.parameters(), lr=tr["lr"], weight_decay=tr["weight_decay"])
         clock = {"seconds": 0.0}
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _trainer._lr_lambda(tr, clock))
@@ -266,7 +299,7 @@ class _GNNRun:
         budget = tr["max_minutes"] * 60.0
         stopped = "steps"
         if self.progress:
-            print(f"trackstudy train: gnn ({self.gnn_cfg.hidden} wide, {self.gnn_cfg.n_iterations} iterations) on "
+            print(f"trackstudy train: {self.family} ({self._preset()}, attention {self.backend}) on "
                   f"{describe_device(self.device)}: {n} training graphs, "
                   f"{_graph_stats(self.train)['edges_per_event']:.0f} edges per event", file=sys.stderr)
         bar = tqdm(total=tr["steps"], initial=step, desc="train", unit="step", disable=not self.progress)
@@ -283,7 +316,7 @@ class _GNNRun:
                 idx = perm[pos:pos + bs]
                 t0 = time.perf_counter()
                 b = _batch([self.train[i] for i in idx], self.device)
-                logits = self.model(b["x"], b["edge_index"], b["edge_attr"])
+                logits = self._logits(b)
                 loss = edge_loss(logits, b["y"], b["pt"], self.gnn_cfg)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -335,7 +368,8 @@ class _GNNRun:
         validation = evaluate_events(sub, [s["event"] for s in self.val], pt_min=_trainer.PT_MIN).summary
         model_file = save_model(self.out, self.model, cfg, step=step)
         summary = {
-            "family": "gnn", "preset": f"in{self.gnn_cfg.n_iterations}x{self.gnn_cfg.hidden}", "backend": "graph",
+            "family": self.family, "preset": self._preset(), "backend": self.backend,
+            "backend_requested": m["backend"] if self.family != "gnn" else "graph",
             "device": describe_device(self.device), "steps": step, "epochs": epoch, "stopped": stopped,
             "train_seconds": clock["seconds"], "graph_seconds": graph_seconds, "tune_seconds": tune_seconds,
             "best_val_loss": best_loss if math.isfinite(best_loss) else None,

@@ -4,7 +4,8 @@ A run config is a YAML mapping with five sections of flat keys (a few keys hold 
 
     model:    family, preset, backend, encoder: {EncoderConfig fields}, head: {HeadConfig fields},
               binning: {n_phi, n_theta, n_p}, features: {FeatureConfig fields},
-              gnn: {GNNConfig fields}, graph: {GraphConfig fields} (family gnn only)
+              gnn: {GNNConfig fields} (family gnn), doublet: {DoubletConfig fields} (family doublet),
+              graph: {GraphConfig fields} (the edge families gnn and doublet)
     locality: method (none|dbscan|window|density|grid), params: {...}, vertex_scan
     data:     train: {dir, n_events, pileup, seed, tracks, pixel_only}, val: {...}, online, root, cache,
               augment, sequences (event|cluster), min_cluster_hits
@@ -37,10 +38,11 @@ from trackstudy.graphs.module_map import GraphConfig
 from trackstudy.locality.clustering import METHODS, resolve_params
 from trackstudy.metrics import HEADLINE_KEYS
 from trackstudy.models.attention import TRAIN_BACKENDS
+from trackstudy.models.doublet import TOKEN_FEATURES, DoubletConfig
 from trackstudy.models.encoder import PRESETS, EncoderConfig
 from trackstudy.models.features import FeatureConfig
 from trackstudy.models.gnn import GNNConfig
-from trackstudy.models.heads import FAMILIES, HeadConfig
+from trackstudy.models.heads import EDGE_FAMILIES, FAMILIES, HeadConfig
 from trackstudy.postprocessing.gnn_tracks import GNN_TUNE_GRID, GNNTrackParams
 from trackstudy.postprocessing.track_formation import TUNE_GRIDS, default_params
 
@@ -63,7 +65,8 @@ DEFAULTS: dict = {
         "binning": {"n_phi": 15, "n_theta": 15, "n_p": 4},
         "features": {},
         "gnn": {},  # family gnn: GNNConfig fields (trackstudy.models.gnn)
-        "graph": {},  # family gnn: GraphConfig fields, how doublets are built (trackstudy.graphs.module_map)
+        "doublet": {},  # family doublet: DoubletConfig fields (trackstudy.models.doublet)
+        "graph": {},  # families gnn, doublet: GraphConfig fields, how doublets are built (trackstudy.graphs.module_map)
         "init_from": "",  # a pretraining run (trackstudy pretrain) whose encoder weights start this model
     },
     "locality": {"method": "none", "params": {}, "vertex_scan": False},
@@ -121,7 +124,8 @@ RESUMABLE_CHANGES = ("train.steps", "train.max_minutes", "train.checkpoint_every
                      "tune.metric", "tune.grid", "tune.base")
 
 # Mapping-valued keys whose inner keys are checked elsewhere (EncoderConfig, HeadConfig, ...).
-_FREE_MAPPINGS = {"model.encoder", "model.head", "model.features", "model.gnn", "model.graph", "locality.params",
+_FREE_MAPPINGS = {"model.encoder", "model.head", "model.features", "model.gnn", "model.doublet", "model.graph",
+                  "locality.params",
                   "tune.base"}
 
 
@@ -219,9 +223,9 @@ def resolve_config(config: dict | str | os.PathLike | None) -> dict:
     cfg = _merge(DEFAULTS, config, "")
     m, loc, data, tr, tu = cfg["model"], cfg["locality"], cfg["data"], cfg["train"], cfg["tune"]
     _choice(m["family"], FAMILIES, "model.family")
-    if m["family"] == "gnn" and m.get("init_from"):
-        raise ConfigError("model.init_from: a pretrained encoder starts a transformer; model.family gnn has none "
-                          "(remove init_from or choose a transformer family)")
+    if m["family"] in EDGE_FAMILIES and m.get("init_from"):
+        raise ConfigError(f"model.init_from: a pretrained hit-token encoder starts a hit-token model; model.family "
+                          f"{m['family']} has none (remove init_from or choose a hit-token family)")
     _choice(m["preset"], PRESET_NAMES, "model.preset")
     _choice(m["backend"], TRAIN_BACKENDS, "model.backend")
     for k in ("n_phi", "n_theta", "n_p"):
@@ -295,14 +299,20 @@ def _check_model_parts(m: dict) -> None:
                               f"{', '.join(valid)}")
     if "attention" in m["encoder"]:
         raise ConfigError("model.encoder.attention: set the attention backend with model.backend")
+    for section, family in (("gnn", "gnn"), ("doublet", "doublet"), ("graph", EDGE_FAMILIES)):
+        if m[section] and m["family"] not in family:
+            raise ConfigError(f"model.{section}: given but model.family is {m['family']!r} (it configures "
+                              f"{' and '.join(repr(f) for f in EDGE_FAMILIES if f in family)})")
+    if m["family"] in EDGE_FAMILIES:
+        GraphConfig.from_dict(m["graph"])
     if m["family"] == "gnn":
         GNNConfig.from_dict(m["gnn"])
-        GraphConfig.from_dict(m["graph"])
-    elif m["gnn"] or m["graph"]:
-        raise ConfigError(f"model.gnn / model.graph: given but model.family is {m['family']!r} (they configure 'gnn')")
+    if m["family"] == "doublet":
+        DoubletConfig.from_dict(m["doublet"])
     try:
         feats = FeatureConfig(**m["features"])
-        EncoderConfig.preset(m["preset"], n_features=feats.n_features, **m["encoder"])
+        n_features = len(TOKEN_FEATURES) if m["family"] == "doublet" else feats.n_features
+        EncoderConfig.preset(m["preset"], n_features=n_features, **m["encoder"])
         HeadConfig(family=m["family"], n_classes=1, **m["head"])
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"model: {exc}") from None
@@ -312,7 +322,7 @@ def base_track_params(family: str, base: dict, default=None):
     """The family's track-formation parameters with the fields of ``tune.base`` replaced (``default``:
     the model's own defaults, e.g. with its noise class). ConfigError names an unknown field."""
     if default is None:
-        default = GNNTrackParams() if family == "gnn" else default_params(family)
+        default = GNNTrackParams() if family in EDGE_FAMILIES else default_params(family)
     valid = [f.name for f in fields(default)]
     unknown = sorted(set(base) - set(valid))
     if unknown:
@@ -332,7 +342,7 @@ def normalise_grid(grid, family: str) -> list[dict]:
     if isinstance(grid, dict) and grid and set(grid) <= set(FAMILIES):
         grid = grid.get(family)
     if grid is None:
-        return copy.deepcopy(GNN_TUNE_GRID if family == "gnn" else TUNE_GRIDS[family])
+        return copy.deepcopy(GNN_TUNE_GRID if family in EDGE_FAMILIES else TUNE_GRIDS[family])
     grids = grid if isinstance(grid, list) else [grid]
     valid = [f.name for f in fields(base_track_params(family, {}))]
     out = []

@@ -1,0 +1,186 @@
+"""Doublet tokens: the shared transformer encoder over the doublets of a graph (the CMS Phase-2
+proposal's question: doublets, not hits, as the transformer's tokens).
+
+The graph builder of the GNN (:mod:`trackstudy.graphs`) makes the candidate doublets; each one is
+a token, and the model scores it like the interaction network does::
+
+    token       f = [x_src, x_dst, edge_attr]                       (E, 6 + 6 + 8) hit and doublet features
+                h0 = W f + MLP(f)                                   the encoder's input projection plus
+                                                                    ``Encoder.forward(token_embedding=MLP(f))``
+    encoder     h = Encoder(h0, clusters)                           any preset, any attention backend
+    score       logit = Linear(h)                                   (E,): is the doublet true?
+
+Attention locality. A doublet sits at its midpoint in (eta, phi) (eta: mean of its hits'; phi:
+circular mean). With ``cluster_size`` = 0 every graph is one cluster (full attention within an
+event: right for 10-50-track events, a few hundred doublets). With ``cluster_size`` = S > 0 each
+graph's doublets are cut into equal-count tiles of about S: bands of equal eta quantiles, about
+sqrt(E / S) of them, each band cut along phi into chunks of about S doublets; a doublet attends
+to the doublets of its tile only (block-diagonal, cost sum of tile sizes^2 ~ E S instead of E^2),
+which keeps mu = 200 events (~0.5-0.8 M doublets) sparse. ``dense``, ``flex`` and ``packed`` compute
+that block-diagonal attention exactly (train with ``packed`` on the CPU: flex has no CPU backward);
+``lsh`` hashes the doublets' (eta, phi) instead (its buckets ignore the tiles and, in a batch of
+several graphs, may hold doublets of different events).
+
+The call signature is the interaction network's, ``forward(x, edge_index, edge_attr, edge_batch)``
+-> logits (E,), and the model is an :class:`~trackstudy.models.gnn.EdgeModel` (graph builder as
+buffers, ``track_params``), so the GNN's trainer, loss (:func:`~trackstudy.models.gnn.edge_loss`,
+``pt_min`` / ``pt_weight`` / ``low_pt_weight`` / ``balance`` as in ``model.gnn``), track building
+(connected components or walkthrough over the accepted doublets) and inference serve it
+unchanged; its tracks are an ordinary hit-to-track submission.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+
+from trackstudy.errors import ConfigError
+from trackstudy.graphs.doublets import EDGE_FEATURES, NODE_FEATURES
+from trackstudy.graphs.module_map import GraphBuilder
+from trackstudy.models.attention import AttentionContext
+from trackstudy.models.encoder import Encoder, EncoderConfig
+from trackstudy.models.gnn import EdgeModel, _mlp
+
+__all__ = ["TOKEN_FEATURES", "DoubletConfig", "DoubletTransformer", "doublet_clusters", "doublet_from_config",
+           "doublet_position"]
+
+FAMILY = "doublet"
+#: Features of a doublet token: its inner hit's, its outer hit's, the doublet's.
+TOKEN_FEATURES = (*(f"{n}_in" for n in NODE_FEATURES), *(f"{n}_out" for n in NODE_FEATURES), *EDGE_FEATURES)
+# columns of the node features (trackstudy.graphs.doublets.node_features: eta / 4)
+_SIN, _COS, _ETA, _ETA_SCALE = NODE_FEATURES.index("sin_phi"), NODE_FEATURES.index("cos_phi"), NODE_FEATURES.index("eta"), 4.0
+
+
+@dataclass
+class DoubletConfig:
+    """Doublet-token hyper-parameters (the ``model.doublet`` section of a run config); the
+    encoder comes from ``model.preset`` / ``model.encoder`` / ``model.backend``.
+
+    token_hidden: width of the token MLP; cluster_size: doublets per attention tile (0: one
+    cluster per graph, i.e. per event); pt_min, pt_weight, low_pt_weight, balance: the weights of
+    :func:`trackstudy.models.gnn.edge_loss` (as in ``model.gnn``).
+    """
+
+    token_hidden: int = 64
+    cluster_size: int = 0
+    pt_min: float = 0.9
+    pt_weight: float = 3.0
+    low_pt_weight: float = 1.0
+    balance: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.token_hidden, int) or self.token_hidden < 1:
+            raise ConfigError(f"model.doublet.token_hidden: must be an integer >= 1, got {self.token_hidden!r}")
+        if not isinstance(self.cluster_size, int) or self.cluster_size < 0:
+            raise ConfigError(f"model.doublet.cluster_size: must be an integer >= 0 (0: one cluster per event), "
+                              f"got {self.cluster_size!r}")
+        for name in ("pt_min", "pt_weight", "low_pt_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"model.doublet.{name}: must be >= 0, got {getattr(self, name)}")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> DoubletConfig:
+        d = dict(d or {})
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(valid))
+        if unknown:
+            raise ConfigError(f"unknown config key 'model.doublet.{unknown[0]}'; valid keys in model.doublet: "
+                              f"{', '.join(valid)}")
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise ConfigError(f"model.doublet: {exc}") from None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def doublet_position(x: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(eta, phi) (E,) of each doublet's midpoint, from the node features x (N, 6)."""
+    src, dst = edge_index[0], edge_index[1]
+    eta = (x[src, _ETA] + x[dst, _ETA]) * (0.5 * _ETA_SCALE)
+    phi = torch.atan2(x[src, _SIN] + x[dst, _SIN], x[src, _COS] + x[dst, _COS])
+    return eta, phi
+
+
+def _rank_within(group: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rank (E,) of each value among those of its group (0 = smallest) and the group sizes."""
+    order = torch.argsort(value, stable=True)
+    order = order[torch.argsort(group[order], stable=True)]  # by group, then by value
+    counts = torch.bincount(group)
+    start = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(group)
+    rank[order] = torch.arange(len(group), device=group.device) - start[group[order]]
+    return rank, counts
+
+
+def doublet_clusters(eta: torch.Tensor, phi: torch.Tensor, graph: torch.Tensor | None = None,
+                     cluster_size: int = 0) -> torch.Tensor:
+    """Attention cluster (E,) int64 of each doublet: equal-count (eta, phi) tiles of about
+    ``cluster_size`` doublets within each graph (``graph``: (E,) graph index, None: one graph);
+    ``cluster_size`` 0: one cluster per graph. See the module docstring."""
+    graph = torch.zeros(len(eta), dtype=torch.int64, device=eta.device) if graph is None else graph.long()
+    if cluster_size <= 0 or len(eta) == 0:
+        return torch.unique(graph, return_inverse=True)[1]
+    rank_eta, n_graph = _rank_within(graph, eta)
+    bands = torch.clamp(torch.round(torch.sqrt(n_graph.double() / cluster_size)), min=1).long()  # per graph
+    band = rank_eta * bands[graph] // n_graph[graph].clamp_min(1)
+    key = graph * int(bands.max()) + band
+    rank_phi, n_band = _rank_within(key, phi)
+    chunks = torch.clamp(torch.round(n_band.double() / cluster_size), min=1).long()  # per band
+    chunk = rank_phi * chunks[key] // n_band[key].clamp_min(1)
+    return torch.unique(key * int(chunks.max()) + chunk, return_inverse=True)[1]
+
+
+class DoubletTransformer(EdgeModel):
+    """Doublet classifier: the shared :class:`Encoder` over doublet tokens (see the module
+    docstring). ``forward(x, edge_index, edge_attr, edge_batch=None)`` -> logits (E,)."""
+
+    family = FAMILY
+
+    def __init__(self, encoder_cfg: EncoderConfig, cfg: DoubletConfig | None = None,
+                 builder: GraphBuilder | None = None, track_params=None):
+        super().__init__()
+        self.cfg = cfg or DoubletConfig()
+        if encoder_cfg.n_features != len(TOKEN_FEATURES):
+            raise ConfigError(f"DoubletTransformer: the encoder needs n_features={len(TOKEN_FEATURES)} (the doublet "
+                              f"token features), got {encoder_cfg.n_features}")
+        self.encoder_cfg = encoder_cfg
+        self.token_mlp = _mlp(len(TOKEN_FEATURES), self.cfg.token_hidden, encoder_cfg.d_model, 2)
+        self.encoder = Encoder(encoder_cfg)
+        self.classifier = nn.Linear(encoder_cfg.d_model, 1)
+        self.set_builder(builder)
+        self.track_params = track_params
+
+    def context(self, x: torch.Tensor, edge_index: torch.Tensor, edge_batch: torch.Tensor | None = None
+                ) -> AttentionContext:
+        """The attention context of one sequence of all the doublets: tiles as cluster labels,
+        midpoints as (eta, phi) for the ``lsh`` backend."""
+        eta, phi = doublet_position(x, edge_index)
+        labels = doublet_clusters(eta, phi, edge_batch, self.cfg.cluster_size)
+        return AttentionContext(None, labels[None], eta[None], phi[None])
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor,
+                edge_batch: torch.Tensor | None = None, *, backend: str | None = None) -> torch.Tensor:
+        """Logits (E,) of the doublets ``edge_index`` (2, E) of hits x (N, 6) with features edge_attr
+        (E, 8); ``edge_batch`` (E,): the graph of each doublet when graphs are concatenated (no
+        attention across graphs); ``backend`` overrides the encoder's attention backend."""
+        if edge_index.shape[1] == 0:
+            return edge_attr.new_zeros(0)
+        tokens = torch.cat([x[edge_index[0]], x[edge_index[1]], edge_attr], dim=1)  # (E, 20)
+        ctx = self.context(x, edge_index, edge_batch)
+        h = self.encoder(tokens[None], ctx, backend=backend, token_embedding=self.token_mlp(tokens)[None])
+        return self.classifier(h[0]).squeeze(1)
+
+    def config_dict(self) -> dict:
+        return {"family": FAMILY, "encoder": self.encoder_cfg.to_dict(), "doublet": self.cfg.to_dict(),
+                "graph_sizes": self.graph_sizes()}
+
+
+def doublet_from_config(cfg: dict) -> DoubletTransformer:
+    """Rebuild a DoubletTransformer (fresh weights) from :meth:`DoubletTransformer.config_dict`."""
+    if cfg.get("family") != FAMILY:
+        raise ConfigError(f"model config: family {cfg.get('family')!r} is not {FAMILY!r}")
+    return DoubletTransformer(EncoderConfig.from_dict(cfg["encoder"]), DoubletConfig.from_dict(cfg.get("doublet")))
