@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from trackstudy.bench.latency import format_result, measure_latency
+from trackstudy.cli import main as cli_main
 from trackstudy.data.io import iter_events
 from trackstudy.errors import ConfigError
 from trackstudy.graphs.module_map import GraphBuilder
@@ -45,7 +46,7 @@ def read_log(path):
         return list(csv.DictReader(f))
 
 
-def test_train_predict_evaluate(root, tmp_path):
+def test_train_predict_evaluate(root, tmp_path, capsys):
     cfg = gnn_config(root)
     summary = train(cfg, tmp_path / "run", progress=False)
     run = tmp_path / "run"
@@ -65,6 +66,11 @@ def test_train_predict_evaluate(root, tmp_path):
         assert (timings[stage] > 0).all(), stage
     result = evaluate_submission_file(sub, data)
     assert result.summary["dm_efficiency"] == pytest.approx(summary["validation"]["dm_efficiency"])
+    # trackstudy predict prints the stages the GNN ran, not the hit models' stages as zeros
+    assert cli_main(["predict", "--run", str(run), "--data", str(data), "--out", str(tmp_path / "sub.csv"),
+                     "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "edge_classification" in printed and "encoder" not in printed
     # bench latency reports the GNN's own stages
     lat = measure_latency(model, [(e.event_id, e.hits) for e in iter_events(data, parts=("hits",))], n_runs=2,
                           warmup=0, memory=False)
