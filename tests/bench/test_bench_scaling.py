@@ -63,6 +63,7 @@ def test_run_scaling_results_slopes_speedups(result):
     assert list(r["backend"]) == ["dense", "packed", "lsh"] * 2 and list(r["n_hits"]) == [300] * 3 + [600] * 3
     assert (r["status"] == "ok").all() and (r["seconds"] > 0).all() and (r["mask_seconds"] >= 0).all()
     assert np.allclose(r["total_seconds"], r["seconds"] + r["mask_seconds"])
+    assert (r["cpu_seconds"] > 0).all()  # process CPU time of the forward
     assert r["peak_mb"].notna().all()
     assert list(result.inputs["n_hits"]) == [300, 600] and result.simulator["mu"] == 200.0
     slopes = result.slopes()

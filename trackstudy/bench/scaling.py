@@ -15,7 +15,8 @@ no_grad; bfloat16 autocast on CUDA) is run:
 * ``mask_seconds``: building the backend's per-event metadata on a fresh AttentionContext
   (dense mask, FlexAttention BlockMask with its cache cleared, cluster packing, LSH plan);
 * ``seconds``: the median forward over ``--repeats`` after ``--warmup`` (metadata cached, as in
-  every layer after the first); ``total_seconds`` = the two together;
+  every layer after the first); ``total_seconds`` = the two together; ``cpu_seconds``: the median
+  process CPU time of that forward (all threads; on a shared machine the number to compare);
 * ``peak_mb``: peak memory of one fresh call (metadata + forward), measured in a second pass
   after every timing (on the CPU :class:`trackstudy.bench.attention.PeakMemory` pins glibc's
   mmap threshold, which slows the CPU allocator: timings would suffer).
@@ -193,8 +194,10 @@ class EncoderRunner:
         with torch.no_grad(), autocast_context(self.device):
             return self.encoder(t["x"], ctx, backend=backend)
 
-    def time_backend(self, t: dict, backend: str, *, repeats: int = 3, warmup: int = 1) -> tuple[float, float]:
-        """(median forward seconds with metadata cached, seconds to build the metadata fresh)."""
+    def time_backend(self, t: dict, backend: str, *, repeats: int = 3,
+                     warmup: int = 1) -> tuple[float, float, float]:
+        """(median forward seconds with metadata cached, seconds to build the metadata fresh,
+        median process CPU seconds of a forward: all threads, and independent of other load)."""
         for _ in range(warmup):  # compiles flex / the BlockMask builder on first use
             ctx = self.context(t)
             self.masks(ctx, backend)
@@ -206,14 +209,15 @@ class EncoderRunner:
         self.masks(ctx, backend)
         synchronize(self.device)
         mask_s = time.perf_counter() - t0
-        times = []
+        times, cpu = [], []
         for _ in range(max(1, repeats)):
             synchronize(self.device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             self.forward(t, ctx, backend)
             synchronize(self.device)
             times.append(time.perf_counter() - t0)
-        return float(np.median(times)), mask_s
+            cpu.append(time.process_time() - c0)
+        return float(np.median(times)), mask_s, float(np.median(cpu))
 
     def peak_mb(self, t: dict, backend: str) -> float | None:
         """Peak memory (MB) of one fresh call: metadata + forward."""
@@ -228,7 +232,7 @@ class EncoderRunner:
 
 @dataclass
 class ScalingResult:
-    results: pd.DataFrame  # backend, n_hits, seconds, mask_seconds, total_seconds, peak_mb, status
+    results: pd.DataFrame  # backend, n_hits, seconds, mask_seconds, total_seconds, cpu_seconds, peak_mb, status
     inputs: pd.DataFrame  # per hit count: mu, events, clusters, attention reduction, block fraction
     simulator: dict
     device: str
@@ -324,7 +328,7 @@ def run_scaling(hits=DEFAULT_HITS, backends=DEFAULT_BACKENDS, *, preset: str = "
         for backend in backends:
             bar.set_postfix_str(f"{backend} @ {n}")
             row = {"backend": backend, "n_hits": n, "seconds": None, "mask_seconds": None, "total_seconds": None,
-                   "peak_mb": None, "status": "ok"}
+                   "cpu_seconds": None, "peak_mb": None, "status": "ok"}
             done = [r for r in rows if r["backend"] == backend and r["status"] == "ok"]
             predicted = extrapolate([r["n_hits"] for r in done], [r["total_seconds"] for r in done], n,
                                     2.0 if backend == "dense" else 1.0)
@@ -337,8 +341,8 @@ def run_scaling(hits=DEFAULT_HITS, backends=DEFAULT_BACKENDS, *, preset: str = "
             elif predicted is not None and predicted > max_seconds:
                 row["status"] = f"timeout: predicted ~{predicted:.0f} s > --max-seconds {max_seconds:g}"
             else:
-                fwd, mask_s = runner.time_backend(t, backend, repeats=repeats, warmup=warmup)
-                row.update(seconds=fwd, mask_seconds=mask_s, total_seconds=fwd + mask_s)
+                fwd, mask_s, cpu_s = runner.time_backend(t, backend, repeats=repeats, warmup=warmup)
+                row.update(seconds=fwd, mask_seconds=mask_s, total_seconds=fwd + mask_s, cpu_seconds=cpu_s)
                 if fwd + mask_s > max_seconds:
                     timed_out[backend] = f"timeout: {fwd + mask_s:.0f} s at {n} hits > --max-seconds {max_seconds:g}"
             rows.append(row)
