@@ -9,8 +9,10 @@ Pure PyTorch (``index_add_`` for the aggregation; torch_geometric is not used)::
         h = h + MLP([h, sum of e over incoming, sum over outgoing])   node update
     score         logit = MLP([h_src, h_dst, e])               (E,): is the doublet true?
 
-The model also holds its graph builder (:class:`trackstudy.graphs.GraphBuilder`) as buffers, so
-``model.pt`` rebuilds the graphs of new events on its own, and its track-building parameters
+The model also holds its graph builder (:class:`trackstudy.graphs.GraphBuilder`) as buffers and,
+for graphs by metric learning (``model.graph.method: metric``), the trained hit embedding with its
+radius (:class:`trackstudy.models.metric_embedding.HitEmbedding`, submodule ``embedding``), so
+``model.pt`` rebuilds the graphs of new events on its own (``builder``), and its track-building parameters
 (``track_params``, tuned on the validation events). Loss: binary cross-entropy on true doublets
 (consecutive hits of one particle), positives of particles with pT > ``pt_min`` weighted by
 ``pt_weight``, the other positives by ``low_pt_weight``, negatives by 1, all scaled so that the
@@ -28,7 +30,9 @@ import torch.nn.functional as F
 
 from trackstudy.errors import ConfigError
 from trackstudy.graphs.doublets import EDGE_FEATURES, NODE_FEATURES
+from trackstudy.graphs.metric import MetricConfig
 from trackstudy.graphs.module_map import GraphBuilder
+from trackstudy.models.metric_embedding import HitEmbedding, MetricGraphBuilder
 
 __all__ = ["GNNConfig", "InteractionNetwork", "edge_loss", "gnn_from_config"]
 
@@ -87,11 +91,13 @@ def _sum_into(n: int, index: torch.Tensor, values: torch.Tensor) -> torch.Tensor
 
 class InteractionNetwork(nn.Module):
     """Edge classifier over doublet graphs (see the module docstring). ``forward(x, edge_index,
-    edge_attr)`` -> logits (E,)."""
+    edge_attr)`` -> logits (E,). ``embedding``: a :class:`HitEmbedding` for metric-learning graphs
+    (None: the builder's windows)."""
 
     family = FAMILY
 
-    def __init__(self, cfg: GNNConfig | None = None, builder: GraphBuilder | None = None, track_params=None):
+    def __init__(self, cfg: GNNConfig | None = None, builder: GraphBuilder | None = None, track_params=None,
+                 embedding: HitEmbedding | MetricConfig | None = None):
         super().__init__()
         self.cfg = cfg or GNNConfig()
         h, k = self.cfg.hidden, self.cfg.mlp_layers
@@ -102,6 +108,7 @@ class InteractionNetwork(nn.Module):
         self.node_updates = nn.ModuleList(_mlp(3 * h, h, h, k) for _ in range(self.cfg.n_iterations))
         self.classifier = _mlp(3 * h, h, 1, k)
         self.set_builder(builder)
+        self.embedding = HitEmbedding(embedding) if isinstance(embedding, MetricConfig) else embedding
         self.track_params = track_params
 
     # ------------------------------------------------------------------ graph builder as buffers
@@ -114,10 +121,12 @@ class InteractionNetwork(nn.Module):
             self.register_buffer(f"graph_{name}", torch.from_numpy(np.ascontiguousarray(a)), persistent=True)
 
     @property
-    def builder(self) -> GraphBuilder:
-        return GraphBuilder.from_arrays({k: getattr(self, f"graph_{k}").cpu().numpy()
-                                         for k in ("pairs", "windows", "module_pairs", "config")},
-                                        source="model graph buffers")
+    def builder(self) -> GraphBuilder | MetricGraphBuilder:
+        """The graph builder of this run: the windows of the buffers or, with an ``embedding``, metric learning."""
+        stored = GraphBuilder.from_arrays({k: getattr(self, f"graph_{k}").cpu().numpy()
+                                           for k in ("pairs", "windows", "module_pairs", "config")},
+                                          source="model graph buffers")
+        return stored if self.embedding is None else MetricGraphBuilder(self.embedding, stored)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # the graph buffers' sizes depend on the fitted builder: take the stored shapes
@@ -139,16 +148,21 @@ class InteractionNetwork(nn.Module):
         return self.classifier(torch.cat([h[src], h[dst], e], dim=1)).squeeze(1)  # (E,)
 
     def config_dict(self) -> dict:
-        return {"family": FAMILY, "gnn": self.cfg.to_dict(),
-                "graph_sizes": {k: list(getattr(self, f"graph_{k}").shape)
-                                for k in ("pairs", "windows", "module_pairs", "config")}}
+        """What rebuilds this network; ``metric`` (the embedding's config) only for metric-learning graphs."""
+        out = {"family": FAMILY, "gnn": self.cfg.to_dict(),
+               "graph_sizes": {k: list(getattr(self, f"graph_{k}").shape)
+                               for k in ("pairs", "windows", "module_pairs", "config")}}
+        if self.embedding is not None:
+            out["metric"] = self.embedding.cfg.to_dict()
+        return out
 
 
 def gnn_from_config(cfg: dict) -> InteractionNetwork:
     """Rebuild an InteractionNetwork (fresh weights) from :meth:`InteractionNetwork.config_dict`."""
     if cfg.get("family") != FAMILY:
         raise ConfigError(f"model config: family {cfg.get('family')!r} is not {FAMILY!r}")
-    return InteractionNetwork(GNNConfig.from_dict(cfg.get("gnn")))
+    metric = MetricConfig.from_dict(cfg["metric"]) if cfg.get("metric") is not None else None
+    return InteractionNetwork(GNNConfig.from_dict(cfg.get("gnn")), embedding=metric)
 
 
 def edge_loss(logits: torch.Tensor, y: torch.Tensor, pt: torch.Tensor, cfg: GNNConfig) -> torch.Tensor:
