@@ -63,7 +63,7 @@ DEFAULTS: dict = {
         "binning": {"n_phi": 15, "n_theta": 15, "n_p": 4},
         "features": {},
         "gnn": {},  # family gnn: GNNConfig fields (trackstudy.models.gnn)
-        "graph": {},  # family gnn: GraphConfig fields, how doublets are built (trackstudy.graphs.module_map)
+        "graph": {},  # family gnn: GraphConfig fields, how doublets are built (method windows or metric: trackstudy.graphs)
         "init_from": "",  # a pretraining run (trackstudy pretrain) whose encoder weights start this model
     },
     "locality": {"method": "none", "params": {}, "vertex_scan": False},
