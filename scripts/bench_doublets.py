@@ -82,7 +82,8 @@ def main(argv=None) -> int:
             rows.append({"pileup": mu, "variant": name, **s})
             if not args.json:
                 print(f"mu {mu:5.0f}  {name:18s} hits {s['hits_per_event']:8.0f}  doublets {s['doublets_per_event']:9.0f}  "
-                      f"efficiency {s['efficiency']:.4f}  purity {s['purity']:.4f}  {s['seconds']:.2f} s", flush=True)
+                      f"efficiency {s['efficiency']:.4f}  purity {s['purity']:.4f}  {s['seconds']:.2f} s "
+                      f"({s['cpu_seconds']:.2f} s CPU)", flush=True)
     if args.json:
         print(json.dumps({"fit_events": args.fit_events, "efficiency_requested": args.efficiency, "rows": rows,
                           "metric": info}))
