@@ -15,8 +15,9 @@ training events within its own budget (``model.graph.metric.steps`` and ``max_mi
 
 Radius (``radius: 0``): the ``model.graph.efficiency`` quantile of the embedding distances of the
 validation events' true doublets with pT > ``pt_min`` (:func:`trackstudy.graphs.metric.tune_radius`).
-The stage runs once: the GNN run stores the embedding in its checkpoints and ``model.pt``, and a
-resumed run reads it back instead of training it again.
+The stage runs once: the GNN run stores the embedding in its checkpoints (the first one written
+right after this stage) and ``model.pt``, and a resumed run reads it back instead of training it
+again; an interrupt inside the stage leaves no checkpoint, and ``--resume`` starts it over.
 """
 
 from __future__ import annotations
