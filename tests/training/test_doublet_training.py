@@ -110,6 +110,10 @@ def test_config_errors_name_the_key(root):
     with pytest.raises(ConfigError, match="model.doublet: given but model.family is 'contrastive'"):
         resolve_config(bad)
     bad = copy.deepcopy(cfg)
+    bad["model"]["graph"]["method"] = "metric"
+    with pytest.raises(ConfigError, match="model.graph.method: 'metric' builds the graphs of the gnn family"):
+        resolve_config(bad)
+    bad = copy.deepcopy(cfg)
     bad["model"]["init_from"] = "runs/somewhere"
     with pytest.raises(ConfigError, match="model.init_from"):
         resolve_config(bad)

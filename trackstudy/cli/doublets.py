@@ -1,10 +1,11 @@
 """``trackstudy doublets``: build the doublet graph of events and measure it against their truth.
 
 The graph builder (pixel layer pairs, geometric windows learned from truth, optionally the module
-map) comes from a trained GNN run (``--run``), a stored builder (``--builder graph.npz``), or is
+map) comes from a trained GNN run (``--run``; a run with ``model.graph.method: metric`` brings its
+metric-learning builder: embedding, radius, layer filter), a stored builder (``--builder graph.npz``), or is
 fitted on the first ``--fit-events`` events of DIR (or of ``--fit DIR2``) and measured on the others.
 Prints doublets and hits per event, the efficiency (true doublets of particles with pT > 0.9 GeV
-that are built), the purity (built doublets that are true) and the seconds per event.
+that are built), the purity (built doublets that are true) and the seconds per event (wall, CPU).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def run(args) -> int:
         print(json.dumps(json_safe(summary), allow_nan=False))
         return 0
     print(f"doublets of {summary['events']} events of {data} ({how}):")
-    for key in ("hits_per_event", "doublets_per_event", "efficiency", "purity", "seconds"):
+    for key in ("hits_per_event", "doublets_per_event", "efficiency", "purity", "seconds", "cpu_seconds"):
         print(f"  {key:20s} {summary[key]:.4f}")
     sys.stdout.flush()
     return 0

@@ -8,6 +8,9 @@ and that a doublet-token model can share.
     module_map.py  the graph builder: layer pairs x geometric windows derived from truth for a
                    requested true-doublet efficiency, optionally the module map (module pairs that
                    true particles connect); fitted on training events, stored in the run
+    metric.py      graphs by metric learning (model.graph.method: metric): the radius graph of hit
+                   embeddings, its orientation and layer filter, the config of the embedding
+                   (the network itself: trackstudy.models.metric_embedding)
 """
 
 from trackstudy.graphs.doublets import edge_features, hit_geometry, node_features, true_doublets

@@ -16,6 +16,11 @@ the outer layer's hits sorted by phi (extended by +-2 pi for the wrap-around), a
 
 A builder is stored as arrays (``to_arrays`` / ``save`` to an ``.npz`` in the run folder) and the
 GNN keeps the same arrays as buffers, so a run's ``model.pt`` rebuilds its graphs on its own.
+
+``model.graph.method`` chooses between this builder (``windows``, the default) and metric learning
+(``metric``: :mod:`trackstudy.graphs.metric`, hyper-parameters in ``model.graph.metric``); a metric
+run keeps a windows-free builder of its layer pairs (:meth:`GraphBuilder.layer_pairs_only`) for
+the layer filter.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +38,7 @@ from trackstudy.data.io import atomic_write_bytes
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.graphs.doublets import doublet_quantities, edge_features, hit_geometry, node_features, true_doublets
 from trackstudy.graphs.layers import layer_pairs
+from trackstudy.graphs.metric import METRIC_METHODS, MetricConfig
 
 __all__ = ["WINDOWS", "GraphBuilder", "GraphConfig", "build_graph", "module_keys"]
 
@@ -48,7 +54,10 @@ class GraphConfig:
     fraction of their true doublets that survive the windows; margin: windows widened by this
     factor; module_map: also require a module pair seen in training; skip: layer pairs that skip one
     layer; same_layer: pairs of hits on one layer (module overlaps); min_pair_doublets: below this,
-    a layer pair gets the windows of all pairs.
+    a layer pair gets the windows of all pairs. method: ``windows`` (this builder) or ``metric``
+    (metric learning, configured by ``metric``, a :class:`trackstudy.graphs.metric.MetricConfig`;
+    there pt_min and efficiency define the positives and the tuned radius, skip and same_layer the
+    layer filter; margin, module_map and min_pair_doublets are the windows' own).
     """
 
     pt_min: float = 0.9
@@ -58,8 +67,16 @@ class GraphConfig:
     skip: bool = True
     same_layer: bool = False
     min_pair_doublets: int = 50
+    method: str = "windows"
+    metric: MetricConfig = field(default_factory=MetricConfig)
 
     def __post_init__(self):
+        if self.method not in METRIC_METHODS:
+            raise ConfigError(f"model.graph.method: {self.method!r} unknown; choose from {', '.join(METRIC_METHODS)}")
+        self.metric = MetricConfig.from_dict(self.metric)
+        if self.method == "metric" and self.module_map:
+            raise ConfigError("model.graph.module_map: the module map is a filter of method windows; "
+                              "method metric has layer_filter (model.graph.metric.layer_filter)")
         if not 0.0 < self.efficiency <= 1.0:
             raise ConfigError(f"model.graph.efficiency: must be in (0, 1], got {self.efficiency}")
         if self.margin < 1.0:
@@ -77,13 +94,20 @@ class GraphConfig:
         if unknown:
             raise ConfigError(f"unknown config key 'model.graph.{unknown[0]}'; valid keys in model.graph: "
                               f"{', '.join(valid)}")
+        if d.get("metric") and d.get("method", "windows") != "metric":
+            raise ConfigError(f"model.graph.metric: given but model.graph.method is {d.get('method', 'windows')!r} "
+                              "(set method: metric)")
         try:
             return cls(**d)
         except TypeError as exc:
             raise ConfigError(f"model.graph: {exc}") from None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as plain values; ``metric`` only with method metric."""
+        d = asdict(self)
+        if self.method != "metric":
+            d.pop("metric")
+        return d
 
 
 def module_keys(hits: pd.DataFrame, layer: np.ndarray) -> np.ndarray:
@@ -157,6 +181,14 @@ class GraphBuilder:
                 windows[i] = np.quantile(q[order[lo:hi]], level, axis=0) * cfg.margin
         module_pairs = np.unique(np.concatenate(codes)) if codes else np.zeros(0, np.int64)
         return cls(pairs, windows.astype(np.float64), module_pairs.astype(np.int64), cfg)
+
+    @classmethod
+    def layer_pairs_only(cls, config: GraphConfig | dict | None = None) -> GraphBuilder:
+        """A builder of the layer pairs of ``config`` (skip, same_layer) with open windows and no
+        module map: no fitting; what a metric run keeps for its layer filter."""
+        cfg = config if isinstance(config, GraphConfig) else GraphConfig.from_dict(config)
+        pairs = layer_pairs(skip=cfg.skip, same_layer=cfg.same_layer)
+        return cls(pairs, np.full((len(pairs), len(WINDOWS)), np.inf), np.zeros(0, np.int64), cfg)
 
     # ------------------------------------------------------------------ building
     def build(self, hits: pd.DataFrame, geometry: dict | None = None, *, source: str = "hits"

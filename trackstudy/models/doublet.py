@@ -41,7 +41,7 @@ from trackstudy.graphs.doublets import EDGE_FEATURES, NODE_FEATURES
 from trackstudy.graphs.module_map import GraphBuilder
 from trackstudy.models.attention import AttentionContext
 from trackstudy.models.encoder import Encoder, EncoderConfig
-from trackstudy.models.gnn import EdgeModel, _mlp
+from trackstudy.models.gnn import EdgeModel, mlp
 
 __all__ = ["TOKEN_FEATURES", "DoubletConfig", "DoubletTransformer", "doublet_clusters", "doublet_from_config",
            "doublet_position"]
@@ -148,7 +148,7 @@ class DoubletTransformer(EdgeModel):
             raise ConfigError(f"DoubletTransformer: the encoder needs n_features={len(TOKEN_FEATURES)} (the doublet "
                               f"token features), got {encoder_cfg.n_features}")
         self.encoder_cfg = encoder_cfg
-        self.token_mlp = _mlp(len(TOKEN_FEATURES), self.cfg.token_hidden, encoder_cfg.d_model, 2)
+        self.token_mlp = mlp(len(TOKEN_FEATURES), self.cfg.token_hidden, encoder_cfg.d_model, 2)
         self.encoder = Encoder(encoder_cfg)
         self.classifier = nn.Linear(encoder_cfg.d_model, 1)
         self.set_builder(builder)

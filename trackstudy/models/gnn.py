@@ -9,8 +9,10 @@ Pure PyTorch (``index_add_`` for the aggregation; torch_geometric is not used)::
         h = h + MLP([h, sum of e over incoming, sum over outgoing])   node update
     score         logit = MLP([h_src, h_dst, e])               (E,): is the doublet true?
 
-The model also holds its graph builder (:class:`trackstudy.graphs.GraphBuilder`) as buffers, so
-``model.pt`` rebuilds the graphs of new events on its own, and its track-building parameters
+The model also holds its graph builder (:class:`trackstudy.graphs.GraphBuilder`) as buffers and,
+for graphs by metric learning (``model.graph.method: metric``), the trained hit embedding with its
+radius (:class:`trackstudy.models.metric_embedding.HitEmbedding`, submodule ``embedding``), so
+``model.pt`` rebuilds the graphs of new events on its own (``builder``), and its track-building parameters
 (``track_params``, tuned on the validation events). Loss: binary cross-entropy on true doublets
 (consecutive hits of one particle), positives of particles with pT > ``pt_min`` weighted by
 ``pt_weight``, the other positives by ``low_pt_weight``, negatives by 1, all scaled so that the
@@ -28,9 +30,11 @@ import torch.nn.functional as F
 
 from trackstudy.errors import ConfigError
 from trackstudy.graphs.doublets import EDGE_FEATURES, NODE_FEATURES
+from trackstudy.graphs.metric import MetricConfig
 from trackstudy.graphs.module_map import GraphBuilder
+from trackstudy.models.metric_embedding import HitEmbedding, MetricGraphBuilder
 
-__all__ = ["EdgeModel", "GNNConfig", "InteractionNetwork", "edge_loss", "gnn_from_config"]
+__all__ = ["EdgeModel", "GNNConfig", "InteractionNetwork", "edge_loss", "gnn_from_config", "mlp"]
 
 FAMILY = "gnn"
 _GRAPH_BUFFERS = ("pairs", "windows", "module_pairs", "config")
@@ -72,7 +76,8 @@ class GNNConfig:
         return asdict(self)
 
 
-def _mlp(n_in: int, hidden: int, n_out: int, layers: int, *, norm: bool = True) -> nn.Sequential:
+def mlp(n_in: int, hidden: int, n_out: int, layers: int, *, norm: bool = True) -> nn.Sequential:
+    """Linear layers of width ``hidden`` with LayerNorm (``norm``) and SiLU between them, ``layers`` in all."""
     mods: list[nn.Module] = []
     d = n_in
     for _ in range(layers - 1):
@@ -104,9 +109,13 @@ class EdgeModel(nn.Module):
             self.register_buffer(f"graph_{name}", torch.from_numpy(np.ascontiguousarray(a)), persistent=True)
 
     @property
-    def builder(self) -> GraphBuilder:
-        return GraphBuilder.from_arrays({k: getattr(self, f"graph_{k}").cpu().numpy() for k in _GRAPH_BUFFERS},
-                                        source="model graph buffers")
+    def builder(self) -> GraphBuilder | MetricGraphBuilder:
+        """The graph builder of this run: the windows of the buffers or, with an ``embedding`` (an
+        interaction network on metric-learning graphs), metric learning."""
+        stored = GraphBuilder.from_arrays({k: getattr(self, f"graph_{k}").cpu().numpy() for k in _GRAPH_BUFFERS},
+                                          source="model graph buffers")
+        embedding = getattr(self, "embedding", None)
+        return stored if embedding is None else MetricGraphBuilder(embedding, stored)
 
     def graph_sizes(self) -> dict:
         return {k: list(getattr(self, f"graph_{k}").shape) for k in _GRAPH_BUFFERS}
@@ -122,21 +131,24 @@ class EdgeModel(nn.Module):
 
 class InteractionNetwork(EdgeModel):
     """Edge classifier over doublet graphs (see the module docstring). ``forward(x, edge_index,
-    edge_attr)`` -> logits (E,)."""
+    edge_attr)`` -> logits (E,). ``embedding``: a :class:`HitEmbedding` for metric-learning graphs
+    (None: the builder's windows)."""
 
     family = FAMILY
 
-    def __init__(self, cfg: GNNConfig | None = None, builder: GraphBuilder | None = None, track_params=None):
+    def __init__(self, cfg: GNNConfig | None = None, builder: GraphBuilder | None = None, track_params=None,
+                 embedding: HitEmbedding | MetricConfig | None = None):
         super().__init__()
         self.cfg = cfg or GNNConfig()
         h, k = self.cfg.hidden, self.cfg.mlp_layers
         nf, ef = len(NODE_FEATURES), len(EDGE_FEATURES)
-        self.node_encoder = _mlp(nf, h, h, k)
-        self.edge_encoder = _mlp(2 * h + ef, h, h, k)
-        self.edge_updates = nn.ModuleList(_mlp(3 * h, h, h, k) for _ in range(self.cfg.n_iterations))
-        self.node_updates = nn.ModuleList(_mlp(3 * h, h, h, k) for _ in range(self.cfg.n_iterations))
-        self.classifier = _mlp(3 * h, h, 1, k)
+        self.node_encoder = mlp(nf, h, h, k)
+        self.edge_encoder = mlp(2 * h + ef, h, h, k)
+        self.edge_updates = nn.ModuleList(mlp(3 * h, h, h, k) for _ in range(self.cfg.n_iterations))
+        self.node_updates = nn.ModuleList(mlp(3 * h, h, h, k) for _ in range(self.cfg.n_iterations))
+        self.classifier = mlp(3 * h, h, 1, k)
         self.set_builder(builder)
+        self.embedding = HitEmbedding(embedding) if isinstance(embedding, MetricConfig) else embedding
         self.track_params = track_params
 
     # ------------------------------------------------------------------ network
@@ -154,14 +166,19 @@ class InteractionNetwork(EdgeModel):
         return self.classifier(torch.cat([h[src], h[dst], e], dim=1)).squeeze(1)  # (E,)
 
     def config_dict(self) -> dict:
-        return {"family": FAMILY, "gnn": self.cfg.to_dict(), "graph_sizes": self.graph_sizes()}
+        """What rebuilds this network; ``metric`` (the embedding's config) only for metric-learning graphs."""
+        out = {"family": FAMILY, "gnn": self.cfg.to_dict(), "graph_sizes": self.graph_sizes()}
+        if self.embedding is not None:
+            out["metric"] = self.embedding.cfg.to_dict()
+        return out
 
 
 def gnn_from_config(cfg: dict) -> InteractionNetwork:
     """Rebuild an InteractionNetwork (fresh weights) from :meth:`InteractionNetwork.config_dict`."""
     if cfg.get("family") != FAMILY:
         raise ConfigError(f"model config: family {cfg.get('family')!r} is not {FAMILY!r}")
-    return InteractionNetwork(GNNConfig.from_dict(cfg.get("gnn")))
+    metric = MetricConfig.from_dict(cfg["metric"]) if cfg.get("metric") is not None else None
+    return InteractionNetwork(GNNConfig.from_dict(cfg.get("gnn")), embedding=metric)
 
 
 def edge_loss(logits: torch.Tensor, y: torch.Tensor, pt: torch.Tensor, cfg) -> torch.Tensor:

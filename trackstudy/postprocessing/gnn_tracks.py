@@ -130,7 +130,8 @@ def tracks_from_edges(n: int, src, dst, scores, params: GNNTrackParams | None = 
 @torch.no_grad()
 def predict_graph_event(model, hits: pd.DataFrame, *, event_id: int = 0, device=None,
                         params: GNNTrackParams | None = None, backend: str | None = None) -> tuple[pd.DataFrame, dict]:
-    """One event through a GNN run: pixel hits -> doublets (the model's graph builder) -> edge
+    """One event through a GNN run: pixel hits -> doublets (the model's graph builder: windows, or
+    metric learning, whose hit embedding and radius search count in graph_construction) -> edge
     scores -> tracks. Returns (submission of every input hit, timings of :data:`GNN_STAGES`, "total",
     "n_hits", "n_edges"). Hits outside the pixel volumes become one-hit tracks. ``backend``: the
     attention backend of a model with an encoder (the doublet tokens; None or "graph": its own)."""

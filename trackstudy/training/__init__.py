@@ -6,7 +6,8 @@
 
 Modules: :mod:`.run_config` (schema, defaults, validation), :mod:`.targets` (labels of each
 family, samples, padded batches), :mod:`.data` (events -> cached tensors, batches),
-:mod:`.trainer` (the loop; ``model.family: gnn`` runs go to :mod:`.gnn`), :mod:`.checkpoint`
+:mod:`.trainer` (the loop; ``model.family: gnn`` runs go to :mod:`.gnn`, whose metric-learning
+graphs train first in :mod:`.metric_embedding`), :mod:`.checkpoint`
 (run directory files), :mod:`.ddp` (torch.distributed helpers).
 """
 

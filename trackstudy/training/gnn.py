@@ -8,12 +8,16 @@ below but the model's construction.
 
 ``trackstudy.training.train`` hands a run config of an edge family to :func:`train_gnn`;
 the run folder has the layout of every run (``config.yaml``, ``checkpoints/last.pt``, ``model.pt``,
-``log_steps.csv``, ``log_val.csv``, ``summary.json``) plus ``graph.npz`` (the fitted graph builder:
-layer pairs, windows, module map; also inside ``model.pt`` as buffers). One run, in order:
+``log_steps.csv``, ``log_val.csv``, ``summary.json``) plus, for ``model.graph.method: windows``,
+``graph.npz`` (the fitted graph builder: layer pairs, windows, module map; also inside ``model.pt``
+as buffers). One run, in order:
 
 1. data: the ``data.train`` / ``data.val`` events (simulated on first use), pixel hits only;
-2. the graph builder is fitted on the training events' truth (``model.graph``), every event's
-   graph is built once and labelled (true doublets: consecutive hits of one particle);
+2. the graph builder: ``windows``, fitted on the training events' truth (``model.graph``);
+   ``metric``, the hit embedding trained on them within its own budget, its radius tuned on the
+   validation events (:mod:`trackstudy.training.metric_embedding`), then a checkpoint at step 0 so
+   that a resumed run does not train it again. Every event's graph is built once and labelled
+   (true doublets: consecutive hits of one particle);
 3. AdamW over ``train.batch_size`` graphs per step (concatenated), warm-up + cosine learning rate
    (over the time budget with ``train.schedule_by_time``), gradient clipping, ``max_minutes`` cap;
    validation loss and edge efficiency / purity every ``eval_every`` steps, the best weights kept;
@@ -49,8 +53,9 @@ from trackstudy.graphs.module_map import GraphBuilder, GraphConfig, build_graph
 from trackstudy.metrics import evaluate_events
 from trackstudy.models.doublet import TOKEN_FEATURES, DoubletConfig, DoubletTransformer
 from trackstudy.models.encoder import EncoderConfig
-from trackstudy.models.gnn import EdgeModel, GNNConfig, InteractionNetwork, edge_loss
+from trackstudy.models.gnn import EdgeModel, GNNConfig, InteractionNetwork, edge_loss, gnn_from_config
 from trackstudy.models.heads import EDGE_FAMILIES
+from trackstudy.models.metric_embedding import MetricGraphBuilder
 from trackstudy.postprocessing.gnn_tracks import GNNTrackParams, tracks_from_edges
 from trackstudy.postprocessing.track_formation import labels_to_track_ids, submission
 
@@ -68,6 +73,7 @@ from trackstudy.training.checkpoint import (
     save_model,
 )
 from trackstudy.training.data import data_root, dataset_folder
+from trackstudy.training.metric_embedding import fit_embedding
 from trackstudy.training.run_config import base_track_params, dump_yaml, load_yaml, resolve_config
 
 __all__ = ["GRAPH_FILE", "graph_sample", "train_gnn"]
@@ -75,7 +81,7 @@ __all__ = ["GRAPH_FILE", "graph_sample", "train_gnn"]
 GRAPH_FILE = "graph.npz"
 
 
-def graph_sample(builder: GraphBuilder, event) -> dict:
+def graph_sample(builder: GraphBuilder | MetricGraphBuilder, event) -> dict:
     """One event's graph with its labels: tensors x, edge_index, edge_attr, y (true doublet), pt
     (particle pT of true doublets), and the event's pixel hits, truth and particles."""
     ev = select_volumes(event)
@@ -150,11 +156,12 @@ class _GNNRun:
             raise DataError(f"{folder}: the GNN trains on events with truth and particles")
         return [select_volumes(e) for e in events]
 
-    def _new_model(self, builder: GraphBuilder | None) -> EdgeModel:
-        """The run's edge model (fresh weights) holding ``builder``."""
+    def _new_model(self, builder: GraphBuilder | None, embedding=None) -> EdgeModel:
+        """The run's edge model (fresh weights) holding ``builder`` (and, for metric-learning
+        graphs of the gnn family, the trained hit ``embedding``)."""
         m = self.cfg["model"]
         if self.family == "gnn":
-            return InteractionNetwork(self.gnn_cfg, builder)
+            return InteractionNetwork(self.gnn_cfg, builder, embedding=embedding)
         enc = EncoderConfig.preset(m["preset"], n_features=len(TOKEN_FEATURES), attention=self.backend, **m["encoder"])
         return DoubletTransformer(enc, self.gnn_cfg, builder)
 
@@ -251,14 +258,23 @@ class _GNNRun:
             self._notice(notice)
         train_events = self._events(cfg["data"]["train"])
         val_events = self._events(cfg["data"]["val"])
+        graph_cfg = GraphConfig.from_dict(m["graph"])
         t_graph = time.perf_counter()
+        embedding, embedding_info = None, {}
         if ckpt is not None:
-            probe = self._new_model(None)
+            probe = gnn_from_config(ckpt["model_config"]) if self.family == "gnn" else self._new_model(None)
             probe.load_state_dict(ckpt["model"])
-            builder = probe.builder
+            builder, embedding = probe.builder, getattr(probe, "embedding", None)
+            embedding_info = dict(ckpt.get("embedding_info") or {})
+        elif graph_cfg.method == "metric":
+            embedding, embedding_info = fit_embedding(train_events, val_events, graph_cfg, seed=int(tr["seed"]),
+                                                      device=self.device, progress=self.progress)
+            t_graph = time.perf_counter()  # graph_seconds: building, not the embedding's training
+            builder = MetricGraphBuilder(embedding, GraphBuilder.layer_pairs_only(graph_cfg))
         else:
-            builder = GraphBuilder.fit(train_events, GraphConfig.from_dict(m["graph"]))
-        builder.save(self.out / GRAPH_FILE)
+            builder = GraphBuilder.fit(train_events, graph_cfg)
+        if embedding is None:
+            builder.save(self.out / GRAPH_FILE)
         bar = tqdm(total=len(train_events) + len(val_events), desc="graphs", unit="event", disable=not self.progress)
         self.train, self.val = [], []
         for dest, events in ((self.train, train_events), (self.val, val_events)):
@@ -267,8 +283,10 @@ class _GNNRun:
                 bar.update()
         bar.close()
         graph_seconds = time.perf_counter() - t_graph
-        self.model = self._new_model(builder).to(self.device)
-        opt = torch.optim.AdamW(self.model.parameters(), lr=tr["lr"], weight_decay=tr["weight_decay"])
+        self.model = self._new_model(builder.layers if embedding is not None else builder, embedding).to(self.device)
+        # a metric-learning embedding is trained (stage 1) and fixed: the optimiser gets the edge model only
+        opt = torch.optim.AdamW([p for name, p in self.model.named_parameters() if not name.startswith("embedding.")],
+                                lr=tr["lr"], weight_decay=tr["weight_decay"])
         clock = {"seconds": 0.0}
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _trainer._lr_lambda(tr, clock))
         step, epoch, pos, best_loss, best_state = 0, 0, 0, math.inf, None
@@ -293,7 +311,10 @@ class _GNNRun:
                 "model": model_state_dict(self.model), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "step": step, "epoch": epoch, "pos": pos, "train_seconds": clock["seconds"], "best_loss": best_loss,
                 "best_state": best_state or {}, "rng": _trainer._rng_state(), "model_config": self.model.config_dict(),
-                "config": cfg})
+                "config": cfg, "embedding_info": embedding_info})
+
+        if ckpt is None and embedding is not None:
+            save()  # the trained embedding: a resumed run starts from here, not from stage 1
 
         bs, n = int(tr["batch_size"]), len(self.train)
         budget = tr["max_minutes"] * 60.0
@@ -372,8 +393,9 @@ class _GNNRun:
             "backend_requested": m["backend"] if self.family != "gnn" else "graph",
             "device": describe_device(self.device), "steps": step, "epochs": epoch, "stopped": stopped,
             "train_seconds": clock["seconds"], "graph_seconds": graph_seconds, "tune_seconds": tune_seconds,
+            "embedding_seconds": embedding_info.get("seconds") if embedding is not None else None,
             "best_val_loss": best_loss if math.isfinite(best_loss) else None,
-            "n_params": sum(p.numel() for p in self.model.parameters()),
+            "n_params": sum(p.numel() for name, p in self.model.named_parameters() if not name.startswith("embedding.")),
             "graph": {"train": _graph_stats(self.train), "val": _graph_stats(self.val),
                       "builder": {**builder.config.to_dict(), "layer_pairs": len(builder.pairs),
                                   "module_pairs": len(builder.module_pairs)}},
@@ -381,6 +403,9 @@ class _GNNRun:
             "validation": {"n_events": len(self.val), **{k: validation.get(k) for k in validation}},
             "model_file": str(model_file),
         }
+        if embedding is not None:
+            summary["graph"]["embedding"] = {**embedding_info, "radius": builder.radius,
+                                             "n_params": sum(p.numel() for p in embedding.parameters())}
         atomic_write_bytes(self.out / _trainer.SUMMARY_FILE, json.dumps(json_safe(summary), indent=1).encode(), force=True)
         return summary
 

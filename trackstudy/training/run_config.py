@@ -66,7 +66,8 @@ DEFAULTS: dict = {
         "features": {},
         "gnn": {},  # family gnn: GNNConfig fields (trackstudy.models.gnn)
         "doublet": {},  # family doublet: DoubletConfig fields (trackstudy.models.doublet)
-        "graph": {},  # families gnn, doublet: GraphConfig fields, how doublets are built (trackstudy.graphs.module_map)
+        "graph": {},  # families gnn, doublet: GraphConfig fields, how doublets are built (method windows or
+                      # metric, the latter for gnn: trackstudy.graphs)
         "init_from": "",  # a pretraining run (trackstudy pretrain) whose encoder weights start this model
     },
     "locality": {"method": "none", "params": {}, "vertex_scan": False},
@@ -304,7 +305,10 @@ def _check_model_parts(m: dict) -> None:
             raise ConfigError(f"model.{section}: given but model.family is {m['family']!r} (it configures "
                               f"{' and '.join(repr(f) for f in EDGE_FAMILIES if f in family)})")
     if m["family"] in EDGE_FAMILIES:
-        GraphConfig.from_dict(m["graph"])
+        graph = GraphConfig.from_dict(m["graph"])
+        if graph.method == "metric" and m["family"] != "gnn":
+            raise ConfigError(f"model.graph.method: 'metric' builds the graphs of the gnn family; a {m['family']} "
+                              "model uses method 'windows'")
     if m["family"] == "gnn":
         GNNConfig.from_dict(m["gnn"])
     if m["family"] == "doublet":
