@@ -3,6 +3,7 @@ runs notebooks from elsewhere), detector constants, and the one YAML reader of t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -107,3 +108,22 @@ def json_safe(obj):
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def config_from_dict(cls, d, section: str):
+    """``cls(**d)`` for a dataclass config read from the ``section`` of a YAML file (e.g.
+    "model.gnn"): None is the defaults; anything but a mapping, an unknown key or a value the
+    dataclass rejects is a ConfigError that names the section and the key."""
+    if isinstance(d, cls):
+        return d
+    if d is not None and not isinstance(d, dict):
+        raise ConfigError(f"{section}: expected a mapping, got {d!r}")
+    d = dict(d or {})
+    valid = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(map(str, d)) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown config key '{section}.{unknown[0]}'; valid keys in {section}: {', '.join(valid)}")
+    try:
+        return cls(**d)
+    except TypeError as exc:
+        raise ConfigError(f"{section}: {exc}") from None

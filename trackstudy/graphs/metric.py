@@ -27,11 +27,12 @@ The radius can be given or, with ``radius: 0``, tuned after the embedding is tra
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
+from trackstudy.config import config_from_dict
 from trackstudy.errors import ConfigError
 
 __all__ = ["METRIC_METHODS", "MetricConfig", "orient_pairs", "radius_pairs", "sample_negatives", "tune_radius"]
@@ -86,20 +87,7 @@ class MetricConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> MetricConfig:
-        if isinstance(d, MetricConfig):
-            return d
-        if d is not None and not isinstance(d, dict):
-            raise ConfigError(f"model.graph.metric: expected a mapping, got {d!r}")
-        d = dict(d or {})
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(valid))
-        if unknown:
-            raise ConfigError(f"unknown config key 'model.graph.metric.{unknown[0]}'; valid keys in "
-                              f"model.graph.metric: {', '.join(valid)}")
-        try:
-            return cls(**d)
-        except TypeError as exc:
-            raise ConfigError(f"model.graph.metric: {exc}") from None
+        return config_from_dict(cls, d, "model.graph.metric")
 
     def to_dict(self) -> dict:
         return asdict(self)

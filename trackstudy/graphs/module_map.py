@@ -28,12 +28,13 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from trackstudy.config import config_from_dict
 from trackstudy.data.io import atomic_write_bytes
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.graphs.doublets import doublet_quantities, edge_features, hit_geometry, node_features, true_doublets
@@ -88,19 +89,10 @@ class GraphConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> GraphConfig:
-        d = dict(d or {})
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(valid))
-        if unknown:
-            raise ConfigError(f"unknown config key 'model.graph.{unknown[0]}'; valid keys in model.graph: "
-                              f"{', '.join(valid)}")
-        if d.get("metric") and d.get("method", "windows") != "metric":
-            raise ConfigError(f"model.graph.metric: given but model.graph.method is {d.get('method', 'windows')!r} "
-                              "(set method: metric)")
-        try:
-            return cls(**d)
-        except TypeError as exc:
-            raise ConfigError(f"model.graph: {exc}") from None
+        cfg = config_from_dict(cls, d, "model.graph")
+        if isinstance(d, dict) and d.get("metric") and cfg.method != "metric":
+            raise ConfigError(f"model.graph.metric: given but model.graph.method is {cfg.method!r} (set method: metric)")
+        return cfg
 
     def to_dict(self) -> dict:
         """The fields as plain values; ``metric`` only with method metric."""

@@ -31,11 +31,12 @@ unchanged; its tracks are an ordinary hit-to-track submission.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 
+from trackstudy.config import config_from_dict
 from trackstudy.errors import ConfigError
 from trackstudy.graphs.doublets import EDGE_FEATURES, NODE_FEATURES
 from trackstudy.graphs.module_map import GraphBuilder
@@ -82,16 +83,7 @@ class DoubletConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> DoubletConfig:
-        d = dict(d or {})
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(valid))
-        if unknown:
-            raise ConfigError(f"unknown config key 'model.doublet.{unknown[0]}'; valid keys in model.doublet: "
-                              f"{', '.join(valid)}")
-        try:
-            return cls(**d)
-        except TypeError as exc:
-            raise ConfigError(f"model.doublet: {exc}") from None
+        return config_from_dict(cls, d, "model.doublet")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -21,13 +21,14 @@ positives and the negatives carry equal total weight (``balance``).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from trackstudy.config import config_from_dict
 from trackstudy.errors import ConfigError
 from trackstudy.graphs.doublets import EDGE_FEATURES, NODE_FEATURES
 from trackstudy.graphs.metric import MetricConfig
@@ -62,15 +63,7 @@ class GNNConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> GNNConfig:
-        d = dict(d or {})
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(valid))
-        if unknown:
-            raise ConfigError(f"unknown config key 'model.gnn.{unknown[0]}'; valid keys in model.gnn: {', '.join(valid)}")
-        try:
-            return cls(**d)
-        except TypeError as exc:
-            raise ConfigError(f"model.gnn: {exc}") from None
+        return config_from_dict(cls, d, "model.gnn")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -26,12 +26,13 @@ candidate tracks; ``features``: the hidden features by MSE; ``both`` (default): 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from trackstudy.config import config_from_dict
 from trackstudy.errors import ConfigError
 from trackstudy.models.attention import AttentionContext
 from trackstudy.models.encoder import Encoder, EncoderConfig
@@ -93,11 +94,7 @@ class MaskConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> MaskConfig:
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigError(f"unknown config key 'mask.{unknown[0]}'; valid keys in mask: "
-                              f"{', '.join(f.name for f in fields(cls))}")
-        return cls(**d)
+        return config_from_dict(cls, d, "mask")
 
 
 class MaskedHitModel(nn.Module):
