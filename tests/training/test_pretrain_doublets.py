@@ -172,7 +172,7 @@ def test_fine_tune_a_doublet_model(data_root, finished, tmp_path):
                      "graph": {"min_pair_doublets": 5}, "init_from": str(out)},
            "data": {"train": dict(TRAIN), "val": dict(VAL), "root": str(data_root)},
            "train": {"steps": 2, "batch_size": 2, "eval_every": 2, "checkpoint_every": 2, "device": "cpu",
-                     "num_threads": 1, "eval_tracks": 0, "restore_best": False},
+                     "num_threads": 1, "eval_tracks": 0, "restore_best": False, "flush_denormal": True},
            "tune": {"n_events": 0}}
     s = train(copy.deepcopy(cfg), tmp_path / "ft", progress=False)
     assert s["init_from"]["token_mlp"] and s["init_from"]["step"] == 6

@@ -423,4 +423,12 @@ def train_gnn(config: dict | str | os.PathLike, out_dir: str | os.PathLike, *, r
               progress: bool = True, on_step=None) -> dict:
     """Train a GNN run (``model.family: gnn``) into ``out_dir``; returns the summary (also in
     ``out_dir/summary.json``). See the module docstring."""
-    return _GNNRun(config, out_dir, resume=resume, progress=progress, on_step=on_step).fit()
+    run = _GNNRun(config, out_dir, resume=resume, progress=progress, on_step=on_step)
+    flush = run.cfg["train"]["flush_denormal"]  # subnormals as 0 on the CPU (the default state is off)
+    if flush:
+        torch.set_flush_denormal(True)
+    try:
+        return run.fit()
+    finally:
+        if flush:
+            torch.set_flush_denormal(False)
