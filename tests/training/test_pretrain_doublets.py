@@ -202,3 +202,16 @@ def test_config_errors_name_the_key(change, match):
                 cfg.setdefault(k, {})[kk] = vv
     with pytest.raises(ConfigError, match=match):
         resolve_pretrain_config(cfg)
+
+
+def test_real_hits_as_doublet_tokens(data_root, tmp_path):
+    # real hits without truth: the builder is fitted on the simulated events of data.graph_fit
+    cfg = tiny(data_root, data={"tokens": "doublets", "real": ["mini"], "train": {"n_events": 0},
+                                "graph_fit": dict(TRAIN), "val": dict(VAL), "root": str(data_root)},
+               train={"steps": 2, "eval_every": 2, "checkpoint_every": 2, "batch_size": 1})
+    cfg["model"]["doublet"]["cluster_size"] = 64
+    cfg["data"]["sequences"] = "cluster"
+    s = pretrain(cfg, tmp_path / "real", progress=False)
+    assert s["steps"] == 2 and s["data"]["sources"][0].endswith("mini") and s["data"]["n_sequences"] > 1
+    assert s["data"]["graph_fit"].endswith(f"n{TRAIN['n_events']}-s{TRAIN['seed']}-v2")
+    assert np.isfinite(s["validation"]["val_loss"])
