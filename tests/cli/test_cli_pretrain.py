@@ -80,6 +80,17 @@ def test_init_from_errors(pretrained, tmp_path, capsys):
     _one_line_error(capsys, "neither pretrained.pt nor checkpoints/last.pt")
 
 
+def test_init_from_a_doublet_model(pretrained, tmp_path, capsys):
+    # a hit-token pretraining run does not start the doublet-token model; a GNN has no encoder to start
+    tmp, root, _ = pretrained
+    doublet = ["train", "--config", str(PARAMS_DIR / "bench" / "doublet_10-50.yaml"), "--out", str(tmp_path / "ft")]
+    assert main([*doublet, "--init-from", str(tmp / "run")]) == 2
+    _one_line_error(capsys, "--init-from", "data.tokens differs: pretrained on hits tokens, this is a doublet-token model")
+    gnn = ["train", "--config", str(PARAMS_DIR / "bench" / "gnn_10-50.yaml"), "--out", str(tmp_path / "ft")]
+    assert main([*gnn, "--init-from", str(tmp / "run")]) == 2
+    _one_line_error(capsys, "model.init_from", "gnn has none")
+
+
 @pytest.mark.parametrize("extra, needles", [
     (["--set", "mask.rate=1.5"], ["--set mask.rate=1.5", "mask.rate"]),
     (["--set", "tokenizer.size=3"], ["tokenizer.size"]),

@@ -113,10 +113,12 @@ def test_config_errors_name_the_key(root):
     bad["model"]["graph"]["method"] = "metric"
     with pytest.raises(ConfigError, match="model.graph.method: 'metric' builds the graphs of the gnn family"):
         resolve_config(bad)
-    bad = copy.deepcopy(cfg)
-    bad["model"]["init_from"] = "runs/somewhere"
-    with pytest.raises(ConfigError, match="model.init_from"):
-        resolve_config(bad)
+    ok = copy.deepcopy(cfg)
+    ok["model"]["init_from"] = "runs/somewhere"  # a doublet-token pretraining run (checked when training starts)
+    assert resolve_config(ok)["model"]["init_from"] == "runs/somewhere"
+    ok["model"]["family"], ok["model"]["doublet"] = "gnn", {}
+    with pytest.raises(ConfigError, match="model.init_from: .*gnn has none"):
+        resolve_config(ok)
     assert resolve_config(cfg)["tune"]["grid"] == [{"threshold": [0.3, 0.6], "method": ["components"]}]
 
 

@@ -20,7 +20,9 @@ def register(sub) -> None:
                     "tokenizer.pt, checkpoints/last.pt, pretrained.pt, log_steps.csv, log_val.csv and "
                     "summary.json; --resume continues from the checkpoint and reaches the same weights as an "
                     "uninterrupted run. Fine-tune with: trackstudy train --config ... --out ... --init-from OUT "
-                    "(see params/bench/pretrain_*.yaml).",
+                    "(see params/bench/pretrain_*.yaml). data.tokens: doublets pretrains on the candidate doublets "
+                    "of a graph builder fitted on simulated truth (graph.npz; features target only) and starts a "
+                    "model.family: doublet run (params/bench/pretrain_doublets_10-50.yaml).",
     )
     p.add_argument("--config", required=True, metavar="FILE", help="pretraining config (YAML)")
     p.add_argument("--out", required=True, metavar="DIR", help="run directory, e.g. runs/NAME")
@@ -42,7 +44,8 @@ def run(args) -> int:
         print(json.dumps(json_safe(summary), allow_nan=False))
         return 0
     v, t = summary.get("validation") or {}, summary.get("tokenizer") or {}
-    print(f"masked hits ({summary['preset']}, {summary['encoder_params']:,} encoder parameters, {summary['backend']}) "
+    print(f"masked {summary.get('tokens', 'hits')} ({summary['preset']}, {summary['encoder_params']:,} encoder "
+          f"parameters, {summary['backend']}) "
           f"on {summary['device']}: {summary['steps']} steps in {summary['train_seconds']:.0f} s ({summary['stopped']})")
     if t:
         print(f"tokenizer: {t['used']}/{t['codebook_size']} codes used, perplexity {t['perplexity']:.1f}, "

@@ -38,15 +38,11 @@ def run(args) -> int:
 
     cfg = resolved_config(args, resolve_config, set_value)
     if args.init_from:
-        from trackstudy.models.encoder import EncoderConfig
-        from trackstudy.models.features import FeatureConfig
-        from trackstudy.training.pretrained import check_compatible
+        from trackstudy.training.pretrained import check_init_from
 
         cfg["model"]["init_from"] = str(args.init_from)
-        m = cfg["model"]
-        feats = FeatureConfig(**m["features"])
-        check_compatible(args.init_from, EncoderConfig.preset(m["preset"], n_features=feats.n_features, **m["encoder"]),
-                         feats, where="--init-from")
+        cfg = resolve_config(cfg)  # the edge families that have no encoder refuse init_from here
+        check_init_from(cfg["model"], args.init_from, where="--init-from")
     summary = train(cfg, args.out, resume=args.resume, progress=not args.quiet and sys.stderr.isatty())
     if "family" not in summary:  # a non-zero DDP rank
         return 0

@@ -44,12 +44,18 @@ from trackstudy.models.attention import AttentionContext
 from trackstudy.models.encoder import Encoder, EncoderConfig
 from trackstudy.models.gnn import EdgeModel, mlp
 
-__all__ = ["TOKEN_FEATURES", "DoubletConfig", "DoubletTransformer", "doublet_clusters", "doublet_from_config",
-           "doublet_position"]
+__all__ = ["DOUBLET_POSITION_FEATURES", "TOKEN_FEATURES", "DoubletConfig", "DoubletTransformer", "doublet_clusters",
+           "doublet_from_config", "doublet_position", "doublet_tokens"]
 
 FAMILY = "doublet"
 #: Features of a doublet token: its inner hit's, its outer hit's, the doublet's.
 TOKEN_FEATURES = (*(f"{n}_in" for n in NODE_FEATURES), *(f"{n}_out" for n in NODE_FEATURES), *EDGE_FEATURES)
+#: Token features that say where a doublet sits across the layers and along the beam (its hits' r,
+#: z, eta, layer and the doublet's dr, dz, deta, z0): what a masked doublet keeps in masked-token
+#: pretraining (:mod:`trackstudy.models.masked`); the azimuth (sin/cos phi, dphi) and the
+#: curvature are hidden.
+DOUBLET_POSITION_FEATURES = ("r_in", "z_in", "eta_in", "layer_in", "r_out", "z_out", "eta_out", "layer_out",
+                             "dr", "dz", "deta", "z0")
 # columns of the node features (trackstudy.graphs.doublets.node_features: eta / 4)
 _SIN, _COS, _ETA, _ETA_SCALE = NODE_FEATURES.index("sin_phi"), NODE_FEATURES.index("cos_phi"), NODE_FEATURES.index("eta"), 4.0
 
@@ -95,6 +101,12 @@ def doublet_position(x: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.T
     eta = (x[src, _ETA] + x[dst, _ETA]) * (0.5 * _ETA_SCALE)
     phi = torch.atan2(x[src, _SIN] + x[dst, _SIN], x[src, _COS] + x[dst, _COS])
     return eta, phi
+
+
+def doublet_tokens(x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor) -> torch.Tensor:
+    """Token features (E, 20) (:data:`TOKEN_FEATURES`) of the doublets ``edge_index`` (2, E) of hits
+    x (N, 6) with doublet features edge_attr (E, 8)."""
+    return torch.cat([x[edge_index[0]], x[edge_index[1]], edge_attr], dim=1)
 
 
 def _rank_within(group: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,7 +173,7 @@ class DoubletTransformer(EdgeModel):
         attention across graphs); ``backend`` overrides the encoder's attention backend."""
         if edge_index.shape[1] == 0:
             return edge_attr.new_zeros(0)
-        tokens = torch.cat([x[edge_index[0]], x[edge_index[1]], edge_attr], dim=1)  # (E, 20)
+        tokens = doublet_tokens(x, edge_index, edge_attr)  # (E, 20)
         ctx = self.context(x, edge_index, edge_batch)
         h = self.encoder(tokens[None], ctx, backend=backend, token_embedding=self.token_mlp(tokens)[None])
         return self.classifier(h[0]).squeeze(1)

@@ -1,7 +1,10 @@
 """Masked-token pretraining of the shared encoder (BERT-style), the CMS proposal's objective.
 
-Tokens are hits here (any per-token feature vector works: doublet tokens only need their own
-features and, for the code target, a tokenizer of them). Of the real tokens of a batch a fraction
+Tokens are hits (``tokens="hits"``: the features of :class:`FeatureConfig`) or doublets
+(``tokens="doublets"``: the 20 :data:`~trackstudy.models.doublet.TOKEN_FEATURES` of the doublet-token
+model, read as there: the encoder's input projection plus the token MLP ``token_mlp`` as token
+embedding, so that both load into a :class:`~trackstudy.models.doublet.DoubletTransformer`; the
+target is then ``features`` only, there is no tokenizer of doublets). Of the real tokens of a batch a fraction
 ``rate`` (0.15) is selected; of those ``replace_mask`` (80%) get the learned mask embedding,
 ``replace_random`` (10%) the features of a random other token of the batch, the rest (10%) stay
 as they are. The model predicts, for every selected token, what was hidden.
@@ -9,7 +12,9 @@ as they are. The model predicts, for every selected token, what was hidden.
 Hits are a set (no positional encoding), so a masked hit must keep *where* it is, or the task
 would not say which hit to reconstruct: the ``visible`` features survive masking (default: those
 of r, z, eta, theta and deta_cl in the feature list: the detector layer and the hit's position
-along the beam), the others (x, y, sin phi, cos phi, phi, dphi_cl: the azimuth) are hidden.
+along the beam), the others (x, y, sin phi, cos phi, phi, dphi_cl: the azimuth) are hidden. A
+doublet keeps :data:`~trackstudy.models.doublet.DOUBLET_POSITION_FEATURES` (its hits' r, z, eta,
+layer; dr, dz, deta, z0) and hides its azimuth (sin/cos phi of both hits, dphi) and curvature.
 Replacing and masking act on the hidden features only, as BERT keeps a masked word's position.
 The task is then: which track crosses this layer at this z (or radius) without a hit there, and
 at which azimuth; a tracking question answered from the other hits of the event.
@@ -35,14 +40,18 @@ import torch.nn.functional as F
 from trackstudy.config import config_from_dict
 from trackstudy.errors import ConfigError
 from trackstudy.models.attention import AttentionContext
+from trackstudy.models.doublet import DOUBLET_POSITION_FEATURES, TOKEN_FEATURES
 from trackstudy.models.encoder import Encoder, EncoderConfig
 from trackstudy.models.features import FeatureConfig
+from trackstudy.models.gnn import mlp
 
-__all__ = ["MASK_TARGETS", "POSITION_FEATURES", "MaskConfig", "MaskedHitModel"]
+__all__ = ["MASK_TARGETS", "POSITION_FEATURES", "TOKENS", "MaskConfig", "MaskedHitModel"]
 
 #: Features that say where a hit sits along the beam / across the layers; visible by default.
 POSITION_FEATURES = ("z", "r", "eta", "theta", "deta_cl")
 MASK_TARGETS = ("codes", "features", "both")
+#: What a token is: a hit or a doublet of the graph builder.
+TOKENS = ("hits", "doublets")
 
 
 @dataclass
@@ -72,11 +81,13 @@ class MaskConfig:
         if self.code_weight < 0 or self.feature_weight < 0:
             raise ConfigError("mask.code_weight and mask.feature_weight must be >= 0")
 
-    def visible_features(self, feature_cfg: FeatureConfig) -> tuple[str, ...]:
-        """The features a masked token keeps; ConfigError names one that is not in the feature list."""
-        names = feature_cfg.names
+    def visible_features(self, features, default: tuple[str, ...] = POSITION_FEATURES) -> tuple[str, ...]:
+        """The features a masked token keeps (``features``: a FeatureConfig or the token feature
+        names; ``default``: the visible ones when ``visible`` is empty); ConfigError names one that
+        is not in the feature list."""
+        names = tuple(getattr(features, "names", features))
         if not self.visible:
-            vis = tuple(n for n in names if n in POSITION_FEATURES)
+            vis = tuple(n for n in names if n in default)
         else:
             missing = [n for n in self.visible if n not in names]
             if missing:
@@ -102,24 +113,36 @@ class MaskedHitModel(nn.Module):
     masked-token objective; after pretraining, ``encoder``'s weights initialise a track model."""
 
     def __init__(self, encoder_cfg: EncoderConfig, feature_cfg: FeatureConfig | None = None,
-                 mask_cfg: MaskConfig | None = None, n_codes: int = 0):
+                 mask_cfg: MaskConfig | None = None, n_codes: int = 0, *, tokens: str = "hits",
+                 token_hidden: int = 64):
         super().__init__()
         self.feature_cfg = feature_cfg or FeatureConfig()
         self.mask_cfg = mask_cfg or MaskConfig()
-        if encoder_cfg.n_features != self.feature_cfg.n_features:
-            raise ConfigError(f"EncoderConfig.n_features={encoder_cfg.n_features} but the feature list "
-                              f"{list(self.feature_cfg.names)} has {self.feature_cfg.n_features} features")
+        if tokens not in TOKENS:
+            raise ConfigError(f"data.tokens: {tokens!r} unknown; choose from {', '.join(TOKENS)}")
+        self.tokens = tokens
+        self.token_names = tuple(self.feature_cfg.names) if tokens == "hits" else TOKEN_FEATURES
+        if encoder_cfg.n_features != len(self.token_names):
+            raise ConfigError(f"EncoderConfig.n_features={encoder_cfg.n_features} but the {tokens[:-1]} token features "
+                              f"{list(self.token_names)} are {len(self.token_names)}")
+        if tokens == "doublets" and self.mask_cfg.target != "features":
+            raise ConfigError(f"mask.target: {self.mask_cfg.target!r} predicts tokenizer codes; doublet tokens have no "
+                              "tokenizer (set mask.target: features)")
         if self.mask_cfg.target in ("codes", "both") and n_codes < 1:
             raise ConfigError(f"mask.target {self.mask_cfg.target!r} predicts tokenizer codes: it needs a "
                               "tokenizer (n_codes >= 1)")
         self.encoder_cfg = encoder_cfg
         self.n_codes = int(n_codes) if self.mask_cfg.target != "features" else 0
+        self.token_hidden = int(token_hidden) if tokens == "doublets" else 0
+        # the doublet model's token MLP (same construction and name: its weights load into it)
+        self.token_mlp = (mlp(len(self.token_names), self.token_hidden, encoder_cfg.d_model, 2)
+                          if tokens == "doublets" else None)
         self.encoder = Encoder(encoder_cfg)
         self.mask_embedding = nn.Parameter(torch.randn(encoder_cfg.d_model) * 0.02)
-        vis = self.mask_cfg.visible_features(self.feature_cfg)
-        self.register_buffer("hidden", torch.tensor([n not in vis for n in self.feature_cfg.names]),
-                             persistent=False)
-        self.feature_head = nn.Linear(encoder_cfg.d_model, self.feature_cfg.n_features)
+        vis = self.mask_cfg.visible_features(self.token_names, POSITION_FEATURES if tokens == "hits"
+                                             else DOUBLET_POSITION_FEATURES)
+        self.register_buffer("hidden", torch.tensor([n not in vis for n in self.token_names]), persistent=False)
+        self.feature_head = nn.Linear(encoder_cfg.d_model, len(self.token_names))
         self.code_head = nn.Linear(encoder_cfg.d_model, self.n_codes) if self.n_codes else None
 
     def corrupt(self, x: torch.Tensor, pad_mask: torch.Tensor, generator: torch.Generator):
@@ -149,6 +172,8 @@ class MaskedHitModel(nn.Module):
         extra = None
         if mask_token is not None:
             extra = mask_token[..., None].to(x.dtype) * self.mask_embedding  # (B, T, C)
+        if self.token_mlp is not None:
+            extra = self.token_mlp(x) if extra is None else self.token_mlp(x) + extra
         h = self.encoder(x, ctx, backend=backend, token_embedding=extra)
         out = {"features": self.feature_head(h)}
         if self.code_head is not None:
@@ -173,9 +198,10 @@ class MaskedHitModel(nn.Module):
             mse = F.mse_loss(pred.float(), true.float())
             loss = loss + c.feature_weight * mse
             parts["mse"] = float(mse.detach())
-        names = [nm for nm, h in zip(self.feature_cfg.names, self.hidden.tolist()) if h]
-        if "sin_phi" in names and "cos_phi" in names:
-            i, j = names.index("sin_phi"), names.index("cos_phi")
+        names = [nm for nm, h in zip(self.token_names, self.hidden.tolist()) if h]
+        sin, cos = ("sin_phi", "cos_phi") if self.tokens == "hits" else ("sin_phi_in", "cos_phi_in")
+        if sin in names and cos in names:
+            i, j = names.index(sin), names.index(cos)
             dphi = torch.atan2(pred[:, i], pred[:, j]) - torch.atan2(true[:, i], true[:, j])
             dphi = torch.remainder(dphi + torch.pi, 2 * torch.pi) - torch.pi
             parts["phi_error_rad"] = float(dphi.abs().mean().detach())
@@ -194,12 +220,14 @@ class MaskedHitModel(nn.Module):
     def config_dict(self) -> dict:
         """Everything needed to rebuild the network, as plain containers (weights_only loading)."""
         return {"kind": "masked_hits", "encoder": self.encoder_cfg.to_dict(), "features": self.feature_cfg.to_dict(),
-                "mask": self.mask_cfg.to_dict(), "n_codes": self.n_codes}
+                "mask": self.mask_cfg.to_dict(), "n_codes": self.n_codes, "tokens": self.tokens,
+                "token_features": list(self.token_names), "token_hidden": self.token_hidden}
 
     @classmethod
     def from_config(cls, cfg: dict) -> MaskedHitModel:
         try:
             return cls(EncoderConfig.from_dict(cfg["encoder"]), FeatureConfig.from_dict(cfg["features"]),
-                       MaskConfig.from_dict(cfg["mask"]), int(cfg["n_codes"]))
+                       MaskConfig.from_dict(cfg["mask"]), int(cfg["n_codes"]), tokens=cfg.get("tokens", "hits"),
+                       token_hidden=int(cfg.get("token_hidden") or 64))
         except KeyError as exc:
             raise ConfigError(f"masked model config: missing entry {exc}") from None

@@ -74,6 +74,7 @@ from trackstudy.training.checkpoint import (
 )
 from trackstudy.training.data import data_root, dataset_folder
 from trackstudy.training.metric_embedding import fit_embedding
+from trackstudy.training.pretrained import init_doublet
 from trackstudy.training.run_config import base_track_params, dump_yaml, load_yaml, resolve_config
 
 __all__ = ["GRAPH_FILE", "graph_sample", "train_gnn"]
@@ -283,7 +284,15 @@ class _GNNRun:
                 bar.update()
         bar.close()
         graph_seconds = time.perf_counter() - t_graph
-        self.model = self._new_model(builder.layers if embedding is not None else builder, embedding).to(self.device)
+        self.model = self._new_model(builder.layers if embedding is not None else builder, embedding)
+        init_info = None
+        if m["init_from"] and ckpt is None:  # a resumed run's checkpoint holds the weights already
+            init_info = init_doublet(self.model, m["init_from"], where="model.init_from")
+            self._notice(f"encoder{' and token MLP' if init_info['token_mlp'] else ''} initialised from "
+                         f"{init_info['file']} (pretraining step {init_info['step']})"
+                         + ("" if init_info["token_mlp"] else f"; token MLP fresh (token_hidden "
+                            f"{init_info['token_hidden']} there, {self.gnn_cfg.token_hidden} here)"))
+        self.model = self.model.to(self.device)
         # a metric-learning embedding is trained (stage 1) and fixed: the optimiser gets the edge model only
         opt = torch.optim.AdamW([p for name, p in self.model.named_parameters() if not name.startswith("embedding.")],
                                 lr=tr["lr"], weight_decay=tr["weight_decay"])
@@ -401,7 +410,7 @@ class _GNNRun:
                                   "module_pairs": len(builder.module_pairs)}},
             "edge_classification": v, "track_params": params.record(), "tuning": table,
             "validation": {"n_events": len(self.val), **{k: validation.get(k) for k in validation}},
-            "model_file": str(model_file),
+            "model_file": str(model_file), "init_from": init_info,
         }
         if embedding is not None:
             summary["graph"]["embedding"] = {**embedding_info, "radius": builder.radius,
@@ -414,4 +423,12 @@ def train_gnn(config: dict | str | os.PathLike, out_dir: str | os.PathLike, *, r
               progress: bool = True, on_step=None) -> dict:
     """Train a GNN run (``model.family: gnn``) into ``out_dir``; returns the summary (also in
     ``out_dir/summary.json``). See the module docstring."""
-    return _GNNRun(config, out_dir, resume=resume, progress=progress, on_step=on_step).fit()
+    run = _GNNRun(config, out_dir, resume=resume, progress=progress, on_step=on_step)
+    flush = run.cfg["train"]["flush_denormal"]  # subnormals as 0 on the CPU (the default state is off)
+    if flush:
+        torch.set_flush_denormal(True)
+    try:
+        return run.fit()
+    finally:
+        if flush:
+            torch.set_flush_denormal(False)

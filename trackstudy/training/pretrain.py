@@ -23,8 +23,22 @@ what ``trackstudy train --init-from`` reads, :mod:`trackstudy.training.pretraine
 ``log_steps.csv``, ``log_val.csv`` and ``summary.json``. Every file is written atomically and
 loads with ``weights_only=True``.
 
-One process (no torchrun / DDP); bf16 autocast on CUDA. Doublet tokens can use the same objective: a sample with doublet features in ``x`` (and a
-tokenizer trained on them) goes through the same :class:`MaskedHitModel`, corruption and loop.
+Doublet tokens (``data.tokens: doublets``; default ``hits``). Each event becomes its candidate
+doublets, those the doublet-token model (``model.family: doublet``) would score: a windows graph
+builder (:mod:`trackstudy.graphs`, its settings in ``model.graph`` as in a run config) is fitted on
+the truth of simulated events (``data.graph_fit``, a dataset spec; ``n_events: 0``, the default,
+takes the ``data.train`` events), written to ``graph.npz``, and applied to the hits alone of every
+pretraining event, so real events (``data.real``) serve as well. A sample's ``x`` is the 20 token
+features of :data:`~trackstudy.models.doublet.TOKEN_FEATURES`, its ``cluster`` the attention tiles
+of ``model.doublet.cluster_size`` (:func:`~trackstudy.models.doublet.doublet_clusters`; 0: one per
+event; ``data.sequences: cluster`` makes each tile a sequence), its ``eta`` / ``phi`` the doublets'
+midpoints. The masked model adds the doublet model's token MLP (``model.doublet.token_hidden``),
+keeps each masked doublet's position (its hits' r, z, eta, layer, and dr, dz, deta, z0) and
+predicts its hidden features (azimuths, dphi, curvature) by MSE: ``mask.target: features`` only
+(no tokenizer of doublets). Pixel hits only. ``trackstudy train --init-from`` then starts a
+``doublet`` model's encoder and token MLP from it (:mod:`trackstudy.training.pretrained`).
+
+One process (no torchrun / DDP); bf16 autocast on CUDA.
 """
 
 from __future__ import annotations
@@ -46,11 +60,13 @@ from trackstudy.data.datasets import REAL_SETS, real_trackml_dir
 from trackstudy.data.io import atomic_write_bytes, find_events, read_event, select_volumes
 from trackstudy.device import autocast_context, describe_device, resolve_device
 from trackstudy.errors import ConfigError, DataError
+from trackstudy.graphs.module_map import GraphBuilder, GraphConfig, build_graph
 from trackstudy.models.attention import TRAIN_BACKENDS
+from trackstudy.models.doublet import TOKEN_FEATURES, DoubletConfig, doublet_clusters, doublet_position, doublet_tokens
 from trackstudy.models.encoder import PRESETS, EncoderConfig
 from trackstudy.models.features import FeatureConfig
 from trackstudy.models.heads import make_context
-from trackstudy.models.masked import MaskConfig, MaskedHitModel
+from trackstudy.models.masked import TOKENS, MaskConfig, MaskedHitModel
 from trackstudy.models.vqvae import HitTokenizer, VQConfig, codebook_stats, reconstruction_errors
 from trackstudy.training import data as tdata
 from trackstudy.training.checkpoint import (
@@ -88,10 +104,14 @@ TOKENIZER_FILE = "tokenizer.pt"
 SUMMARY_FILE = "summary.json"
 STEP_LOG = "log_steps.csv"
 VAL_LOG = "log_val.csv"
+#: The fitted doublet builder of a ``data.tokens: doublets`` run.
+DOUBLET_GRAPH_FILE = "graph.npz"
 
 #: Every key of a pretraining config with its default value.
 PRETRAIN_DEFAULTS: dict = {
-    "model": {"preset": "small", "backend": "dense", "encoder": {}, "features": {}},
+    "model": {"preset": "small", "backend": "dense", "encoder": {}, "features": {},
+              "doublet": {},  # data.tokens doublets: DoubletConfig fields (token_hidden, cluster_size)
+              "graph": {}},  # data.tokens doublets: GraphConfig fields of the windows builder
     "locality": {"method": "none", "params": {}, "vertex_scan": False},
     "mask": {"rate": 0.15, "replace_mask": 0.8, "replace_random": 0.1, "visible": [], "target": "both",
              "code_weight": 1.0, "feature_weight": 1.0},
@@ -100,6 +120,9 @@ PRETRAIN_DEFAULTS: dict = {
                   "lr": 2e-3, "val_hits": 20000},
     "data": {
         "train": dict(_DATASET_DEFAULTS),
+        "tokens": "hits",  # or doublets: the candidate doublets of a graph builder (see the module docstring)
+        "graph_fit": {**_DATASET_DEFAULTS, "n_events": 0},  # doublets: simulated events whose truth fits the
+                                                            # builder (n_events 0: those of data.train)
         "real": [],  # real sets of data/real used as well (hits only): mini, full, pix1gev, barrel20
         "val": {**_DATASET_DEFAULTS, "n_events": 20, "seed": 1},
         "root": "",
@@ -116,7 +139,8 @@ PRETRAIN_DEFAULTS: dict = {
 RESUMABLE_CHANGES = ("train.steps", "train.max_minutes", "train.checkpoint_every", "train.device", "train.num_threads")
 _FREE = {"model.encoder", "model.features", "locality.params"}
 
-__all__ = ["PRETRAIN_DEFAULTS", "PRETRAINED_FILE", "Pretrainer", "TOKENIZER_FILE", "load_tokenizer",
+__all__ = ["DOUBLET_GRAPH_FILE", "PRETRAIN_DEFAULTS", "PRETRAINED_FILE", "Pretrainer", "TOKENIZER_FILE",
+           "doublet_samples", "fit_doublet_builder", "load_tokenizer",
            "masked_accuracy_curve", "pretrain", "resolve_pretrain_config", "set_pretrain_value", "tokenizer_measures",
            "train_tokenizer", "unlabelled_samples", "uses_simulated", "vq_cfg"]
 
@@ -130,23 +154,31 @@ def resolve_pretrain_config(config: dict | str | os.PathLike | None) -> dict:
     m, d, tr = cfg["model"], cfg["data"], cfg["train"]
     for section, key, choices in (("model", "preset", tuple(PRESETS)), ("model", "backend", TRAIN_BACKENDS),
                                   ("locality", "method", LOCALITY_METHODS), ("data", "sequences", SEQUENCES),
-                                  ("train", "schedule", ("cosine", "constant"))):
+                                  ("data", "tokens", TOKENS), ("train", "schedule", ("cosine", "constant"))):
         if cfg[section][key] not in choices:
             raise ConfigError(f"{section}.{key}: {cfg[section][key]!r} unknown; choose from {', '.join(choices)}")
-    for key in ("encoder", "features"):
+    for key in ("encoder", "features", "doublet", "graph"):
         if not isinstance(m[key], dict):
             raise ConfigError(f"model.{key}: expected a mapping, got {m[key]!r}")
     if "attention" in m["encoder"]:
         raise ConfigError("model.encoder.attention: set the attention backend with model.backend")
+    doublets = d["tokens"] == "doublets"
     try:
         feats = FeatureConfig(**m["features"])
-        EncoderConfig.preset(m["preset"], n_features=feats.n_features, **m["encoder"])
+        EncoderConfig.preset(m["preset"], n_features=len(TOKEN_FEATURES) if doublets else feats.n_features,
+                             **m["encoder"])
     except TypeError as exc:
         raise ConfigError(f"model: {exc}") from None
     mask_cfg = MaskConfig.from_dict(cfg["mask"])
-    mask_cfg.visible_features(feats)
+    if doublets:
+        _check_doublet_config(cfg, mask_cfg)
+    else:
+        for key in ("doublet", "graph"):
+            if m[key]:
+                raise ConfigError(f"model.{key}: given but data.tokens is 'hits' (set data.tokens: doublets)")
+        mask_cfg.visible_features(feats)
     vq_cfg(cfg, feats.n_features)
-    if d["sequences"] == "cluster" and cfg["locality"]["method"] == "none":
+    if d["sequences"] == "cluster" and cfg["locality"]["method"] == "none" and not doublets:
         raise ConfigError("data.sequences: 'cluster' makes each locality cluster a sequence; set locality.method")
     if cfg["locality"]["method"] == "none" and cfg["locality"]["params"]:
         raise ConfigError(f"locality.params: given {sorted(cfg['locality']['params'])} but locality.method is 'none'")
@@ -175,6 +207,34 @@ def resolve_pretrain_config(config: dict | str | os.PathLike | None) -> dict:
         raise ConfigError(f"tokenizer.steps: must be >= 1 when mask.target is {mask_cfg.target!r} (the codes "
                           f"come from the tokenizer), got {t['steps']}")
     return cfg
+
+
+def _check_doublet_config(cfg: dict, mask_cfg: MaskConfig) -> None:
+    """The settings of ``data.tokens: doublets`` (ConfigError names the key)."""
+    m, d = cfg["model"], cfg["data"]
+    if m["features"]:
+        raise ConfigError(f"model.features: given {sorted(m['features'])} but doublet tokens have fixed features "
+                          f"({', '.join(TOKEN_FEATURES)}); remove model.features")
+    if cfg["locality"]["method"] != "none":
+        raise ConfigError("locality.method: doublet tokens attend within the tiles of model.doublet.cluster_size; "
+                          "set locality.method: none")
+    if mask_cfg.target != "features":
+        raise ConfigError(f"mask.target: {mask_cfg.target!r} predicts tokenizer codes; doublet tokens have no "
+                          "tokenizer (set mask.target: features)")
+    dcfg = DoubletConfig.from_dict(m["doublet"])
+    gcfg = GraphConfig.from_dict(m["graph"])
+    if gcfg.method != "windows":
+        raise ConfigError(f"model.graph.method: {gcfg.method!r}; doublet pretraining builds the windows graphs of "
+                          "the doublet family (method: windows)")
+    if d["sequences"] == "cluster" and not dcfg.cluster_size:
+        raise ConfigError("data.sequences: 'cluster' makes each attention tile a sequence; set "
+                          "model.doublet.cluster_size > 0")
+    g = d["graph_fit"]
+    if g["n_events"] or g["dir"]:
+        _check_dataset(g, "data.graph_fit")
+    elif not uses_simulated(cfg):
+        raise ConfigError("data.graph_fit: the doublet builder is fitted on simulated events with truth and "
+                          "data.train reads none; set data.graph_fit.n_events (and its pileup, seed, tracks)")
 
 
 def uses_simulated(cfg: dict) -> bool:
@@ -230,16 +290,67 @@ def unlabelled_samples(folder: str | os.PathLike, *, n_events: int = 0, feature_
     return out
 
 
+def fit_doublet_builder(folder: str | os.PathLike, graph_cfg: GraphConfig | dict | None, *, n_events: int = 0,
+                        progress: bool = False) -> GraphBuilder:
+    """The windows graph builder fitted on the truth of the (simulated) events of ``folder``
+    (pixel hits; the first ``n_events``, 0: all)."""
+    events = find_events(resolve_path(folder))
+    if not events:
+        raise DataError(f"{folder}: no TrackML events (event<N>-hits.csv or .csv.gz) in this folder")
+    if n_events:
+        events = events[:n_events]
+
+    def read():
+        for eid, prefix in tqdm(events, desc="fit doublet builder", unit="event", disable=not progress):
+            ev = select_volumes(read_event(prefix, eid), PIXEL_VOLUMES)
+            if ev.truth is None or ev.particles is None:
+                raise DataError(f"{prefix}: the doublet builder is fitted on events with truth and particles "
+                                "(data.graph_fit: simulated events)")
+            yield ev
+
+    return GraphBuilder.fit(read(), graph_cfg)
+
+
+def doublet_samples(folder: str | os.PathLike, builder: GraphBuilder, *, n_events: int = 0, cluster_size: int = 0,
+                    progress: bool = False) -> list[dict]:
+    """Per-doublet samples of the events of ``folder``, from their pixel hits alone (no truth): ``x``
+    (E, 20) the token features (:data:`~trackstudy.models.doublet.TOKEN_FEATURES`) of the builder's
+    candidate doublets, ``cluster`` (E,) their attention tiles of ``cluster_size``, ``eta`` / ``phi``
+    their midpoints. Events without a doublet are left out."""
+    events = find_events(resolve_path(folder))
+    if not events:
+        raise DataError(f"{folder}: no TrackML events (event<N>-hits.csv or .csv.gz) in this folder")
+    if n_events:
+        events = events[:n_events]
+    out = []
+    for eid, prefix in tqdm(events, desc=f"doublets {Path(folder).name}", unit="event", disable=not progress):
+        hits = select_volumes(read_event(prefix, eid, parts=("hits",)), PIXEL_VOLUMES).hits.reset_index(drop=True)
+        if len(hits) == 0:
+            continue
+        g = build_graph(builder, hits, source=f"{prefix.name}-hits")
+        if g["edge_index"].shape[1] == 0:
+            continue
+        x, ei = torch.from_numpy(g["x"]), torch.from_numpy(g["edge_index"])
+        eta, phi = doublet_position(x, ei)
+        out.append({"x": doublet_tokens(x, ei, torch.from_numpy(g["edge_attr"])).numpy(),
+                    "eta": eta.numpy().astype(np.float32), "phi": phi.numpy().astype(np.float32),
+                    "cluster": doublet_clusters(eta, phi, None, cluster_size).numpy(),
+                    "source": f"{prefix.name}-hits"})
+    return out
+
+
 def _sequences(samples: list[dict], cfg: dict, where: str) -> list[dict]:
     d = cfg["data"]
     if d["sequences"] == "cluster":
         samples = tdata.cluster_samples(samples, d["min_cluster_hits"])
     longest = max((len(s["x"]) for s in samples), default=0)
+    what = "doublets" if d["tokens"] == "doublets" else "hits"
     if longest > d["max_hits"]:
-        raise ConfigError(f"{where}: a sequence of {longest} hits exceeds data.max_hits={d['max_hits']} "
-                          "(use data.sequences: cluster with a locality.method for full events)")
+        raise ConfigError(f"{where}: a sequence of {longest} {what} exceeds data.max_hits={d['max_hits']} "
+                          + ("(set model.doublet.cluster_size with data.sequences: cluster)" if what == "doublets"
+                             else "(use data.sequences: cluster with a locality.method for full events)"))
     if not samples:
-        raise DataError(f"{where}: no hits to pretrain on")
+        raise DataError(f"{where}: no {what} to pretrain on")
     return samples
 
 
@@ -325,22 +436,34 @@ class Pretrainer:
         self.feature_cfg = FeatureConfig(**m["features"])
         self.locality = cfg["locality"] if cfg["locality"]["method"] != "none" else None
         root = tdata.data_root(d["root"])
+        self.builder, self.graph_fit = None, None
+        if d["tokens"] == "doublets":
+            fit = d["graph_fit"] if d["graph_fit"]["n_events"] or d["graph_fit"]["dir"] else d["train"]
+            folder = tdata.dataset_folder(fit, root, progress=self.progress)
+            self.builder = fit_doublet_builder(folder, m["graph"], n_events=fit["n_events"], progress=self.progress)
+            self.builder.save(self.out / DOUBLET_GRAPH_FILE)
+            self.graph_fit = str(folder)
+            cluster_size = DoubletConfig.from_dict(m["doublet"]).cluster_size
+
+        def samples(folder, n_events, pixel_only):
+            if self.builder is not None:
+                return doublet_samples(folder, self.builder, n_events=n_events, cluster_size=cluster_size,
+                                       progress=self.progress)
+            return unlabelled_samples(folder, n_events=n_events, feature_cfg=self.feature_cfg, locality=self.locality,
+                                      pixel_only=pixel_only, progress=self.progress)
+
         train, sources = [], []
         if uses_simulated(cfg):
             folder = tdata.dataset_folder(d["train"], root, progress=self.progress)
-            train += unlabelled_samples(folder, n_events=d["train"]["n_events"], feature_cfg=self.feature_cfg,
-                                        locality=self.locality, pixel_only=d["train"]["pixel_only"],
-                                        progress=self.progress)
+            train += samples(folder, d["train"]["n_events"], d["train"]["pixel_only"])
             sources.append(str(folder))
         for name in d["real"]:
             folder = real_trackml_dir(name)
-            train += unlabelled_samples(folder, feature_cfg=self.feature_cfg, locality=self.locality,
-                                        pixel_only=d["train"]["pixel_only"], progress=self.progress)
+            train += samples(folder, 0, d["train"]["pixel_only"])
             sources.append(str(folder))
         val_folder = tdata.dataset_folder(d["val"], root, progress=self.progress)
-        val = unlabelled_samples(val_folder, n_events=d["val"]["n_events"], feature_cfg=self.feature_cfg,
-                                 locality=self.locality, pixel_only=d["val"]["pixel_only"], progress=self.progress)
-        self.events_hits = [len(s["x"]) for s in train]
+        val = samples(val_folder, d["val"]["n_events"], d["val"]["pixel_only"])
+        self.events_hits = [len(s["x"]) for s in train]  # tokens per event (hits, or doublets)
         self.train_units = _sequences(train, cfg, "data.train")
         self.val_units = _sequences(val, cfg, "data.val")
         self.sources = sources + [str(val_folder)]
@@ -378,13 +501,15 @@ class Pretrainer:
         if notice:
             self._notice(notice)
         torch.manual_seed(tr["seed"])
-        enc = EncoderConfig.preset(m["preset"], n_features=self.feature_cfg.n_features, attention=self.backend,
-                                   **m["encoder"])
+        tokens = self.cfg["data"]["tokens"]
+        enc = EncoderConfig.preset(m["preset"], n_features=len(TOKEN_FEATURES) if tokens == "doublets"
+                                   else self.feature_cfg.n_features, attention=self.backend, **m["encoder"])
         n_codes = 0
         if self.tokenizer is not None:
             self.tokenizer.to(self.device)
             n_codes = self.tokenizer.config.codebook_size
-        self.model = MaskedHitModel(enc, self.feature_cfg, MaskConfig.from_dict(self.cfg["mask"]), n_codes).to(self.device)
+        self.model = MaskedHitModel(enc, self.feature_cfg, MaskConfig.from_dict(self.cfg["mask"]), n_codes, tokens=tokens,
+                                    token_hidden=DoubletConfig.from_dict(m["doublet"]).token_hidden).to(self.device)
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]
         self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": tr["weight_decay"]},
@@ -491,7 +616,7 @@ class Pretrainer:
                     log.path.unlink()
                 log.fields = None
         if self.progress:
-            print(f"trackstudy pretrain: masked hits, target {cfg['mask']['target']} ({cfg['model']['preset']}, "
+            print(f"trackstudy pretrain: masked {cfg['data']['tokens']}, target {cfg['mask']['target']} ({cfg['model']['preset']}, "
                   f"{self.model.encoder.num_parameters():,} encoder parameters) on {describe_device(self.device)}, "
                   f"attention {self.backend}, {len(self.train_units):,} sequences", file=sys.stderr)
         self._loop()
@@ -566,7 +691,8 @@ class Pretrainer:
         torch_save_atomic({"model_config": self.model.config_dict(), "state_dict": model_state_dict(self.model),
                            "step": self.step}, self.out / PRETRAINED_FILE)
         summary = json_safe({
-            "kind": "masked_hits", "preset": self.cfg["model"]["preset"], "backend": self.backend,
+            "kind": "masked_hits", "tokens": self.cfg["data"]["tokens"], "preset": self.cfg["model"]["preset"],
+            "backend": self.backend,
             "target": self.cfg["mask"]["target"], "device": describe_device(self.device),
             "n_params": sum(p.numel() for p in self.model.parameters()),
             "encoder_params": self.model.encoder.num_parameters(),
@@ -574,7 +700,8 @@ class Pretrainer:
             "train_seconds": self.train_seconds, "validation": val, "best_val_loss": self.best_val_loss,
             "tokenizer": self.tokenizer_measures,
             "data": {"sources": self.sources, "n_events": len(self.events_hits),
-                     "n_hits": int(sum(self.events_hits)), "n_sequences": len(self.train_units),
+                     "n_hits": int(sum(self.events_hits)) if self.builder is None else None, "n_tokens": int(sum(self.events_hits)),
+                     "n_sequences": len(self.train_units), "graph_fit": self.graph_fit,
                      "n_val_sequences": len(self.val_units)},
             "notices": self.notices, "torch": torch.__version__, "model_file": str(self.out / PRETRAINED_FILE)})
         atomic_write_bytes(self.out / SUMMARY_FILE, json.dumps(summary, indent=1).encode(), force=True)

@@ -8,6 +8,13 @@ encoder must have the same shapes (preset and ``model.encoder`` fields) and the 
 features (list and scales: otherwise the weights would read other numbers); the attention
 backend may differ (the backends compute the same function). Any difference is one ConfigError
 naming the option and the first differing tensor or field.
+
+Doublet tokens: a pretraining run with ``data.tokens: doublets`` starts a ``model.family: doublet``
+model (:func:`init_doublet`): its encoder exactly (the token features are the doublet model's, so
+the input projection fits), and its token MLP too when ``model.doublet.token_hidden`` is the
+pretraining's (otherwise the token MLP starts fresh and the returned info says so); the classifier
+starts fresh. A run pretrained on one kind of token refuses a model of the other (ConfigError
+naming both). :func:`check_init_from` checks a run config's ``model`` section against a run.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import torch.nn as nn
 
 from trackstudy.config import resolve_path
 from trackstudy.errors import ConfigError, DataError
+from trackstudy.models.doublet import TOKEN_FEATURES
 from trackstudy.models.encoder import Encoder, EncoderConfig
 from trackstudy.models.features import FeatureConfig
 from trackstudy.training.checkpoint import _torch_load, checkpoint_path
@@ -28,7 +36,8 @@ PRETRAINED_FILE = "pretrained.pt"
 #: EncoderConfig fields that change what the weights compute without changing their shapes.
 _SAME_FUNCTION = ("n_heads", "activation", "norm_eps")
 
-__all__ = ["PRETRAINED_FILE", "check_compatible", "encoder_state", "init_encoder", "load_pretrained"]
+__all__ = ["PRETRAINED_FILE", "check_compatible", "check_init_from", "encoder_state", "init_doublet", "init_encoder",
+           "load_pretrained"]
 
 
 def load_pretrained(run_dir: str | os.PathLike) -> tuple[Path, dict]:
@@ -60,17 +69,28 @@ def encoder_state(state_dict: dict) -> dict:
     return {k[len("encoder."):]: v for k, v in state_dict.items() if k.startswith("encoder.")}
 
 
-def check_compatible(run_dir: str | os.PathLike, encoder_cfg: EncoderConfig, feature_cfg: FeatureConfig,
-                     where: str = "--init-from") -> tuple[Path, dict]:
+def check_compatible(run_dir: str | os.PathLike, encoder_cfg: EncoderConfig, feature_cfg: FeatureConfig | None,
+                     where: str = "--init-from", *, tokens: str = "hits") -> tuple[Path, dict]:
     """(file, pretrained object) of ``run_dir`` when its encoder fits an encoder of ``encoder_cfg``
-    reading ``feature_cfg``; else ConfigError naming ``where``, the file and the first difference."""
+    reading ``feature_cfg`` (hit tokens) or the doublet token features (``tokens="doublets"``,
+    feature_cfg unused); else ConfigError naming ``where``, the file and the first difference."""
     file, obj = load_pretrained(run_dir)
     try:
         pre_enc = EncoderConfig.from_dict(obj["model_config"]["encoder"])
         pre_feat = FeatureConfig.from_dict(obj["model_config"]["features"])
     except (ConfigError, KeyError, TypeError) as exc:
         raise DataError(f"{file}: its model_config is not valid ({exc})") from None
-    if pre_feat != feature_cfg:
+    pre_tokens = obj["model_config"].get("tokens", "hits")
+    if pre_tokens != tokens:
+        family = "a doublet-token model (model.family: doublet)" if tokens == "doublets" else "a hit-token model"
+        raise ConfigError(f"{where} {file}: data.tokens differs: pretrained on {pre_tokens} tokens, this is {family} "
+                          f"reading {tokens}; pretrain with data.tokens: {tokens}")
+    if tokens == "doublets":
+        pre_names = list(obj["model_config"].get("token_features") or [])
+        if pre_names != list(TOKEN_FEATURES):
+            raise ConfigError(f"{where} {file}: token features differ: pretrained on {pre_names}, this model reads "
+                              f"{list(TOKEN_FEATURES)}")
+    elif pre_feat != feature_cfg:
         f = feature_cfg
         raise ConfigError(f"{where} {file}: pretrained on features {list(pre_feat.names)} (scales {pre_feat.xy_scale:g}, "
                           f"{pre_feat.z_scale:g}, {pre_feat.eta_scale:g}), this model uses {list(f.names)} (scales "
@@ -94,6 +114,35 @@ def check_compatible(run_dir: str | os.PathLike, encoder_cfg: EncoderConfig, fea
 
 def _shape(t) -> str:
     return "absent" if t is None else str(tuple(t.shape))
+
+
+def check_init_from(model_section: dict, run_dir: str | os.PathLike, where: str = "--init-from") -> tuple[Path, dict]:
+    """:func:`check_compatible` for the ``model`` section of a run config (family, preset, encoder,
+    features): a doublet model against doublet tokens, a hit-token model against hit tokens."""
+    m = model_section
+    if m.get("family") == "doublet":
+        enc = EncoderConfig.preset(m["preset"], n_features=len(TOKEN_FEATURES), **m.get("encoder", {}))
+        return check_compatible(run_dir, enc, None, where, tokens="doublets")
+    feats = FeatureConfig(**m.get("features", {}))
+    enc = EncoderConfig.preset(m["preset"], n_features=feats.n_features, **m.get("encoder", {}))
+    return check_compatible(run_dir, enc, feats, where)
+
+
+def init_doublet(model: nn.Module, run_dir: str | os.PathLike, where: str = "--init-from") -> dict:
+    """Load a doublet-token pretraining run into a :class:`~trackstudy.models.doublet.DoubletTransformer`:
+    its encoder exactly, its token MLP when the shapes match (``model.doublet.token_hidden`` as in
+    the pretraining). Returns {"file", "step", "token_mlp": loaded or not}. ConfigError (naming
+    ``where`` and what differs) as :func:`check_compatible`."""
+    file, obj = check_compatible(run_dir, model.encoder.config, None, where, tokens="doublets")
+    model.encoder.load_state_dict(encoder_state(obj["state_dict"]))
+    mlp_state = {k[len("token_mlp."):]: v for k, v in obj["state_dict"].items() if k.startswith("token_mlp.")}
+    own = model.token_mlp.state_dict()
+    fits = bool(mlp_state) and mlp_state.keys() == own.keys() and all(
+        tuple(mlp_state[k].shape) == tuple(own[k].shape) for k in own)
+    if fits:
+        model.token_mlp.load_state_dict(mlp_state)
+    return {"file": str(file), "step": obj["step"], "token_mlp": fits,
+            "token_hidden": int(obj["model_config"].get("token_hidden") or 0)}
 
 
 def init_encoder(model: nn.Module, run_dir: str | os.PathLike, where: str = "--init-from") -> dict:

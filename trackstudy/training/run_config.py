@@ -69,6 +69,7 @@ DEFAULTS: dict = {
         "graph": {},  # families gnn, doublet: GraphConfig fields, how doublets are built (method windows or
                       # metric, the latter for gnn: trackstudy.graphs)
         "init_from": "",  # a pretraining run (trackstudy pretrain) whose encoder weights start this model
+                          # (hit tokens: the hit-token families; data.tokens doublets: family doublet)
     },
     "locality": {"method": "none", "params": {}, "vertex_scan": False},
     "data": {
@@ -107,6 +108,8 @@ DEFAULTS: dict = {
         "snapshot_minutes": [],  # also keep checkpoints/at_<M>min.pt when the training time passes M minutes
         "eval_tracks": 4,  # validation events whose tracks are formed and scored at every evaluation (0 = none)
         "num_threads": 0,  # CPU threads of torch (0 = torch's default); 1 is fastest on a busy, shared CPU
+        "flush_denormal": False,  # CPU: subnormal floats computed as 0 (torch.set_flush_denormal) while training;
+                                  # the sharp attention of a pretrained encoder made CPU steps 2x slower without
     },
     "tune": {
         "n_events": 20,  # validation events used to tune track formation (0 = skip tuning)
@@ -224,9 +227,9 @@ def resolve_config(config: dict | str | os.PathLike | None) -> dict:
     cfg = _merge(DEFAULTS, config, "")
     m, loc, data, tr, tu = cfg["model"], cfg["locality"], cfg["data"], cfg["train"], cfg["tune"]
     _choice(m["family"], FAMILIES, "model.family")
-    if m["family"] in EDGE_FAMILIES and m.get("init_from"):
-        raise ConfigError(f"model.init_from: a pretrained hit-token encoder starts a hit-token model; model.family "
-                          f"{m['family']} has none (remove init_from or choose a hit-token family)")
+    if m["family"] in EDGE_FAMILIES and m["family"] != "doublet" and m.get("init_from"):
+        raise ConfigError(f"model.init_from: a pretrained encoder starts a hit-token model or a doublet-token model "
+                          f"(model.family: doublet); model.family {m['family']} has none (remove init_from)")
     _choice(m["preset"], PRESET_NAMES, "model.preset")
     _choice(m["backend"], TRAIN_BACKENDS, "model.backend")
     for k in ("n_phi", "n_theta", "n_p"):

@@ -527,10 +527,14 @@ class Trainer:
         threads = torch.get_num_threads()
         if self.cfg["train"]["num_threads"]:
             torch.set_num_threads(self.cfg["train"]["num_threads"])
+        if self.cfg["train"]["flush_denormal"]:
+            torch.set_flush_denormal(True)
         try:
             return self._fit()
         finally:
             torch.set_num_threads(threads)
+            if self.cfg["train"]["flush_denormal"]:
+                torch.set_flush_denormal(False)
             ddp.cleanup(self.dist)
 
     def _fit(self) -> dict:
