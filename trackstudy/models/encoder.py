@@ -273,7 +273,8 @@ class Encoder(nn.Module):
             for block in self.blocks:
                 x, _ = block(x, bctx, "dense")
             rows = x.reshape(n * S, C)
-            out.index_copy_(0, targets, rows if slots is None else rows.index_select(0, slots))
+            rows = rows if slots is None else rows.index_select(0, slots)
+            out.index_copy_(0, targets, rows.to(out.dtype))  # autocast may hand back another dtype
         return out.view(B, T, C)
 
 
