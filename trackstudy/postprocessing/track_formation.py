@@ -367,13 +367,13 @@ def _dbscan_within(n: int, src: torch.Tensor, dst: torch.Tensor, dist: torch.Ten
 
 def _cluster_points(points: np.ndarray, cluster: np.ndarray | None, algorithm: str, eps: float,
                     min_samples: int | None, min_cluster_size: int, selection: str = "eom", *,
-                    unit: bool = False, device: str = "cpu") -> np.ndarray:
+                    device: str = "cpu") -> np.ndarray:
     """(H)DBSCAN labels (-1 = noise) of points (N, D), never joining two locality clusters.
 
     Without clusters: scikit-learn on all points. DBSCAN within clusters: the eps-neighbourhoods
     come from the block search of :func:`knn_edges` (far faster than sklearn's tree search in D
-    dimensions at 50k hits; ``unit`` points use the cosine form, d^2 = 2 - 2 cos) and go to
-    :func:`dbscan_graph`. HDBSCAN within clusters: one fit per cluster
+    dimensions at 50k hits) and go to :func:`dbscan_graph` (unit-normalised embeddings take the
+    cosine form of the same search in :func:`tracks_from_embeddings`). HDBSCAN within clusters: one fit per cluster
     (sklearn HDBSCAN takes no sparse graph), labels offset to stay unique.
     """
     n = len(points)
@@ -383,13 +383,8 @@ def _cluster_points(points: np.ndarray, cluster: np.ndarray | None, algorithm: s
         dev = _device(device)
         x = torch.as_tensor(points, dtype=torch.float32, device=dev)
         c = torch.as_tensor(cluster, device=dev)
-        if unit:
-            src, dst = knn_edges(x, None, 1.0 - eps ** 2 / 2, c)
-            d = torch.sqrt(torch.clamp(2.0 - 2.0 * (x[src] * x[dst]).sum(-1), min=0.0))
-        else:
-            src, dst = knn_edges(x, None, -eps, c, metric="euclidean")
-            d = torch.linalg.vector_norm(x[src] - x[dst], dim=-1)
-        return _dbscan_within(n, src, dst, d, eps, min_samples)
+        src, dst = knn_edges(x, None, -eps, c, metric="euclidean")
+        return _dbscan_within(n, src, dst, torch.linalg.vector_norm(x[src] - x[dst], dim=-1), eps, min_samples)
     labels = np.full(n, -1, dtype=np.int64)
     order = np.argsort(cluster, kind="stable")
     bounds = np.flatnonzero(np.diff(cluster[order])) + 1
@@ -637,29 +632,26 @@ def tracks_from_embeddings(hit_ids, embedding, *, event_id: int = 0, cluster=Non
         if params.max_hits > 0:
             sim = (emb[src] * emb[dst]).sum(-1).cpu().numpy()
             labels = _split_oversized(labels, s_np, d_np, sim, params.threshold, params.max_hits, params.mutual)
-    elif params.method == "dbscan" and ct is not None:
-        # one eps-graph (cosine >= 1 - eps^2 / 2 within the locality clusters) for DBSCAN and for
-        # splitting oversized tracks along it, like knn tracks
-        cos_min = 1.0 - params.eps ** 2 / 2.0
-        src, dst = knn_edges(emb, None, cos_min, ct)
-        sim = (emb[src] * emb[dst]).sum(-1)
-        labels = _dbscan_within(n, src, dst, torch.sqrt(torch.clamp(2.0 - 2.0 * sim, min=0.0)), params.eps,
-                                params.min_samples)
-        if params.max_hits > 0 and (_track_sizes(labels) > params.max_hits).any():
-            labels = _split_oversized(labels, src.cpu().numpy(), dst.cpu().numpy(), sim.cpu().numpy(), cos_min,
-                                      params.max_hits, False)
     else:
-        x = emb.cpu().numpy().astype(np.float64)
-        labels = _cluster_points(x, c if params.per_cluster else None, params.method, params.eps,
-                                 params.min_samples, params.min_cluster_size, params.selection, unit=True,
-                                 device=params.device)
+        # the eps-graph (cosine >= 1 - eps^2 / 2 within the locality clusters): DBSCAN's
+        # neighbourhoods, and where tracks too large are split, like knn tracks
+        cos_min = 1.0 - params.eps ** 2 / 2.0
+        graph = None
+        if params.method == "dbscan" and ct is not None:
+            graph = knn_edges(emb, None, cos_min, ct)
+            sim = (emb[graph[0]] * emb[graph[1]]).sum(-1)
+            labels = _dbscan_within(n, *graph, torch.sqrt(torch.clamp(2.0 - 2.0 * sim, min=0.0)), params.eps,
+                                    params.min_samples)
+        else:  # HDBSCAN, or DBSCAN over all hits: scikit-learn
+            labels = _cluster_points(emb.cpu().numpy().astype(np.float64), c if params.per_cluster else None,
+                                     params.method, params.eps, params.min_samples, params.min_cluster_size,
+                                     params.selection)
         if params.max_hits > 0 and (_track_sizes(labels) > params.max_hits).any():
-            # split oversized clusters along their eps-graph (cosine >= 1 - eps^2 / 2), like knn tracks
-            cos_min = 1.0 - params.eps ** 2 / 2.0
-            src, dst = knn_edges(emb, None, cos_min, ct)
-            sim = (emb[src] * emb[dst]).sum(-1).cpu().numpy()
-            labels = _split_oversized(labels, src.cpu().numpy(), dst.cpu().numpy(), sim, cos_min, params.max_hits,
-                                      False)
+            if graph is None:
+                graph = knn_edges(emb, None, cos_min, ct)
+                sim = (emb[graph[0]] * emb[graph[1]]).sum(-1)
+            labels = _split_oversized(labels, graph[0].cpu().numpy(), graph[1].cpu().numpy(), sim.cpu().numpy(),
+                                      cos_min, params.max_hits, False)
     if params.merge_threshold is not None and c is not None:
         labels = _merge_across_clusters(labels, emb, c, params.merge_threshold, params.max_hits)
     if params.min_filter > 0:

@@ -268,15 +268,19 @@ def set_pretrain_value(cfg: dict, assignment: str) -> dict:
 
 
 # ----------------------------------------------------------------------------------------- data
+def _event_files(folder: str | os.PathLike, n_events: int = 0) -> list:
+    """``(event_id, prefix)`` of the first ``n_events`` events of ``folder`` (0: all); DataError if none."""
+    events = find_events(resolve_path(folder))
+    if not events:
+        raise DataError(f"{folder}: no TrackML events (event<N>-hits.csv or .csv.gz) in this folder")
+    return events[:n_events] if n_events else events
+
+
 def unlabelled_samples(folder: str | os.PathLike, *, n_events: int = 0, feature_cfg: FeatureConfig,
                        locality: dict | None, pixel_only: bool = True, progress: bool = False) -> list[dict]:
     """Per-hit samples (features ``x``, ``hit_id``, ``eta``, ``phi``, ``cluster`` with a locality
     method) of the events of ``folder``, read from the hits files alone: no truth needed."""
-    events = find_events(resolve_path(folder))
-    if not events:
-        raise DataError(f"{folder}: no TrackML events (event<N>-hits.csv or .csv.gz) in this folder")
-    if n_events:
-        events = events[:n_events]
+    events = _event_files(folder, n_events)
     out = []
     for eid, prefix in tqdm(events, desc=f"read {Path(folder).name}", unit="event", disable=not progress):
         ev = read_event(prefix, eid, parts=("hits",))
@@ -294,11 +298,7 @@ def fit_doublet_builder(folder: str | os.PathLike, graph_cfg: GraphConfig | dict
                         progress: bool = False) -> GraphBuilder:
     """The windows graph builder fitted on the truth of the (simulated) events of ``folder``
     (pixel hits; the first ``n_events``, 0: all)."""
-    events = find_events(resolve_path(folder))
-    if not events:
-        raise DataError(f"{folder}: no TrackML events (event<N>-hits.csv or .csv.gz) in this folder")
-    if n_events:
-        events = events[:n_events]
+    events = _event_files(folder, n_events)
 
     def read():
         for eid, prefix in tqdm(events, desc="fit doublet builder", unit="event", disable=not progress):
@@ -317,11 +317,7 @@ def doublet_samples(folder: str | os.PathLike, builder: GraphBuilder, *, n_event
     (E, 20) the token features (:data:`~trackstudy.models.doublet.TOKEN_FEATURES`) of the builder's
     candidate doublets, ``cluster`` (E,) their attention tiles of ``cluster_size``, ``eta`` / ``phi``
     their midpoints. Events without a doublet are left out."""
-    events = find_events(resolve_path(folder))
-    if not events:
-        raise DataError(f"{folder}: no TrackML events (event<N>-hits.csv or .csv.gz) in this folder")
-    if n_events:
-        events = events[:n_events]
+    events = _event_files(folder, n_events)
     out = []
     for eid, prefix in tqdm(events, desc=f"doublets {Path(folder).name}", unit="event", disable=not progress):
         hits = select_volumes(read_event(prefix, eid, parts=("hits",)), PIXEL_VOLUMES).hits.reset_index(drop=True)
