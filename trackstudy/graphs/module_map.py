@@ -38,6 +38,7 @@ from trackstudy.config import config_from_dict
 from trackstudy.data.io import atomic_write_bytes
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.graphs.doublets import doublet_quantities, edge_features, hit_geometry, node_features, true_doublets
+from trackstudy.graphs.edge_filter import FilterConfig
 from trackstudy.graphs.layers import layer_pairs
 from trackstudy.graphs.metric import METRIC_METHODS, MetricConfig
 
@@ -58,7 +59,8 @@ class GraphConfig:
     a layer pair gets the windows of all pairs. method: ``windows`` (this builder) or ``metric``
     (metric learning, configured by ``metric``, a :class:`trackstudy.graphs.metric.MetricConfig`;
     there pt_min and efficiency define the positives and the tuned radius, skip and same_layer the
-    layer filter; margin, module_map and min_pair_doublets are the windows' own).
+    layer filter; margin, module_map and min_pair_doublets are the windows' own). filter: the edge
+    filter after either builder (a :class:`trackstudy.graphs.edge_filter.FilterConfig`; None: none).
     """
 
     pt_min: float = 0.9
@@ -70,8 +72,11 @@ class GraphConfig:
     min_pair_doublets: int = 50
     method: str = "windows"
     metric: MetricConfig = field(default_factory=MetricConfig)
+    filter: FilterConfig | None = None
 
     def __post_init__(self):
+        if self.filter is not None:
+            self.filter = FilterConfig.from_dict(self.filter)
         if self.method not in METRIC_METHODS:
             raise ConfigError(f"model.graph.method: {self.method!r} unknown; choose from {', '.join(METRIC_METHODS)}")
         self.metric = MetricConfig.from_dict(self.metric)
@@ -95,10 +100,12 @@ class GraphConfig:
         return cfg
 
     def to_dict(self) -> dict:
-        """The fields as plain values; ``metric`` only with method metric."""
+        """The fields as plain values; ``metric`` only with method metric, ``filter`` only when set."""
         d = asdict(self)
         if self.method != "metric":
             d.pop("metric")
+        if self.filter is None:
+            d.pop("filter")
         return d
 
 

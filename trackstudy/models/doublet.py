@@ -39,6 +39,7 @@ import torch.nn as nn
 from trackstudy.config import config_from_dict
 from trackstudy.errors import ConfigError
 from trackstudy.graphs.doublets import EDGE_FEATURES, NODE_FEATURES
+from trackstudy.graphs.edge_filter import FilterConfig
 from trackstudy.graphs.module_map import GraphBuilder
 from trackstudy.models.attention import AttentionContext
 from trackstudy.models.encoder import Encoder, EncoderConfig
@@ -145,7 +146,7 @@ class DoubletTransformer(EdgeModel):
     family = FAMILY
 
     def __init__(self, encoder_cfg: EncoderConfig, cfg: DoubletConfig | None = None,
-                 builder: GraphBuilder | None = None, track_params=None):
+                 builder: GraphBuilder | None = None, track_params=None, edge_filter=None):
         super().__init__()
         self.cfg = cfg or DoubletConfig()
         if encoder_cfg.n_features != len(TOKEN_FEATURES):
@@ -156,6 +157,7 @@ class DoubletTransformer(EdgeModel):
         self.encoder = Encoder(encoder_cfg)
         self.classifier = nn.Linear(encoder_cfg.d_model, 1)
         self.set_builder(builder)
+        self.set_filter(edge_filter)  # an EdgeFilter, a FilterConfig (fresh, to load into) or None
         self.track_params = track_params
 
     def context(self, x: torch.Tensor, edge_index: torch.Tensor, edge_batch: torch.Tensor | None = None
@@ -180,11 +182,13 @@ class DoubletTransformer(EdgeModel):
 
     def config_dict(self) -> dict:
         return {"family": FAMILY, "encoder": self.encoder_cfg.to_dict(), "doublet": self.cfg.to_dict(),
-                "graph_sizes": self.graph_sizes()}
+                "graph_sizes": self.graph_sizes(), **self.filter_config_dict()}
 
 
 def doublet_from_config(cfg: dict) -> DoubletTransformer:
     """Rebuild a DoubletTransformer (fresh weights) from :meth:`DoubletTransformer.config_dict`."""
     if cfg.get("family") != FAMILY:
         raise ConfigError(f"model config: family {cfg.get('family')!r} is not {FAMILY!r}")
-    return DoubletTransformer(EncoderConfig.from_dict(cfg["encoder"]), DoubletConfig.from_dict(cfg.get("doublet")))
+    edge_filter = FilterConfig.from_dict(cfg["filter"]) if cfg.get("filter") is not None else None
+    return DoubletTransformer(EncoderConfig.from_dict(cfg["encoder"]), DoubletConfig.from_dict(cfg.get("doublet")),
+                              edge_filter=edge_filter)

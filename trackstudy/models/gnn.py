@@ -13,7 +13,10 @@ The model also holds its graph builder (:class:`trackstudy.graphs.GraphBuilder`)
 for graphs by metric learning (``model.graph.method: metric``), the trained hit embedding with its
 radius (:class:`trackstudy.models.metric_embedding.HitEmbedding`, submodule ``embedding``), so
 ``model.pt`` rebuilds the graphs of new events on its own (``builder``), and its track-building parameters
-(``track_params``, tuned on the validation events). Loss: binary cross-entropy on true doublets
+(``track_params``, tuned on the validation events). With ``model.graph.filter``, an edge filter
+(:class:`EdgeFilter`, submodule ``edge_filter``: an MLP over both hits' and the doublet's features
+with its tuned score threshold) drops candidates before the network sees them, in training and in
+``builder`` alike (:class:`FilteredGraphBuilder`). Loss: binary cross-entropy on true doublets
 (consecutive hits of one particle), positives of particles with pT > ``pt_min`` weighted by
 ``pt_weight``, the other positives by ``low_pt_weight``, negatives by 1, all scaled so that the
 positives and the negatives carry equal total weight (``balance``).
@@ -30,12 +33,14 @@ import torch.nn.functional as F
 
 from trackstudy.config import config_from_dict
 from trackstudy.errors import ConfigError
-from trackstudy.graphs.doublets import EDGE_FEATURES, NODE_FEATURES
+from trackstudy.graphs.doublets import EDGE_FEATURES, NODE_FEATURES, edge_features, hit_geometry, node_features
+from trackstudy.graphs.edge_filter import FilterConfig
 from trackstudy.graphs.metric import MetricConfig
 from trackstudy.graphs.module_map import GraphBuilder
 from trackstudy.models.metric_embedding import HitEmbedding, MetricGraphBuilder
 
-__all__ = ["EdgeModel", "GNNConfig", "InteractionNetwork", "edge_loss", "gnn_from_config", "mlp"]
+__all__ = ["EdgeFilter", "EdgeModel", "FilteredGraphBuilder", "GNNConfig", "InteractionNetwork", "edge_loss",
+           "gnn_from_config", "mlp"]
 
 FAMILY = "gnn"
 _GRAPH_BUFFERS = ("pairs", "windows", "module_pairs", "config")
@@ -84,6 +89,53 @@ def _sum_into(n: int, index: torch.Tensor, values: torch.Tensor) -> torch.Tensor
     return torch.zeros(n, values.shape[1], dtype=values.dtype, device=values.device).index_add_(0, index, values)
 
 
+class EdgeFilter(nn.Module):
+    """Per-doublet filter: MLP([x_src, x_dst, edge_attr]) -> logit (E,), no message passing (see
+    :mod:`trackstudy.graphs.edge_filter`); ``threshold``: the score (probability) a candidate needs
+    to be kept (a buffer, tuned after training)."""
+
+    #: candidates scored at once by :meth:`scores` (bounds the activations' memory)
+    CHUNK = 1 << 18
+
+    def __init__(self, cfg: FilterConfig | None = None):
+        super().__init__()
+        self.cfg = cfg or FilterConfig()
+        self.mlp = mlp(2 * len(NODE_FEATURES) + len(EDGE_FEATURES), self.cfg.hidden, 1, self.cfg.layers)
+        self.register_buffer("threshold", torch.tensor(float(self.cfg.threshold), dtype=torch.float64), persistent=True)
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor) -> torch.Tensor:
+        return self.mlp(torch.cat([x[edge_index[0]], x[edge_index[1]], edge_attr], dim=1)).squeeze(1)
+
+    @torch.no_grad()
+    def scores(self, x, edge_index, edge_attr) -> np.ndarray:
+        """Scores (E,) float64 in [0, 1] (numpy or tensors in, numpy out), in chunks of :attr:`CHUNK`."""
+        dev = self.threshold.device
+        x, ei, ea = (torch.as_tensor(a).to(dev) for a in (x, edge_index, edge_attr))
+        out = [torch.sigmoid(self(x, ei[:, i:i + self.CHUNK], ea[i:i + self.CHUNK])).double().cpu()
+               for i in range(0, ei.shape[1], self.CHUNK)]
+        return torch.cat(out).numpy() if out else np.zeros(0)
+
+    def keep(self, x, edge_index, edge_attr) -> np.ndarray:
+        """Boolean (E,): the candidates at or above the threshold."""
+        return self.scores(x, edge_index, edge_attr) >= float(self.threshold)
+
+
+class FilteredGraphBuilder:
+    """A graph builder (windows or metric) followed by an :class:`EdgeFilter`: the interface of
+    :class:`trackstudy.graphs.GraphBuilder` (``build``, ``pairs``, ``module_pairs``, ``config``), so
+    :func:`trackstudy.graphs.build_graph` and the doublet reports take it as they take the builder."""
+
+    def __init__(self, inner, edge_filter: EdgeFilter):
+        self.inner, self.edge_filter = inner, edge_filter
+        self.config, self.pairs, self.module_pairs = inner.config, inner.pairs, inner.module_pairs
+
+    def build(self, hits, geometry: dict | None = None, *, source: str = "hits") -> tuple[np.ndarray, np.ndarray]:
+        g = geometry if geometry is not None else hit_geometry(hits, source=source)
+        src, dst = self.inner.build(hits, g, source=source)
+        keep = self.edge_filter.keep(node_features(g), np.stack([src, dst]), edge_features(g, src, dst))
+        return src[keep], dst[keep]
+
+
 class EdgeModel(nn.Module):
     """Base of the models that score the doublets of a graph (:data:`EDGE_FAMILIES`):
     ``forward(x, edge_index, edge_attr, edge_batch=None)`` -> logits (E,). Holds the graph builder
@@ -101,14 +153,30 @@ class EdgeModel(nn.Module):
         for name, a in arrays.items():
             self.register_buffer(f"graph_{name}", torch.from_numpy(np.ascontiguousarray(a)), persistent=True)
 
+    def set_filter(self, edge_filter: EdgeFilter | FilterConfig | None) -> None:
+        """Hold ``edge_filter`` (submodule ``edge_filter``; a FilterConfig: a fresh one to load
+        weights into; None: no filter)."""
+        self.edge_filter = EdgeFilter(edge_filter) if isinstance(edge_filter, FilterConfig) else edge_filter
+
     @property
-    def builder(self) -> GraphBuilder | MetricGraphBuilder:
-        """The graph builder of this run: the windows of the buffers or, with an ``embedding`` (an
-        interaction network on metric-learning graphs), metric learning."""
+    def base_builder(self) -> GraphBuilder | MetricGraphBuilder:
+        """The graph builder of this run without its edge filter: the windows of the buffers or,
+        with an ``embedding`` (an interaction network on metric-learning graphs), metric learning."""
         stored = GraphBuilder.from_arrays({k: getattr(self, f"graph_{k}").cpu().numpy() for k in _GRAPH_BUFFERS},
                                           source="model graph buffers")
         embedding = getattr(self, "embedding", None)
         return stored if embedding is None else MetricGraphBuilder(embedding, stored)
+
+    @property
+    def builder(self) -> GraphBuilder | MetricGraphBuilder | FilteredGraphBuilder:
+        """The graph builder of this run: :attr:`base_builder`, then the edge filter where the run has one."""
+        edge_filter = getattr(self, "edge_filter", None)
+        return self.base_builder if edge_filter is None else FilteredGraphBuilder(self.base_builder, edge_filter)
+
+    def filter_config_dict(self) -> dict:
+        """``{"filter": its config}`` for :meth:`config_dict` when the model has an edge filter, else {}."""
+        edge_filter = getattr(self, "edge_filter", None)
+        return {} if edge_filter is None else {"filter": edge_filter.cfg.to_dict()}
 
     def graph_sizes(self) -> dict:
         return {k: list(getattr(self, f"graph_{k}").shape) for k in _GRAPH_BUFFERS}
@@ -130,7 +198,8 @@ class InteractionNetwork(EdgeModel):
     family = FAMILY
 
     def __init__(self, cfg: GNNConfig | None = None, builder: GraphBuilder | None = None, track_params=None,
-                 embedding: HitEmbedding | MetricConfig | None = None):
+                 embedding: HitEmbedding | MetricConfig | None = None,
+                 edge_filter: EdgeFilter | FilterConfig | None = None):
         super().__init__()
         self.cfg = cfg or GNNConfig()
         h, k = self.cfg.hidden, self.cfg.mlp_layers
@@ -142,6 +211,7 @@ class InteractionNetwork(EdgeModel):
         self.classifier = mlp(3 * h, h, 1, k)
         self.set_builder(builder)
         self.embedding = HitEmbedding(embedding) if isinstance(embedding, MetricConfig) else embedding
+        self.set_filter(edge_filter)
         self.track_params = track_params
 
     # ------------------------------------------------------------------ network
@@ -159,8 +229,9 @@ class InteractionNetwork(EdgeModel):
         return self.classifier(torch.cat([h[src], h[dst], e], dim=1)).squeeze(1)  # (E,)
 
     def config_dict(self) -> dict:
-        """What rebuilds this network; ``metric`` (the embedding's config) only for metric-learning graphs."""
-        out = {"family": FAMILY, "gnn": self.cfg.to_dict(), "graph_sizes": self.graph_sizes()}
+        """What rebuilds this network; ``metric`` (the embedding's config) only for metric-learning
+        graphs, ``filter`` only with an edge filter."""
+        out = {"family": FAMILY, "gnn": self.cfg.to_dict(), "graph_sizes": self.graph_sizes(), **self.filter_config_dict()}
         if self.embedding is not None:
             out["metric"] = self.embedding.cfg.to_dict()
         return out
@@ -171,7 +242,8 @@ def gnn_from_config(cfg: dict) -> InteractionNetwork:
     if cfg.get("family") != FAMILY:
         raise ConfigError(f"model config: family {cfg.get('family')!r} is not {FAMILY!r}")
     metric = MetricConfig.from_dict(cfg["metric"]) if cfg.get("metric") is not None else None
-    return InteractionNetwork(GNNConfig.from_dict(cfg.get("gnn")), embedding=metric)
+    edge_filter = FilterConfig.from_dict(cfg["filter"]) if cfg.get("filter") is not None else None
+    return InteractionNetwork(GNNConfig.from_dict(cfg.get("gnn")), embedding=metric, edge_filter=edge_filter)
 
 
 def edge_loss(logits: torch.Tensor, y: torch.Tensor, pt: torch.Tensor, cfg) -> torch.Tensor:

@@ -17,7 +17,9 @@ as buffers). One run, in order:
    ``metric``, the hit embedding trained on them within its own budget, its radius tuned on the
    validation events (:mod:`trackstudy.training.metric_embedding`), then a checkpoint at step 0 so
    that a resumed run does not train it again. Every event's graph is built once and labelled
-   (true doublets: consecutive hits of one particle);
+   (true doublets: consecutive hits of one particle); with ``model.graph.filter``, the edge filter
+   is trained on these graphs in its own budget, its threshold tuned on the validation graphs, the
+   candidates below it dropped (:mod:`trackstudy.training.edge_filter`; a checkpoint at step 0 again);
 3. AdamW over ``train.batch_size`` graphs per step (concatenated), warm-up + cosine learning rate
    (over the time budget with ``train.schedule_by_time``), gradient clipping, ``max_minutes`` cap;
    validation loss and edge efficiency / purity every ``eval_every`` steps, the best weights kept;
@@ -49,11 +51,19 @@ from trackstudy.data.io import atomic_write_bytes, iter_events, select_volumes
 from trackstudy.device import describe_device, resolve_device
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.graphs.doublets import true_doublets
+from trackstudy.graphs.edge_filter import FilterConfig
 from trackstudy.graphs.module_map import GraphBuilder, GraphConfig, build_graph
 from trackstudy.metrics import evaluate_events
 from trackstudy.models.doublet import TOKEN_FEATURES, DoubletConfig, DoubletTransformer
 from trackstudy.models.encoder import EncoderConfig
-from trackstudy.models.gnn import EdgeModel, GNNConfig, InteractionNetwork, edge_loss, gnn_from_config
+from trackstudy.models.gnn import (
+    EdgeModel,
+    FilteredGraphBuilder,
+    GNNConfig,
+    InteractionNetwork,
+    edge_loss,
+    gnn_from_config,
+)
 from trackstudy.models.heads import EDGE_FAMILIES
 from trackstudy.models.metric_embedding import MetricGraphBuilder
 from trackstudy.postprocessing.gnn_tracks import GNNTrackParams, tracks_from_edges
@@ -73,6 +83,7 @@ from trackstudy.training.checkpoint import (
     save_model,
 )
 from trackstudy.training.data import data_root, dataset_folder
+from trackstudy.training.edge_filter import fit_filter, prune_sample
 from trackstudy.training.metric_embedding import fit_embedding
 from trackstudy.training.pretrained import init_doublet
 from trackstudy.training.run_config import base_track_params, dump_yaml, load_yaml, resolve_config
@@ -80,6 +91,8 @@ from trackstudy.training.run_config import base_track_params, dump_yaml, load_ya
 __all__ = ["GRAPH_FILE", "graph_sample", "train_gnn"]
 
 GRAPH_FILE = "graph.npz"
+#: parameter-name prefixes of the graph stages trained before the edge model (and fixed while it trains)
+_GRAPH_STAGES = ("embedding.", "edge_filter.")
 
 
 def graph_sample(builder: GraphBuilder | MetricGraphBuilder, event) -> dict:
@@ -261,21 +274,27 @@ class _GNNRun:
         val_events = self._events(cfg["data"]["val"])
         graph_cfg = GraphConfig.from_dict(m["graph"])
         t_graph = time.perf_counter()
-        embedding, embedding_info = None, {}
+        embedding, embedding_info, edge_filter, filter_info = None, {}, None, {}
         if ckpt is not None:
-            probe = gnn_from_config(ckpt["model_config"]) if self.family == "gnn" else self._new_model(None)
+            mc = ckpt["model_config"]
+            probe = gnn_from_config(mc) if self.family == "gnn" else self._new_model(None)
+            if self.family != "gnn" and mc.get("filter") is not None:
+                probe.set_filter(FilterConfig.from_dict(mc["filter"]))
             probe.load_state_dict(ckpt["model"])
-            builder, embedding = probe.builder, getattr(probe, "embedding", None)
+            base, embedding, edge_filter = probe.base_builder, getattr(probe, "embedding", None), probe.edge_filter
             embedding_info = dict(ckpt.get("embedding_info") or {})
+            filter_info = dict(ckpt.get("filter_info") or {})
         elif graph_cfg.method == "metric":
             embedding, embedding_info = fit_embedding(train_events, val_events, graph_cfg, seed=int(tr["seed"]),
                                                       device=self.device, progress=self.progress)
             t_graph = time.perf_counter()  # graph_seconds: building, not the embedding's training
-            builder = MetricGraphBuilder(embedding, GraphBuilder.layer_pairs_only(graph_cfg))
+            base = MetricGraphBuilder(embedding, GraphBuilder.layer_pairs_only(graph_cfg))
         else:
-            builder = GraphBuilder.fit(train_events, graph_cfg)
+            base = GraphBuilder.fit(train_events, graph_cfg)
         if embedding is None:
-            builder.save(self.out / GRAPH_FILE)
+            base.save(self.out / GRAPH_FILE)
+        # a resumed run's graphs go through its trained filter; a new run's are filtered once it is trained
+        builder = base if edge_filter is None else FilteredGraphBuilder(base, edge_filter)
         bar = tqdm(total=len(train_events) + len(val_events), desc="graphs", unit="event", disable=not self.progress)
         self.train, self.val = [], []
         for dest, events in ((self.train, train_events), (self.val, val_events)):
@@ -284,7 +303,17 @@ class _GNNRun:
                 bar.update()
         bar.close()
         graph_seconds = time.perf_counter() - t_graph
-        self.model = self._new_model(builder.layers if embedding is not None else builder, embedding)
+        if ckpt is None and graph_cfg.filter is not None:  # stage 2 of the graph: the edge filter
+            edge_filter, filter_info = fit_filter(self.train, self.val, graph_cfg.filter, self.gnn_cfg,
+                                                  pt_min=graph_cfg.pt_min, seed=int(tr["seed"]), device=self.device,
+                                                  progress=self.progress)
+            t_prune = time.perf_counter()
+            self.train, self.val = ([prune_sample(s, edge_filter.keep(s["x"], s["edge_index"], s["edge_attr"]),
+                                                  _trainer.PT_MIN) for s in samples] for samples in (self.train, self.val))
+            graph_seconds += time.perf_counter() - t_prune
+            builder = FilteredGraphBuilder(base, edge_filter)
+        self.model = self._new_model(base.layers if embedding is not None else base, embedding)
+        self.model.set_filter(edge_filter)
         init_info = None
         if m["init_from"] and ckpt is None:  # a resumed run's checkpoint holds the weights already
             init_info = init_doublet(self.model, m["init_from"], where="model.init_from")
@@ -293,8 +322,8 @@ class _GNNRun:
                          + ("" if init_info["token_mlp"] else f"; token MLP fresh (token_hidden "
                             f"{init_info['token_hidden']} there, {self.gnn_cfg.token_hidden} here)"))
         self.model = self.model.to(self.device)
-        # a metric-learning embedding is trained (stage 1) and fixed: the optimiser gets the edge model only
-        opt = torch.optim.AdamW([p for name, p in self.model.named_parameters() if not name.startswith("embedding.")],
+        # a metric-learning embedding and an edge filter are trained first and fixed: the optimiser gets the edge model only
+        opt = torch.optim.AdamW([p for name, p in self.model.named_parameters() if not name.startswith(_GRAPH_STAGES)],
                                 lr=tr["lr"], weight_decay=tr["weight_decay"])
         clock = {"seconds": 0.0}
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _trainer._lr_lambda(tr, clock))
@@ -320,10 +349,10 @@ class _GNNRun:
                 "model": model_state_dict(self.model), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "step": step, "epoch": epoch, "pos": pos, "train_seconds": clock["seconds"], "best_loss": best_loss,
                 "best_state": best_state or {}, "rng": _trainer._rng_state(), "model_config": self.model.config_dict(),
-                "config": cfg, "embedding_info": embedding_info})
+                "config": cfg, "embedding_info": embedding_info, "filter_info": filter_info})
 
-        if ckpt is None and embedding is not None:
-            save()  # the trained embedding: a resumed run starts from here, not from stage 1
+        if ckpt is None and (embedding is not None or edge_filter is not None):
+            save()  # the trained embedding / filter: a resumed run starts from here, not from their training
 
         bs, n = int(tr["batch_size"]), len(self.train)
         budget = tr["max_minutes"] * 60.0
@@ -404,7 +433,7 @@ class _GNNRun:
             "train_seconds": clock["seconds"], "graph_seconds": graph_seconds, "tune_seconds": tune_seconds,
             "embedding_seconds": embedding_info.get("seconds") if embedding is not None else None,
             "best_val_loss": best_loss if math.isfinite(best_loss) else None,
-            "n_params": sum(p.numel() for name, p in self.model.named_parameters() if not name.startswith("embedding.")),
+            "n_params": sum(p.numel() for name, p in self.model.named_parameters() if not name.startswith(_GRAPH_STAGES)),
             "graph": {"train": _graph_stats(self.train), "val": _graph_stats(self.val),
                       "builder": {**builder.config.to_dict(), "layer_pairs": len(builder.pairs),
                                   "module_pairs": len(builder.module_pairs)}},
@@ -413,8 +442,10 @@ class _GNNRun:
             "model_file": str(model_file), "init_from": init_info,
         }
         if embedding is not None:
-            summary["graph"]["embedding"] = {**embedding_info, "radius": builder.radius,
+            summary["graph"]["embedding"] = {**embedding_info, "radius": base.radius,
                                              "n_params": sum(p.numel() for p in embedding.parameters())}
+        if edge_filter is not None:
+            summary["graph"]["filter"] = {**filter_info, "n_params": sum(p.numel() for p in edge_filter.parameters())}
         atomic_write_bytes(self.out / _trainer.SUMMARY_FILE, json.dumps(json_safe(summary), indent=1).encode(), force=True)
         return summary
 
