@@ -11,6 +11,9 @@ and that a doublet-token model can share.
     metric.py      graphs by metric learning (model.graph.method: metric): the radius graph of hit
                    embeddings, its orientation and layer filter, the config of the embedding
                    (the network itself: trackstudy.models.metric_embedding)
+    edge_filter.py the edge filter's config and threshold (model.graph.filter): a per-doublet
+                   MLP after either builder drops candidates before the edge model (the network:
+                   trackstudy.models.gnn.EdgeFilter; its training: trackstudy.training.edge_filter)
 """
 
 from trackstudy.graphs.doublets import edge_features, hit_geometry, node_features, true_doublets
