@@ -50,11 +50,31 @@ def test_walk_cuts_branches_that_are_no_ends_best():
     assert _groups(labels) == [[0, 1, 2, 3, 4, 5, 6], [7], [8]]
 
 
+def test_walk_follows_second_best_branches_above_branch():
+    # 0 -> 1 (0.95) and 2 -> 3 (0.97) are each end's best; 0 -> 3 (0.93) is second-best at both
+    # ends: cut by the plain walk, followed once branch <= 0.93
+    src, dst, score = np.array([0, 0, 2]), np.array([1, 3, 3]), np.array([0.95, 0.93, 0.97])
+    def walk(branch):
+        return _groups(tracks_from_edges(4, src, dst, score, GNNTrackParams(threshold=0.5, method="walk",
+                                                                             min_hits=1, branch=branch)))
+    assert walk(0.0) == walk(0.94) == [[0, 1], [2, 3]]
+    assert walk(0.93) == [[0, 1, 2, 3]]
+    # a third-best edge is never followed: 0 -> 3 (0.97) is third of 0's successors (after 0.99, 0.98)
+    # and third of 3's predecessors (after 0.999, 0.998)
+    src, dst = np.array([0, 0, 0, 4, 5]), np.array([1, 2, 3, 3, 3])
+    score = np.array([0.99, 0.98, 0.97, 0.999, 0.998])
+    labels = tracks_from_edges(6, src, dst, score, GNNTrackParams(threshold=0.5, method="walk", min_hits=1,
+                                                                  branch=0.9))
+    assert _groups(labels) == [[0, 1, 2], [3, 4, 5]]
+
+
 def test_errors():
     with pytest.raises(DataError, match="edge end outside the 3 hits"):
         tracks_from_edges(3, np.array([0]), np.array([3]), np.array([0.9]))
     with pytest.raises(DataError, match="1 sources, 1 targets and 2 scores"):
         tracks_from_edges(3, np.array([0]), np.array([1]), np.array([0.9, 0.1]))
+    with pytest.raises(ConfigError, match="GNNTrackParams.branch: must be in"):
+        GNNTrackParams(branch=1.5)
     with pytest.raises(ConfigError, match="GNNTrackParams.method: 'dbscan' unknown"):
         GNNTrackParams(method="dbscan")
     with pytest.raises(ConfigError, match="track_params \\(gnn\\): unknown field 'k'"):

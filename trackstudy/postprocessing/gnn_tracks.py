@@ -8,8 +8,9 @@ Two methods (``GNNTrackParams.method``), both on the edges whose score passes ``
   best-scoring outgoing edge of its inner hit or the best-scoring incoming edge of its outer hit,
   so a branch that is neither end's best is cut before the components are taken. (Keeping only
   edges that are best for both ends breaks every track with an overlap hit, where a layer holds two
-  hits of the particle; ACORN's walkthrough also follows second-best branches above a higher
-  threshold: not done here.)
+  hits of the particle.) As ACORN's walkthrough follows second-best branches above a higher
+  threshold, ``branch`` > 0 also keeps an edge that is the second-best of its inner or its outer
+  hit when its score is at least ``branch``.
 
 Components with fewer than ``min_hits`` hits become one-hit tracks, and so do those whose pT,
 estimated from the mean curvature of their edges (circle through the beam line and the two hits),
@@ -50,12 +51,14 @@ GNN_TUNE_GRID = [{"threshold": [0.3, 0.5, 0.7, 0.8, 0.9], "method": ["components
 @dataclass
 class GNNTrackParams:
     """threshold: minimal edge score (sigmoid); method: components | walk; min_hits: smaller
-    candidates are split into one-hit tracks; min_pt: GeV, so are candidates of a lower pT estimate."""
+    candidates are split into one-hit tracks; min_pt: GeV, so are candidates of a lower pT estimate;
+    branch: with method walk, the score from which second-best edges are kept too (0: never)."""
 
     threshold: float = 0.5
     method: str = "components"
     min_hits: int = 3
     min_pt: float = 0.0
+    branch: float = 0.0
 
     def __post_init__(self):
         if not 0.0 <= self.threshold <= 1.0:
@@ -66,6 +69,8 @@ class GNNTrackParams:
             raise ConfigError(f"GNNTrackParams.min_hits: must be >= 1, got {self.min_hits}")
         if self.min_pt < 0:
             raise ConfigError(f"GNNTrackParams.min_pt: must be >= 0, got {self.min_pt}")
+        if not 0.0 <= self.branch <= 1.0:
+            raise ConfigError(f"GNNTrackParams.branch: must be in [0, 1] (0: no second-best branches), got {self.branch}")
 
     def record(self) -> dict:
         """How runs store it (checkpoints, summary.json): ``{"kind": "gnn", **fields}``."""
@@ -81,14 +86,17 @@ class GNNTrackParams:
         return cls(**d)
 
 
-def _best_per(node: np.ndarray, score: np.ndarray) -> np.ndarray:
-    """Boolean (E,): the edge with the highest score among those sharing ``node``."""
+def _rank_per(node: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Int (E,): each edge's rank by score among the edges sharing ``node`` (0: the best; ties in
+    edge order)."""
     order = np.lexsort((-score, node))
-    first = np.ones(len(order), bool)
-    first[1:] = node[order][1:] != node[order][:-1]
-    out = np.zeros(len(node), bool)
-    out[order[first]] = True
-    return out
+    sorted_node = node[order]
+    start = np.ones(len(order), bool)
+    start[1:] = sorted_node[1:] != sorted_node[:-1]
+    group_start = np.maximum.accumulate(np.where(start, np.arange(len(order)), 0))
+    rank = np.empty(len(node), np.int64)
+    rank[order] = np.arange(len(order)) - group_start
+    return rank
 
 
 def tracks_from_edges(n: int, src, dst, scores, params: GNNTrackParams | None = None, *,
@@ -110,7 +118,10 @@ def tracks_from_edges(n: int, src, dst, scores, params: GNNTrackParams | None = 
     if p.min_pt > 0:
         curvature = curvature[keep]
     if p.method == "walk" and len(src):
-        best = _best_per(src, scores) | _best_per(dst, scores)
+        r_out, r_in = _rank_per(src, scores), _rank_per(dst, scores)
+        best = (r_out == 0) | (r_in == 0)
+        if p.branch > 0:  # ACORN: second-best branches with a high score are followed too
+            best |= ((r_out == 1) | (r_in == 1)) & (scores >= p.branch)
         src, dst = src[best], dst[best]
         if p.min_pt > 0:
             curvature = curvature[best]
