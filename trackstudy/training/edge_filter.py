@@ -6,23 +6,20 @@ The filter trains on the candidate doublets of the training graphs (their labels
 the particle pT of each) with the edge model's own weighted cross-entropy
 (:func:`trackstudy.models.gnn.edge_loss`), each step on ``batch_edges`` random candidates of one
 random training event, AdamW with a cosine learning rate over its own budget (``steps`` or
-``max_minutes``, whichever ends first). Its threshold is then tuned on the validation graphs
+``max_minutes``, whichever ends first: :func:`trackstudy.training.stage.train_stage`). Its threshold is then tuned on the validation graphs
 (:func:`trackstudy.graphs.edge_filter.filter_threshold`), and :func:`prune_sample` drops the
 candidates below it from the graphs the edge model trains on.
 """
 
 from __future__ import annotations
 
-import math
-import time
-
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from trackstudy.errors import DataError
 from trackstudy.graphs.edge_filter import FilterConfig, filter_threshold
 from trackstudy.models.gnn import EdgeFilter, edge_loss
+from trackstudy.training.stage import train_stage
 
 __all__ = ["fit_filter", "prune_sample"]
 
@@ -55,17 +52,8 @@ def fit_filter(train: list[dict], val: list[dict], cfg: FilterConfig, loss_cfg, 
     if not train or not sum(int(s["y"].sum()) for s in train):
         raise DataError("edge filter: the training graphs hold no true doublets (model.graph.filter)")
     model = EdgeFilter(cfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-    budget = cfg.max_minutes * 60.0
-    seconds, step, losses = 0.0, 0, []
-    bar = tqdm(total=cfg.steps, desc="edge filter", unit="step", disable=not progress)
-    model.train()
-    while step < cfg.steps and not (budget and seconds >= budget):
-        t0 = time.perf_counter()
-        frac = max(step / cfg.steps, seconds / budget if budget else 0.0)
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0)))
-        rng = np.random.default_rng([int(seed), step])
+
+    def loss_fn(rng: np.random.Generator) -> torch.Tensor:
         s = train[int(rng.integers(len(train)))]
         n_edges = s["edge_index"].shape[1]
         if cfg.batch_edges and n_edges > cfg.batch_edges:
@@ -73,17 +61,10 @@ def fit_filter(train: list[dict], val: list[dict], cfg: FilterConfig, loss_cfg, 
             ei, ea, y, pt = s["edge_index"][:, idx], s["edge_attr"][idx], s["y"][idx], s["pt"][idx]
         else:
             ei, ea, y, pt = s["edge_index"], s["edge_attr"], s["y"], s["pt"]
-        logits = model(s["x"].to(device), ei.to(device), ea.to(device))
-        loss = edge_loss(logits, y.to(device), pt.to(device), loss_cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        seconds += time.perf_counter() - t0
-        losses.append(float(loss.detach()))
-        bar.update()
-        bar.set_postfix(loss=f"{losses[-1]:.4f}")
-    bar.close()
+        return edge_loss(model(s["x"].to(device), ei.to(device), ea.to(device)), y.to(device), pt.to(device), loss_cfg)
+
+    record = train_stage(model, loss_fn, steps=cfg.steps, max_minutes=cfg.max_minutes, lr=cfg.lr, seed=seed,
+                         desc="edge filter", progress=progress)
     model = model.cpu().eval()
     scores = [model.scores(s["x"], s["edge_index"], s["edge_attr"]) for s in val]
     true_pt = [_true_pt(s, pt_min) for s in val]
@@ -95,8 +76,7 @@ def fit_filter(train: list[dict], val: list[dict], cfg: FilterConfig, loss_cfg, 
     n_true = sum(int(t.sum()) for t in true_pt)
     n_true_all = sum(int((s["y"] > 0.5).sum()) for s in val)
     n_before, n_after = sum(len(sc) for sc in scores), sum(int(k.sum()) for k in kept)
-    info = {"steps": step, "seconds": seconds, "stopped": "steps" if step >= cfg.steps else "max_minutes",
-            "loss": float(np.mean(losses[-20:])) if losses else None, "threshold": thr, "tuned": cfg.threshold == 0,
+    info = {**record, "threshold": thr, "tuned": cfg.threshold == 0,
             "val_edges_before": n_before / max(len(val), 1), "val_edges_after": n_after / max(len(val), 1),
             "val_efficiency_pt": (sum(int((k & t).sum()) for k, t in zip(kept, true_pt)) / n_true) if n_true else None,
             "val_purity_before": n_true_all / max(n_before, 1),

@@ -22,13 +22,9 @@ again; an interrupt inside the stage leaves no checkpoint, and ``--resume`` star
 
 from __future__ import annotations
 
-import math
-import time
-
 import numpy as np
 import torch
 from sklearn.neighbors import NearestNeighbors
-from tqdm.auto import tqdm
 
 from trackstudy.data.io import select_volumes
 from trackstudy.errors import DataError
@@ -36,6 +32,7 @@ from trackstudy.graphs.doublets import hit_geometry, node_features, true_doublet
 from trackstudy.graphs.metric import sample_negatives, tune_radius
 from trackstudy.graphs.module_map import GraphConfig
 from trackstudy.models.metric_embedding import HitEmbedding, hinge_loss
+from trackstudy.training.stage import train_stage
 
 __all__ = ["embedding_sample", "fit_embedding", "hard_negatives"]
 
@@ -88,17 +85,8 @@ def fit_embedding(train_events: list, val_events: list, config: GraphConfig, *, 
         raise DataError(f"metric learning: the training events hold no true doublets of particles with pT > "
                         f"{config.pt_min} GeV (model.graph.pt_min)")
     model = HitEmbedding(c).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=c.lr)
-    budget = c.max_minutes * 60.0
-    seconds, step, losses = 0.0, 0, []
-    bar = tqdm(total=c.steps, desc="embedding", unit="step", disable=not progress)
-    model.train()
-    while step < c.steps and not (budget and seconds >= budget):
-        t0 = time.perf_counter()
-        frac = max(step / c.steps, seconds / budget if budget else 0.0)
-        for group in opt.param_groups:
-            group["lr"] = c.lr * 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0)))
-        rng = np.random.default_rng([int(seed), step])
+
+    def loss_fn(rng: np.random.Generator) -> torch.Tensor:
         idx = rng.choice(len(train), size=min(c.batch_events, len(train)), replace=False)
         loss = 0.0
         for i in idx:
@@ -108,23 +96,15 @@ def fit_embedding(train_events: list, val_events: list, config: GraphConfig, *, 
                    hard_negatives(emb.detach().double().cpu().numpy(), s["pid"], c.hard_k, c.hard_queries, rng)]
             loss = loss + hinge_loss(emb, torch.from_numpy(s["pos"]).to(device),
                                      torch.from_numpy(np.concatenate(neg)).to(device), c.margin, c.pos_weight)
-        loss = loss / len(idx)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        seconds += time.perf_counter() - t0
-        losses.append(float(loss.detach()))
-        bar.update()
-        bar.set_postfix(loss=f"{losses[-1]:.4f}")
-    bar.close()
-    model.eval()
+        return loss / len(idx)
+
+    record = train_stage(model, loss_fn, steps=c.steps, max_minutes=c.max_minutes, lr=c.lr, seed=seed,
+                         desc="embedding", progress=progress)
     d = _distances(model, val)
     if c.radius == 0:
         model.radius.fill_(tune_radius(d, config.efficiency))
     radius = float(model.radius)
-    info = {"steps": step, "seconds": seconds, "stopped": "steps" if step >= c.steps else "max_minutes",
-            "loss": float(np.mean(losses[-20:])) if losses else None, "radius": radius,
+    info = {**record, "radius": radius,
             "tuned": c.radius == 0, "val_positives": int(len(d)),
             "val_within_radius": float((d <= radius).mean()) if len(d) else None,
             "val_distance_quantiles": {f"q{q}": float(np.quantile(d, q / 100)) for q in (50, 90, 99)} if len(d) else {}}
