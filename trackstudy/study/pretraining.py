@@ -116,6 +116,9 @@ def tokenizer_report(run: str | os.PathLike, data: str | os.PathLike, *, n_event
     reconstruction errors in mm and rad), a table of hits with true and decoded x, y, z (mm) and phi
     (rad), and the count of hits per code (codebook_size,)."""
     tok, _ = load_tokenizer(run)
+    if tok.tokens != "hits":
+        raise ConfigError(f"{run}: its tokenizer is one of {tok.tokens}; tokenizer_report reads hit tokenizers (the "
+                          "run's summary.json holds a doublet tokenizer's measures)")
     samples = unlabelled_samples(resolve_path(data), n_events=n_events, feature_cfg=tok.feature_cfg, locality=None)
     x = np.concatenate([s["x"] for s in samples])
     if len(x) > max_hits:
