@@ -15,6 +15,7 @@ import torch
 from trackstudy.cli import main
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.models.attention import AttentionContext
+from trackstudy.models.compiled import BucketedModel
 from trackstudy.models.export import export_onnx
 from trackstudy.models.features import FeatureConfig
 from trackstudy.models.heads import build_model, model_from_config
@@ -107,6 +108,8 @@ def test_model_errors():
         model_from_config({**cfg, "input": "pixels"})
     with pytest.raises(ConfigError, match="is not exported"):
         export_onnx(build_model("contrastive", "tiny", tokenizer=tok), "unused.onnx")
+    with pytest.raises(ConfigError, match="runs uncompiled"):
+        BucketedModel(build_model("contrastive", "tiny", tokenizer=tok))
 
 
 @pytest.fixture(scope="module")
