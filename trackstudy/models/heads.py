@@ -219,7 +219,8 @@ class TrackModel(nn.Module):
         """(B, T) int64 tokenizer code of each hit of x (B, T, F) (code-input models only)."""
         if self.tokenizer is None:
             raise ConfigError(f"{type(self).__name__}.codes: the model reads features, it has no tokenizer")
-        return self.tokenizer.encode(x.float())
+        with torch.autocast(device_type=x.device.type, enabled=False):  # the codes of float32, as in inference
+            return self.tokenizer.encode(x.float())
 
     # -- interface ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, ctx: AttentionContext | None = None, *, backend: str | None = None) -> dict:
