@@ -113,3 +113,36 @@ def test_config_roundtrip():
     again = MaskedHitModel.from_config(model.config_dict())
     assert again.config_dict() == model.config_dict()
     again.load_state_dict(model.state_dict())
+
+
+def test_doublet_tokens_predict_codes():
+    from trackstudy.models.doublet import TOKEN_FEATURES
+
+    torch.manual_seed(0)
+    enc = EncoderConfig.preset("tiny", n_features=len(TOKEN_FEATURES))
+    model = MaskedHitModel(enc, mask_cfg=MaskConfig(target="codes", rate=0.5), n_codes=8, tokens="doublets",
+                           token_hidden=16)
+    assert model.code_head is not None and model.token_mlp is not None
+    g = torch.Generator().manual_seed(0)
+    # a tiny problem: the code of a doublet is a function of its hidden features
+    x = torch.randn(4, 30, len(TOKEN_FEATURES), generator=g)
+    pad = torch.ones(4, 30, dtype=torch.bool)
+    pad[3, 20:] = False
+    codes = (x[..., list(TOKEN_FEATURES).index("dphi")] > 0).long() * 4 + torch.randint(2, (4, 30), generator=g)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for step in range(40):
+        x_in, sel, mt = model.corrupt(x, pad, torch.Generator().manual_seed(step))
+        out = model(x_in, AttentionContext(pad), mt)
+        assert out["logits"].shape == (4, 30, 8) and out["features"].shape == (4, 30, 20)
+        loss, parts = model.loss(out, x, sel, codes)
+        assert "mse" not in parts and 0 <= parts["code_accuracy"] <= 1
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+    both = MaskedHitModel(enc, mask_cfg=MaskConfig(target="both"), n_codes=8, tokens="doublets", token_hidden=16)
+    assert MaskedHitModel.from_config(both.config_dict()).config_dict() == both.config_dict()
+    with pytest.raises(ConfigError, match="needs a tokenizer"):
+        MaskedHitModel(enc, mask_cfg=MaskConfig(target="both"), n_codes=0, tokens="doublets")

@@ -1,5 +1,6 @@
 """trackstudy.models.vqvae: codebook measures by hand, k-means start, EMA update, dead-code
-restarts, the straight-through gradient, errors in detector units."""
+restarts, the straight-through gradient, errors in detector units; the doublet tokenizer's units
+by hand, its training and its config."""
 
 import math
 
@@ -8,14 +9,21 @@ import pytest
 import torch
 
 from trackstudy.errors import ConfigError, DataError
+from trackstudy.graphs.doublets import edge_features, hit_geometry, node_features
+from trackstudy.models.doublet import TOKEN_FEATURES
 from trackstudy.models.features import FeatureConfig
 from trackstudy.models.vqvae import (
+    DoubletTokenizer,
     HitTokenizer,
     VectorQuantizer,
     VQConfig,
     codebook_stats,
     detector_units,
+    doublet_detector_units,
+    doublet_reconstruction_errors,
+    make_tokenizer,
     reconstruction_errors,
+    tokenizer_from_config,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -120,3 +128,91 @@ def test_config_errors_name_the_field():
     tok = HitTokenizer(VQConfig(codebook_size=8))
     again = HitTokenizer.from_config(tok.config_dict())
     assert again.config == tok.config and again.feature_cfg == tok.feature_cfg
+
+
+def _doublet_tokens():
+    """Token features (2, 20) of two doublets of hand-placed hits (layers from the pixel geometry)."""
+    import pandas as pd
+
+    hits = pd.DataFrame({"x": [32.0, 72.0, 0.0, 0.0], "y": [0.0, 3.0, 40.0, 80.0], "z": [10.0, 30.0, -50.0, -110.0],
+                         "volume_id": [8, 8, 8, 8], "layer_id": [2, 4, 2, 4]})
+    g = hit_geometry(hits)
+    src, dst = np.array([0, 2]), np.array([1, 3])
+    x = node_features(g)
+    return np.concatenate([x[src], x[dst], edge_features(g, src, dst)], axis=1), g
+
+
+def test_doublet_detector_units_by_hand():
+    tokens, g = _doublet_tokens()
+    assert tokens.shape == (2, len(TOKEN_FEATURES))
+    u = doublet_detector_units(tokens)
+    np.testing.assert_allclose(u["r_in"], [32.0, 40.0], rtol=1e-6)
+    np.testing.assert_allclose(u["r_out"], [math.hypot(72.0, 3.0), 80.0], rtol=1e-6)
+    np.testing.assert_allclose(u["z_out"], [30.0, -110.0], rtol=1e-6)
+    np.testing.assert_allclose(u["phi_in"], [0.0, math.pi / 2], atol=1e-6)
+    np.testing.assert_allclose(u["dphi"], [math.atan2(3.0, 72.0), 0.0], atol=1e-6)
+    np.testing.assert_allclose(u["dz"], [20.0, -60.0], rtol=1e-5)
+    np.testing.assert_allclose(u["dr"], [math.hypot(72.0, 3.0) - 32.0, 40.0], rtol=1e-5)
+    np.testing.assert_allclose(u["z0"], [10.0 - 32.0 * 20.0 / (math.hypot(72.0, 3.0) - 32.0), 10.0], rtol=1e-4)
+    np.testing.assert_allclose(u["layer_in"], g["layer"][[0, 2]], atol=1e-5)
+    np.testing.assert_allclose(u["x_out"], [72.0, 0.0], atol=1e-4)
+    with pytest.raises(DataError, match=r"expected shape \(E, 20\)"):
+        doublet_detector_units(np.zeros((2, 7)))
+
+
+def test_doublet_reconstruction_errors_by_hand():
+    tokens, _ = _doublet_tokens()
+    dec = tokens.copy()
+    names = list(TOKEN_FEATURES)
+    dec[:, names.index("r_in")] += 0.05  # r / 200 mm: 10 mm
+    dec[:, names.index("dphi")] += 0.1  # dphi / 0.1 rad: 0.01 rad
+    dec[:, names.index("z0")] -= 0.5  # z0 / 200 mm: 100 mm
+    err = doublet_reconstruction_errors(tokens, dec)
+    assert err["r_in_mm"] == pytest.approx(10.0, rel=1e-5) and err["r_out_mm"] == 0.0
+    assert err["dphi_rad"] == pytest.approx(0.01, rel=1e-4) and err["z0_mm"] == pytest.approx(100.0, rel=1e-5)
+    assert err["xyz_in_mm"] == pytest.approx(10.0, rel=1e-5) and err["xyz_out_mm"] == pytest.approx(0.0, abs=1e-6)
+    assert err["phi_in_rad"] == pytest.approx(0.0, abs=1e-6) and err["curvature_per_mm"] == 0.0
+    assert {"eta_in", "deta", "layer_out_layers", "dz_mm", "dr_mm", "r_in_mm_median"} <= set(err)
+
+
+def test_doublet_tokenizer_trains_and_round_trips():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(8, 20, generator=g)
+    x = centres[torch.randint(8, (2000,), generator=g)] + 0.01 * torch.randn(2000, 20, generator=g)
+    tok = make_tokenizer(VQConfig(n_features=20, codebook_size=16, hidden=32), "doublets")
+    assert isinstance(tok, DoubletTokenizer) and tok.tokens == "doublets" and tok.feature_names == TOKEN_FEATURES
+    opt = torch.optim.Adam(tok.parameters(), lr=3e-3)
+    first = None
+    for _ in range(150):
+        out = tok(x[torch.randint(len(x), (256,), generator=g)], g)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        first = first if first is not None else out["mse"]
+    assert out["mse"] < 0.2 * first
+    tok.eval()
+    codes = tok.encode(x)
+    assert codes.shape == (2000,) and codes.dtype == torch.int64 and len(codes.unique()) >= 8
+    assert tok.decode(codes).shape == (2000, 20)
+    again = tokenizer_from_config(tok.config_dict())
+    assert isinstance(again, DoubletTokenizer)
+    again.load_state_dict(tok.state_dict())
+    assert torch.equal(again.eval().encode(x), codes)
+    # a hit tokenizer's config (also the files written before doublet tokenizers, without "tokens")
+    hit = HitTokenizer(VQConfig(codebook_size=8))
+    legacy = {k: v for k, v in hit.config_dict().items() if k != "tokens"}
+    assert isinstance(tokenizer_from_config(legacy), HitTokenizer)
+
+
+def test_doublet_tokenizer_errors():
+    with pytest.raises(ConfigError, match="n_features=7 but the doublet token features"):
+        DoubletTokenizer(VQConfig(n_features=7))
+    with pytest.raises(ConfigError, match="tokenizer tokens: 'triplets' unknown"):
+        make_tokenizer(VQConfig(), "triplets")
+    with pytest.raises(ConfigError, match="doublet tokens have fixed features"):
+        make_tokenizer(VQConfig(n_features=20), "doublets", FeatureConfig())
+    with pytest.raises(ConfigError, match="tokens 'quads' unknown"):
+        tokenizer_from_config({"tokens": "quads", "vq": {}})
+    with pytest.raises(DataError, match=r"shape \(N, 20\)"):
+        DoubletTokenizer(VQConfig(n_features=20))(torch.zeros(3, 7))

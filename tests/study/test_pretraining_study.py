@@ -81,3 +81,37 @@ def test_label_efficiency_tiny(pretrained, monkeypatch):
         sp.label_efficiency(tmp / "nothing", held, **kwargs)
     with pytest.raises(ConfigError, match="inits"):
         sp.label_efficiency(out, held, inits=("warm",), **kwargs)
+
+
+def test_code_sharing_by_hand(tmp_path):
+    import pandas as pd
+
+    from trackstudy.models.features import FeatureConfig
+    from trackstudy.models.vqvae import DoubletTokenizer, VQConfig
+
+    class OneCodePerSide:
+        """A tokenizer whose codes are known: 0 for x < 0, 1 for x >= 0."""
+
+        tokens = "hits"
+        feature_cfg = FeatureConfig(names=("x",))
+
+        def encode(self, x):
+            return (x[:, 0] >= 0).long()
+
+    # hits 1, 2 (particle 11) and 3 (noise) at x < 0; hits 4, 5 (particle 12) at x > 0
+    hits = pd.DataFrame({"hit_id": [1, 2, 3, 4, 5], "x": [-50.0, -60.0, -70.0, 40.0, 50.0],
+                         "y": [1.0, 2.0, 3.0, 4.0, 5.0], "z": [0.0, 1.0, 2.0, 3.0, 4.0],
+                         "volume_id": [8] * 5, "layer_id": [2, 4, 6, 2, 4], "module_id": [1] * 5})
+    truth = pd.DataFrame({"hit_id": [1, 2, 3, 4, 5], "particle_id": [11, 11, 0, 12, 12],
+                          "tx": hits["x"], "ty": hits["y"], "tz": hits["z"], "tpx": [1.0] * 5, "tpy": [0.0] * 5,
+                          "tpz": [0.0] * 5, "weight": [0.2] * 5})
+    particles = pd.DataFrame({"particle_id": [11, 12], "vx": [0.0] * 2, "vy": [0.0] * 2, "vz": [0.0] * 2,
+                              "px": [1.0] * 2, "py": [0.0] * 2, "pz": [0.0] * 2, "q": [1, -1], "nhits": [2, 2]})
+    hits.to_csv(tmp_path / "event000000001-hits.csv", index=False)
+    truth.to_csv(tmp_path / "event000000001-truth.csv", index=False)
+    particles.to_csv(tmp_path / "event000000001-particles.csv", index=False)
+    row = sp.code_sharing(OneCodePerSide(), tmp_path, n_events=1).iloc[0]
+    assert (row["hits"], row["codes_used"]) == (5, 2) and row["hits_per_code"] == 2.5
+    assert row["shared"] == 0.5  # hits 1, 2 share their code with the noise hit 3; hits 4, 5 share none
+    with pytest.raises(ConfigError, match="needs a hit tokenizer"):
+        sp.code_sharing(DoubletTokenizer(VQConfig(n_features=20)), tmp_path)

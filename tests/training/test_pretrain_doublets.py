@@ -1,6 +1,7 @@
 """trackstudy.training.pretrain with data.tokens: doublets: the doublet samples of a tiny event, a
 tiny run end to end with exact resume, its encoder and token MLP loaded into a doublet-token model
-(and by trackstudy train), and the errors of mismatched runs and of bad configs."""
+(and by trackstudy train), a run whose target is the codes of a doublet tokenizer, and the errors
+of mismatched runs and of bad configs."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from trackstudy.models.doublet import TOKEN_FEATURES, DoubletConfig, DoubletTran
 from trackstudy.models.encoder import EncoderConfig
 from trackstudy.models.heads import build_model
 from trackstudy.models.masked import MaskConfig, MaskedHitModel
+from trackstudy.models.vqvae import DoubletTokenizer
 from trackstudy.training import train
 from trackstudy.training.checkpoint import torch_save_atomic
 from trackstudy.training.data import dataset_folder
@@ -28,7 +30,14 @@ from trackstudy.training.pretrain import (
     pretrain,
     resolve_pretrain_config,
 )
-from trackstudy.training.pretrained import check_init_from, encoder_state, init_doublet, init_encoder, load_pretrained
+from trackstudy.training.pretrained import (
+    check_init_from,
+    encoder_state,
+    init_doublet,
+    init_encoder,
+    load_pretrained,
+    load_tokenizer,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -182,7 +191,7 @@ def test_fine_tune_a_doublet_model(data_root, finished, tmp_path):
 
 
 @pytest.mark.parametrize("change, match", [
-    ({"mask": {"target": "both"}}, "mask.target: 'both' predicts tokenizer codes; doublet tokens"),
+    ({"mask": {"target": "codes"}, "tokenizer": {"steps": 0}}, "tokenizer.steps: must be >= 1 when mask.target is"),
     ({"model": {"features": {"z_scale": 500.0}}}, "model.features: given"),
     ({"model": {"graph": {"method": "metric"}}}, "model.graph.method"),
     ({"model": {"doublet": {"width": 3}}}, "model.doublet.width"),
@@ -192,7 +201,7 @@ def test_fine_tune_a_doublet_model(data_root, finished, tmp_path):
     ({"data": {"tokens": "hits"}, "mask": {"target": "features"}}, "model.doublet: given but data.tokens is 'hits'"),
 ])
 def test_config_errors_name_the_key(change, match):
-    cfg = {"model": {"doublet": {"token_hidden": 16}}, "mask": {"target": "features"},
+    cfg = {"model": {"doublet": {"token_hidden": 16}}, "mask": {"target": "features"}, "tokenizer": {},
            "data": {"tokens": "doublets", "train": {"n_events": 2}, "val": {"n_events": 1}}}
     for k, v in change.items():
         for kk, vv in v.items():
@@ -215,3 +224,34 @@ def test_real_hits_as_doublet_tokens(data_root, tmp_path):
     assert s["steps"] == 2 and s["data"]["sources"][0].endswith("mini") and s["data"]["n_sequences"] > 1
     assert s["data"]["graph_fit"].endswith(f"n{TRAIN['n_events']}-s{TRAIN['seed']}-v2")
     assert np.isfinite(s["validation"]["val_loss"])
+
+
+def test_doublet_codes_as_the_target(data_root, tmp_path):
+    cfg = tiny(data_root, mask={"target": "both"},
+               tokenizer={"codebook_size": 16, "steps": 30, "batch_hits": 256, "hidden": 16})
+    cfg["train"].update({"steps": 4, "eval_every": 2, "checkpoint_every": 2})
+    out = tmp_path / "codes"
+    s = pretrain(cfg, out, progress=False)
+    assert (out / TOKENIZER_FILE).is_file() and (out / "log_tokenizer.csv").is_file()
+    t = s["tokenizer"]
+    assert t["tokens"] == "doublets" and t["codebook_size"] == 16 and t["used"] + t["dead"] == 16
+    assert 1 <= t["perplexity"] <= 16 and t["n_hits"] > 0  # n_hits: tokens, here doublets
+    for key in ("r_in_mm", "z_out_mm", "xyz_in_mm", "phi_in_rad", "dphi_rad", "dz_mm", "z0_mm", "deta",
+                "curvature_per_mm", "layer_in_layers"):
+        assert np.isfinite(t[key]) and t[key] >= 0, key
+    assert 0 <= t["dphi_rad"] <= np.pi
+    v = s["validation"]
+    assert 0 <= v["val_code_accuracy"] <= 1 and np.isfinite(v["val_ce"]) and np.isfinite(v["val_mse"])
+    tok, measures = load_tokenizer(out)
+    assert isinstance(tok, DoubletTokenizer) and measures["used"] == t["used"]
+    _, obj = load_pretrained(out)
+    assert obj["model_config"]["n_codes"] == 16 and obj["model_config"]["tokens"] == "doublets"
+    torch.load(out / TOKENIZER_FILE, weights_only=True)
+    # the tokenizer is read back on resume, not trained again
+    before = (out / TOKENIZER_FILE).stat().st_mtime_ns
+    cfg["train"]["steps"] = 6
+    s2 = pretrain(cfg, out, resume=True, progress=False)
+    assert s2["steps"] == 6 and (out / TOKENIZER_FILE).stat().st_mtime_ns == before
+    assert s2["tokenizer"]["used"] == t["used"]
+    # the encoder still starts a doublet-token model
+    assert init_doublet(_doublet_model(), out)["token_mlp"]

@@ -48,8 +48,13 @@ def run(args) -> int:
           f"parameters, {summary['backend']}) "
           f"on {summary['device']}: {summary['steps']} steps in {summary['train_seconds']:.0f} s ({summary['stopped']})")
     if t:
-        print(f"tokenizer: {t['used']}/{t['codebook_size']} codes used, perplexity {t['perplexity']:.1f}, "
-              f"reconstruction {t.get('xyz_mm', float('nan')):.2f} mm, phi {t.get('phi_rad', float('nan')):.4f} rad")
+        nan = float("nan")
+        if t.get("tokens") == "doublets":
+            recon = (f"reconstruction {t.get('xyz_in_mm', nan):.2f} / {t.get('xyz_out_mm', nan):.2f} mm (inner / outer "
+                     f"hit), dphi {t.get('dphi_rad', nan):.4f} rad, z0 {t.get('z0_mm', nan):.1f} mm")
+        else:
+            recon = f"reconstruction {t.get('xyz_mm', nan):.2f} mm, phi {t.get('phi_rad', nan):.4f} rad"
+        print(f"tokenizer: {t['used']}/{t['codebook_size']} codes used, perplexity {t['perplexity']:.1f}, {recon}")
     print("validation: " + ", ".join(f"{k[4:]} {val:.4f}" for k, val in v.items() if val is not None))
     print(f"wrote {summary['model_file']}")
     return 0

@@ -24,13 +24,22 @@ from trackstudy.errors import DataError
 from trackstudy.graphs.layers import N_PIXEL_LAYERS, pixel_layer_index
 from trackstudy.kinematics import hit_eta_phi
 
-__all__ = ["EDGE_FEATURES", "NODE_FEATURES", "curvature_pt", "doublet_quantities", "edge_features",
+__all__ = ["EDGE_CLIP", "EDGE_FEATURES", "EDGE_UNITS", "NODE_FEATURES", "NODE_UNITS", "curvature_pt", "doublet_quantities", "edge_features",
            "hit_geometry", "node_features", "true_doublets"]
 
 #: Node (hit) features of the GNN, in column order.
 NODE_FEATURES = ("r", "sin_phi", "cos_phi", "z", "eta", "layer")
 #: Edge (doublet) features of the GNN, in column order.
 EDGE_FEATURES = ("dr", "dphi", "dz", "deta", "z0", "curvature", "layer_in", "layer_out")
+#: The unit of each node feature: feature = quantity / unit (r, z in mm; eta; the pixel layer index;
+#: sin and cos phi as they are), so that each lies in about [-1, 1].
+NODE_UNITS = {"r": 200.0, "sin_phi": 1.0, "cos_phi": 1.0, "z": 1500.0, "eta": 4.0, "layer": float(N_PIXEL_LAYERS - 1)}
+#: The unit of each edge feature: feature = quantity / unit (dr, dz, z0 in mm; dphi in rad; deta;
+#: curvature in 1/mm; the layer indices); z0 and curvature features are clipped to [-10, 10].
+EDGE_UNITS = {"dr": 100.0, "dphi": 0.1, "dz": 500.0, "deta": 0.2, "z0": 200.0, "curvature": 1e-3,
+              "layer_in": float(N_PIXEL_LAYERS - 1), "layer_out": float(N_PIXEL_LAYERS - 1)}
+#: Bound of the clipped edge features (z0, curvature), in feature units.
+EDGE_CLIP = 10.0
 #: pT (GeV) x |curvature| (1/mm) in the 2 T field of the TrackML detector: pT = 0.3 B R.
 PT_CURVATURE = 0.3 * 2.0 * 1e-3
 
@@ -67,17 +76,19 @@ def curvature_pt(curvature) -> np.ndarray:
 
 def node_features(g: dict) -> np.ndarray:
     """(N, 6) float32 hit features (:data:`NODE_FEATURES`), each scaled to about [-1, 1]."""
-    return np.stack([g["r"] / 200.0, np.sin(g["phi"]), np.cos(g["phi"]), g["z"] / 1500.0, g["eta"] / 4.0,
-                     g["layer"] / (N_PIXEL_LAYERS - 1)], axis=1).astype(np.float32)
+    u = NODE_UNITS
+    return np.stack([g["r"] / u["r"], np.sin(g["phi"]), np.cos(g["phi"]), g["z"] / u["z"], g["eta"] / u["eta"],
+                     g["layer"] / u["layer"]], axis=1).astype(np.float32)
 
 
 def edge_features(g: dict, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """(E, 8) float32 doublet features (:data:`EDGE_FEATURES`), each scaled to about [-1, 1]."""
     q = doublet_quantities(g, src, dst)
-    return np.stack([q["dr"] / 100.0, q["dphi"] * 10.0, q["dz"] / 500.0, q["deta"] * 5.0,
-                     np.clip(q["z0"] / 200.0, -10, 10), np.clip(q["curvature"] * 1000.0, -10, 10),
-                     g["layer"][src] / (N_PIXEL_LAYERS - 1), g["layer"][dst] / (N_PIXEL_LAYERS - 1)],
-                    axis=1).astype(np.float32)
+    u = EDGE_UNITS
+    return np.stack([q["dr"] / u["dr"], q["dphi"] / u["dphi"], q["dz"] / u["dz"], q["deta"] / u["deta"],
+                     np.clip(q["z0"] / u["z0"], -EDGE_CLIP, EDGE_CLIP),
+                     np.clip(q["curvature"] / u["curvature"], -EDGE_CLIP, EDGE_CLIP),
+                     g["layer"][src] / u["layer_in"], g["layer"][dst] / u["layer_out"]], axis=1).astype(np.float32)
 
 
 def true_doublets(hits: pd.DataFrame, truth: pd.DataFrame, particles: pd.DataFrame, *,

@@ -107,6 +107,9 @@ class BucketedModel:
         if model.family not in ("contrastive", "enc_cla", "enc_reg"):
             raise ConfigError(f"BucketedModel wraps one-encoder families (contrastive, enc_cla, enc_reg), "
                               f"not {model.family!r}")
+        if model.tokenizer is not None:
+            raise ConfigError("BucketedModel compiles the encoder on hit features; a model.input 'codes' model "
+                              "runs uncompiled")
         self.model, self.buckets = model, tuple(int(b) for b in buckets)
         self.backend = backend or model.encoder_cfg.attention
         enc = model.encoder

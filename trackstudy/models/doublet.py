@@ -38,7 +38,7 @@ import torch.nn as nn
 
 from trackstudy.config import config_from_dict
 from trackstudy.errors import ConfigError
-from trackstudy.graphs.doublets import EDGE_FEATURES, NODE_FEATURES
+from trackstudy.graphs.doublets import EDGE_FEATURES, NODE_FEATURES, NODE_UNITS
 from trackstudy.graphs.edge_filter import FilterConfig
 from trackstudy.graphs.module_map import GraphBuilder
 from trackstudy.models.attention import AttentionContext
@@ -58,7 +58,8 @@ TOKEN_FEATURES = (*(f"{n}_in" for n in NODE_FEATURES), *(f"{n}_out" for n in NOD
 DOUBLET_POSITION_FEATURES = ("r_in", "z_in", "eta_in", "layer_in", "r_out", "z_out", "eta_out", "layer_out",
                              "dr", "dz", "deta", "z0")
 # columns of the node features (trackstudy.graphs.doublets.node_features: eta / 4)
-_SIN, _COS, _ETA, _ETA_SCALE = NODE_FEATURES.index("sin_phi"), NODE_FEATURES.index("cos_phi"), NODE_FEATURES.index("eta"), 4.0
+_SIN, _COS, _ETA = NODE_FEATURES.index("sin_phi"), NODE_FEATURES.index("cos_phi"), NODE_FEATURES.index("eta")
+_ETA_SCALE = NODE_UNITS["eta"]
 
 
 @dataclass

@@ -280,6 +280,9 @@ def export_onnx(model: TrackModel, path: str | os.PathLike, *, mode: str = "pack
     if not isinstance(model, TrackModel):
         raise ConfigError(f"export: ONNX graphs are written for the hit-token families ({', '.join(TOKEN_FAMILIES)}); "
                           f"a {getattr(model, 'family', type(model).__name__)} model is not exported")
+    if model.tokenizer is not None:
+        raise ConfigError("export: a model.input 'codes' model (its tokenizer's codes as input) is not exported; "
+                          "the ONNX graph takes hit features")
     require("onnx")
     require("onnxscript")
     _check_mode(mode)

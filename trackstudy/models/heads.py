@@ -23,6 +23,15 @@ Batch keys read by ``loss`` (see :func:`trackstudy.training.targets.collate`): `
 ``cls_target`` (enc_cla, jm), ``reg_target`` and ``reg_mask`` (enc_reg, jm), ``particle_id``,
 ``pt`` and optionally ``cluster`` (contrastive; without it each event is one neighbourhood).
 Padding never changes a real hit's outputs: the encoder masks it and the heads act per hit.
+
+Code input (contrastive only; ``build_model(..., tokenizer=...)``, a run config's ``model.input:
+codes`` with ``model.tokenizer``): a hit's only input is its code of a trained VQ-VAE
+:class:`~trackstudy.models.vqvae.HitTokenizer`. The model still takes the hits' features x
+(B, T, F) of the tokenizer's feature list (so data, training and inference read hits as always),
+turns them into codes with the frozen tokenizer, which travels in the model's state dict, and
+feeds the encoder a learned embedding of each code (``code_embedding``, width d_model; the
+encoder's ``n_features`` is then d_model) and nothing else: no gradient and no value of x reach
+the encoder except through the code.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from trackstudy.models.features import FeatureConfig
 from trackstudy.models.gnn import gnn_from_config
 from trackstudy.models.losses import contrastive_loss, joint_loss, masked_bce, masked_cross_entropy, masked_mse
 from trackstudy.models.roads import REG_TARGETS, RoadBinning
+from trackstudy.models.vqvae import HitTokenizer, Tokenizer, tokenizer_from_config
 
 #: Families of hit-token models (the encoder + a head, built by build_model).
 TOKEN_FAMILIES = ("enc_cla", "enc_reg", "jm", "contrastive")
@@ -50,6 +60,10 @@ TOKEN_FAMILIES = ("enc_cla", "enc_reg", "jm", "contrastive")
 EDGE_FAMILIES = ("gnn", "doublet")
 #: Every model family.
 FAMILIES = (*TOKEN_FAMILIES, *EDGE_FAMILIES)
+#: What a hit-token model reads per hit: its features, or only its VQ-VAE code (contrastive family).
+INPUTS = ("features", "codes")
+#: The families that can read codes.
+CODE_FAMILIES = ("contrastive",)
 
 
 @dataclass
@@ -136,15 +150,20 @@ class TrackModel(nn.Module):
     family: str = ""
 
     def __init__(self, encoder_cfg: EncoderConfig, head_cfg: HeadConfig, feature_cfg: FeatureConfig | None = None,
-                 binning: RoadBinning | None = None, track_params=None):
+                 binning: RoadBinning | None = None, track_params=None, tokenizer: Tokenizer | None = None):
         super().__init__()
         if head_cfg.family != self.family:
             raise ConfigError(f"{type(self).__name__} needs a HeadConfig with family {self.family!r}, "
                               f"got {head_cfg.family!r}")
-        self.feature_cfg = feature_cfg or FeatureConfig()
-        if encoder_cfg.n_features != self.feature_cfg.n_features:
-            raise ConfigError(f"EncoderConfig.n_features={encoder_cfg.n_features} but the feature list "
-                              f"{list(self.feature_cfg.names)} has {self.feature_cfg.n_features} features")
+        self.tokenizer = None
+        self.code_embedding = None
+        if tokenizer is not None:
+            self._set_tokenizer(tokenizer, encoder_cfg, feature_cfg)
+        else:
+            self.feature_cfg = feature_cfg or FeatureConfig()
+            if encoder_cfg.n_features != self.feature_cfg.n_features:
+                raise ConfigError(f"EncoderConfig.n_features={encoder_cfg.n_features} but the feature list "
+                                  f"{list(self.feature_cfg.names)} has {self.feature_cfg.n_features} features")
         if binning is not None and head_cfg.family in ("enc_cla", "jm") and binning.n_classes != head_cfg.n_classes:
             raise ConfigError(f"road binning has {binning.n_classes} classes, "
                               f"HeadConfig.n_classes={head_cfg.n_classes}")
@@ -153,6 +172,55 @@ class TrackModel(nn.Module):
         self.binning = binning
         self.encoder = Encoder(encoder_cfg)
         self.track_params = track_params
+
+    def _set_tokenizer(self, tokenizer: Tokenizer, encoder_cfg: EncoderConfig, feature_cfg: FeatureConfig | None):
+        """Code input: the frozen ``tokenizer`` (its hit features become the model's) and an embedding
+        of its codes as the encoder's only input."""
+        if self.family not in CODE_FAMILIES:
+            raise ConfigError(f"model.input: 'codes' is an option of the {', '.join(CODE_FAMILIES)} family, not "
+                              f"of {self.family!r}")
+        if not isinstance(tokenizer, HitTokenizer):
+            raise ConfigError(f"model.tokenizer: a hit-token model reads the codes of a hit tokenizer, this one is a "
+                              f"tokenizer of {getattr(tokenizer, 'tokens', '?')} (pretrained with data.tokens: hits)")
+        if feature_cfg is not None and feature_cfg != tokenizer.feature_cfg:
+            raise ConfigError(f"model.features: the features of a code-input model are its tokenizer's "
+                              f"({list(tokenizer.feature_cfg.names)}); got {list(feature_cfg.names)}")
+        if encoder_cfg.n_features != encoder_cfg.d_model:
+            raise ConfigError(f"model.input: 'codes': the encoder reads code embeddings of width d_model="
+                              f"{encoder_cfg.d_model}, so EncoderConfig.n_features must be {encoder_cfg.d_model}, "
+                              f"got {encoder_cfg.n_features}")
+        self.feature_cfg = tokenizer.feature_cfg
+        self.tokenizer = tokenizer.eval()
+        for p in self.tokenizer.parameters():
+            p.requires_grad_(False)
+        self.code_embedding = nn.Embedding(tokenizer.config.codebook_size, encoder_cfg.d_model)  # N(0, 1) init
+
+    @property
+    def input(self) -> str:
+        """What the model reads per hit: "features" or "codes" (see :data:`INPUTS`)."""
+        return "features" if self.tokenizer is None else "codes"
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.tokenizer is not None:
+            self.tokenizer.eval()  # frozen
+        return self
+
+    def inputs(self, x: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
+        """The encoder's input (B, T, ·) of hit features x (B, T, F): x itself, or (code input) the
+        embedding (B, T, d_model) of each hit's code, computed without gradient from x."""
+        if self.tokenizer is None:
+            return x
+        real = torch.where(ctx.pad_mask[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
+        return self.code_embedding(self.codes(real))
+
+    @torch.no_grad()
+    def codes(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T) int64 tokenizer code of each hit of x (B, T, F) (code-input models only)."""
+        if self.tokenizer is None:
+            raise ConfigError(f"{type(self).__name__}.codes: the model reads features, it has no tokenizer")
+        with torch.autocast(device_type=x.device.type, enabled=False):  # the codes of float32, as in inference
+            return self.tokenizer.encode(x.float())
 
     # -- interface ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, ctx: AttentionContext | None = None, *, backend: str | None = None) -> dict:
@@ -195,7 +263,8 @@ class TrackModel(nn.Module):
     the run stores beside it: :func:`trackstudy.training.checkpoint.model_config`), as plain containers."""
         return {"family": self.family, "encoder": self.encoder_cfg.to_dict(), "head": self.head_cfg.to_dict(),
                 "features": self.feature_cfg.to_dict(),
-                "binning": self.binning.to_state() if self.binning is not None else None}
+                "binning": self.binning.to_state() if self.binning is not None else None, "input": self.input,
+                "tokenizer": self.tokenizer.config_dict() if self.tokenizer is not None else None}
 
     # -- outputs of one event --------------------------------------------------------------------
     def event_outputs(self, outputs: dict, index: int = 0, pad_mask: torch.Tensor | None = None) -> dict:
@@ -286,14 +355,14 @@ class ContrastiveModel(TrackModel):
 
     family = "contrastive"
 
-    def __init__(self, encoder_cfg, head_cfg, feature_cfg=None, binning=None, track_params=None):
-        super().__init__(encoder_cfg, head_cfg, feature_cfg, binning, track_params)
+    def __init__(self, encoder_cfg, head_cfg, feature_cfg=None, binning=None, track_params=None, tokenizer=None):
+        super().__init__(encoder_cfg, head_cfg, feature_cfg, binning, track_params, tokenizer)
         self.projection = nn.Linear(encoder_cfg.d_model, head_cfg.embed_dim)
         self.hit_filter = nn.Linear(encoder_cfg.d_model, 1) if head_cfg.filter_weight > 0 else None
 
     def forward(self, x, ctx=None, *, backend=None):
         ctx = self._ctx(x, ctx)
-        h = self._encode("encoder", self.encoder, x, ctx, backend)
+        h = self._encode("encoder", self.encoder, self.inputs(x, ctx), ctx, backend)
         out = {"embedding": _zero_padding(self.projection(h), ctx.pad_mask)}  # (B, T, embed_dim)
         if self.hit_filter is not None:
             out["filter"] = _zero_padding(self.hit_filter(h), ctx.pad_mask)[..., 0]  # (B, T) logits
@@ -317,8 +386,13 @@ MODEL_CLASSES = {"enc_cla": EncCla, "enc_reg": EncReg, "jm": JointModel, "contra
 
 def build_model(family: str, encoder_cfg: EncoderConfig | dict | str = "small", *,
                 feature_cfg: FeatureConfig | None = None, binning: RoadBinning | None = None,
-                track_params=None, encoder_overrides: dict | None = None, **head_kwargs) -> TrackModel:
+                track_params=None, encoder_overrides: dict | None = None, tokenizer: Tokenizer | None = None,
+                **head_kwargs) -> TrackModel:
     """A model of ``family`` (one of FAMILIES).
+
+    tokenizer: a trained :class:`~trackstudy.models.vqvae.HitTokenizer` makes a code-input model (see
+    the module docstring; contrastive only): the features are the tokenizer's, and the encoder's
+    ``n_features`` is set to its ``d_model`` (the width of the code embedding).
 
     encoder_cfg: an EncoderConfig, its dict, or a preset name (n_features then follows the
     feature list); ``encoder_overrides`` replaces fields of it (e.g. {"attention": "packed"}). For enc_cla/jm give a fitted ``binning`` (n_classes follows it) or ``n_classes``.
@@ -327,6 +401,8 @@ def build_model(family: str, encoder_cfg: EncoderConfig | dict | str = "small", 
     """
     if family not in TOKEN_FAMILIES:
         raise ConfigError(f"model family {family!r} is not a hit-token model; choose from {', '.join(TOKEN_FAMILIES)}")
+    if tokenizer is not None:
+        feature_cfg = feature_cfg or getattr(tokenizer, "feature_cfg", None)
     feature_cfg = feature_cfg or FeatureConfig()
     if isinstance(encoder_cfg, str):
         encoder_cfg = EncoderConfig.preset(encoder_cfg, n_features=feature_cfg.n_features)
@@ -337,6 +413,8 @@ def build_model(family: str, encoder_cfg: EncoderConfig | dict | str = "small", 
             encoder_cfg = replace(encoder_cfg, **encoder_overrides)
         except TypeError as exc:
             raise ConfigError(f"build_model: encoder_overrides: {exc}") from None
+    if tokenizer is not None:
+        encoder_cfg = replace(encoder_cfg, n_features=encoder_cfg.d_model)
     if binning is not None:
         if "n_classes" in head_kwargs and head_kwargs["n_classes"] != binning.n_classes:
             raise ConfigError(f"n_classes={head_kwargs['n_classes']} but the binning has {binning.n_classes} classes")
@@ -345,6 +423,11 @@ def build_model(family: str, encoder_cfg: EncoderConfig | dict | str = "small", 
         head_cfg = HeadConfig(family=family, **head_kwargs)
     except TypeError as exc:
         raise ConfigError(f"build_model: {exc}") from None
+    if tokenizer is not None:
+        if family not in CODE_FAMILIES:
+            raise ConfigError(f"model.input: 'codes' is an option of the {', '.join(CODE_FAMILIES)} family, not "
+                              f"of {family!r}")
+        return MODEL_CLASSES[family](encoder_cfg, head_cfg, feature_cfg, binning, track_params, tokenizer)
     return MODEL_CLASSES[family](encoder_cfg, head_cfg, feature_cfg, binning, track_params)
 
 
@@ -363,11 +446,20 @@ def model_from_config(cfg: dict) -> TrackModel:
         head = HeadConfig.from_dict(cfg["head"])
         if head.family != cfg["family"]:
             raise ConfigError(f"model config: family {cfg['family']!r} but head family {head.family!r}")
-        return MODEL_CLASSES[head.family](EncoderConfig.from_dict(cfg["encoder"]), head,
-                                          FeatureConfig.from_dict(cfg["features"]), binning)
+        enc, feats = EncoderConfig.from_dict(cfg["encoder"]), FeatureConfig.from_dict(cfg["features"])
+        if cfg.get("input", "features") not in INPUTS:
+            raise ConfigError(f"model config: input {cfg.get('input')!r} unknown; choose from {', '.join(INPUTS)}")
+        if cfg.get("input", "features") == "codes":
+            if head.family not in CODE_FAMILIES:
+                raise ConfigError(f"model config: input 'codes' is an option of the {', '.join(CODE_FAMILIES)} "
+                                  f"family, not of {head.family!r}")
+            if not cfg.get("tokenizer"):
+                raise ConfigError("model config: input 'codes' without its tokenizer's config")
+            return MODEL_CLASSES[head.family](enc, head, feats, binning, None, tokenizer_from_config(cfg["tokenizer"]))
+        return MODEL_CLASSES[head.family](enc, head, feats, binning)
     except KeyError as exc:
         raise ConfigError(f"model config: missing entry {exc}") from None
 
 
-__all__ = ["EDGE_FAMILIES", "FAMILIES", "TOKEN_FAMILIES", "ContrastiveModel", "EncCla", "EncReg", "HeadConfig", "JointModel", "MODEL_CLASSES",
+__all__ = ["CODE_FAMILIES", "EDGE_FAMILIES", "FAMILIES", "INPUTS", "TOKEN_FAMILIES", "ContrastiveModel", "EncCla", "EncReg", "HeadConfig", "JointModel", "MODEL_CLASSES",
            "TrackModel", "build_model", "make_context", "model_from_config"]

@@ -3,8 +3,8 @@
 Tokens are hits (``tokens="hits"``: the features of :class:`FeatureConfig`) or doublets
 (``tokens="doublets"``: the 20 :data:`~trackstudy.models.doublet.TOKEN_FEATURES` of the doublet-token
 model, read as there: the encoder's input projection plus the token MLP ``token_mlp`` as token
-embedding, so that both load into a :class:`~trackstudy.models.doublet.DoubletTransformer`; the
-target is then ``features`` only, there is no tokenizer of doublets). Of the real tokens of a batch a fraction
+embedding, so that both load into a :class:`~trackstudy.models.doublet.DoubletTransformer`; their
+codes come from a :class:`~trackstudy.models.vqvae.DoubletTokenizer`). Of the real tokens of a batch a fraction
 ``rate`` (0.15) is selected; of those ``replace_mask`` (80%) get the learned mask embedding,
 ``replace_random`` (10%) the features of a random other token of the batch, the rest (10%) stay
 as they are. The model predicts, for every selected token, what was hidden.
@@ -19,7 +19,7 @@ Replacing and masking act on the hidden features only, as BERT keeps a masked wo
 The task is then: which track crosses this layer at this z (or radius) without a hit there, and
 at which azimuth; a tracking question answered from the other hits of the event.
 
-Targets (``target``): ``codes``: the hit's VQ-VAE code (:mod:`trackstudy.models.vqvae`) by
+Targets (``target``): ``codes``: the token's VQ-VAE code (:mod:`trackstudy.models.vqvae`; a hit's or a doublet's) by
 cross-entropy, the prediction of a distribution over detector cells that copes with several
 candidate tracks; ``features``: the hidden features by MSE; ``both`` (default): their weighted sum.
 
@@ -125,9 +125,6 @@ class MaskedHitModel(nn.Module):
         if encoder_cfg.n_features != len(self.token_names):
             raise ConfigError(f"EncoderConfig.n_features={encoder_cfg.n_features} but the {tokens[:-1]} token features "
                               f"{list(self.token_names)} are {len(self.token_names)}")
-        if tokens == "doublets" and self.mask_cfg.target != "features":
-            raise ConfigError(f"mask.target: {self.mask_cfg.target!r} predicts tokenizer codes; doublet tokens have no "
-                              "tokenizer (set mask.target: features)")
         if self.mask_cfg.target in ("codes", "both") and n_codes < 1:
             raise ConfigError(f"mask.target {self.mask_cfg.target!r} predicts tokenizer codes: it needs a "
                               "tokenizer (n_codes >= 1)")

@@ -1,8 +1,12 @@
-"""A VQ-VAE tokenizer of hits: every hit's feature vector -> one of ``codebook_size`` discrete codes.
+"""VQ-VAE tokenizers: every hit's (or doublet's) feature vector -> one of ``codebook_size`` discrete codes.
 
 The seed slides ask whether VQ-VAE tokens (a discrete codebook in place of a VAE's continuous
-latent, trained end to end) can serve tracking; this module gives the hit-level version, whose
-codes are also the target of the masked-hit pretraining (:mod:`trackstudy.models.masked`)::
+latent, trained end to end) can serve tracking; this module gives a hit-level version
+(:class:`HitTokenizer`, over the features of a :class:`FeatureConfig`) and a version over short
+track segments (:class:`DoubletTokenizer`, over the 20 doublet token features of
+:mod:`trackstudy.models.doublet`), both on the same :class:`Tokenizer` machinery. Their codes are
+the target of masked-token pretraining (:mod:`trackstudy.models.masked`) and, for hits, the only
+input of a code-input contrastive model (:mod:`trackstudy.models.heads`)::
 
     features (N, F) -> encoder MLP -> z (N, D) -> nearest codebook entry e_k -> decoder MLP -> features (N, F)
 
@@ -16,7 +20,11 @@ steps is moved onto a randomly chosen encoder output of the current batch.
 
 Measures (:func:`codebook_stats`, :func:`reconstruction_errors`): codebook usage (fraction of
 codes used), perplexity (exp of the code entropy; ``codebook_size`` when all are equally used),
-dead codes, and the reconstruction error in detector units: mm for x, y, z and r, radians for phi.
+dead codes, and the reconstruction error in detector units: for hits mm for x, y, z and r,
+radians for phi; for doublets (:func:`doublet_reconstruction_errors`) mm for each hit's r, z and
+3D position and the doublet's dr, dz, z0, radians for each hit's phi and the doublet's dphi,
+units of pseudorapidity for eta and deta, pixel layers for the layer indices, 1/mm for the
+curvature.
 """
 
 from __future__ import annotations
@@ -30,10 +38,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from trackstudy.errors import ConfigError, DataError
+from trackstudy.graphs.doublets import EDGE_UNITS, NODE_UNITS
+from trackstudy.models.doublet import TOKEN_FEATURES
 from trackstudy.models.features import FeatureConfig
 
-__all__ = ["HitTokenizer", "VQConfig", "VectorQuantizer", "codebook_stats", "detector_units",
-           "reconstruction_errors"]
+__all__ = ["TOKENIZERS", "DoubletTokenizer", "HitTokenizer", "Tokenizer", "VQConfig", "VectorQuantizer",
+           "codebook_stats", "detector_units", "doublet_detector_units", "doublet_reconstruction_errors",
+           "make_tokenizer", "reconstruction_errors", "tokenizer_from_config"]
 
 
 @dataclass
@@ -147,16 +158,21 @@ def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
                          nn.Linear(hidden, n_out))
 
 
-class HitTokenizer(nn.Module):
-    """VQ-VAE over per-hit features (N, F): ``encode`` -> codes (N,), ``decode`` codes -> features."""
+class Tokenizer(nn.Module):
+    """VQ-VAE over token feature vectors (N, F): ``encode`` -> codes (N,), ``decode`` codes -> features.
+    The shared machinery of :class:`HitTokenizer` and :class:`DoubletTokenizer`, which differ in
+    what a token's features are and in how they convert back to detector units."""
 
-    def __init__(self, config: VQConfig, feature_cfg: FeatureConfig | None = None):
+    #: What a token is ("hits" or "doublets": the ``data.tokens`` of pretraining).
+    tokens = ""
+
+    def __init__(self, config: VQConfig, feature_names: tuple[str, ...]):
         super().__init__()
         self.config = config
-        self.feature_cfg = feature_cfg or FeatureConfig()
-        if self.feature_cfg.n_features != config.n_features:
-            raise ConfigError(f"tokenizer: n_features={config.n_features} but the feature list "
-                              f"{list(self.feature_cfg.names)} has {self.feature_cfg.n_features}")
+        self.feature_names = tuple(feature_names)
+        if len(self.feature_names) != config.n_features:
+            raise ConfigError(f"tokenizer: n_features={config.n_features} but the {self.tokens[:-1]} token features "
+                              f"{list(self.feature_names)} are {len(self.feature_names)}")
         self.encoder = _mlp(config.n_features, config.hidden, config.code_dim)
         self.quantizer = VectorQuantizer(config)
         self.decoder = _mlp(config.code_dim, config.hidden, config.n_features)
@@ -166,7 +182,7 @@ class HitTokenizer(nn.Module):
             raise DataError(f"tokenizer: input must have shape (N, {self.config.n_features}), got {tuple(x.shape)}")
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict:
-        """Reconstruction (N, F), codes (N,) and the loss parts of hits x (N, F)."""
+        """Reconstruction (N, F), codes (N,) and the loss parts of tokens x (N, F)."""
         self._check(x)
         z = self.encoder(x)
         if self.training and self.config.kmeans_init and not bool(self.quantizer.initialised):
@@ -180,7 +196,7 @@ class HitTokenizer(nn.Module):
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Codes (...,) of hit features (..., F) (any leading shape)."""
+        """Codes (...,) of token features (..., F) (any leading shape)."""
         flat = x.reshape(-1, x.shape[-1])
         self._check(flat)
         return self.quantizer.nearest(self.encoder(flat)).reshape(x.shape[:-1])
@@ -190,8 +206,32 @@ class HitTokenizer(nn.Module):
         """Features (..., F) of codes (...,): each code's decoded codebook vector."""
         return self.decoder(self.quantizer.codebook[codes])
 
+    def reconstruction_errors(self, features, decoded) -> dict[str, float]:
+        """Mean (and median) absolute errors of decoded vs true features in detector units."""
+        raise NotImplementedError
+
     def config_dict(self) -> dict:
-        return {"vq": self.config.to_dict(), "features": self.feature_cfg.to_dict()}
+        raise NotImplementedError
+
+
+class HitTokenizer(Tokenizer):
+    """VQ-VAE over per-hit features (N, F) of a :class:`FeatureConfig`."""
+
+    tokens = "hits"
+
+    def __init__(self, config: VQConfig, feature_cfg: FeatureConfig | None = None):
+        self.feature_cfg = feature_cfg or FeatureConfig()
+        if self.feature_cfg.n_features != config.n_features:
+            raise ConfigError(f"tokenizer: n_features={config.n_features} but the feature list "
+                              f"{list(self.feature_cfg.names)} has {self.feature_cfg.n_features}")
+        super().__init__(config, self.feature_cfg.names)
+
+    def reconstruction_errors(self, features, decoded) -> dict[str, float]:
+        """:func:`reconstruction_errors` (x, y, z, r in mm, phi in rad)."""
+        return reconstruction_errors(features, decoded, self.feature_cfg)
+
+    def config_dict(self) -> dict:
+        return {"tokens": self.tokens, "vq": self.config.to_dict(), "features": self.feature_cfg.to_dict()}
 
     @classmethod
     def from_config(cls, cfg: dict) -> HitTokenizer:
@@ -199,6 +239,55 @@ class HitTokenizer(nn.Module):
             return cls(VQConfig.from_dict(cfg["vq"]), FeatureConfig.from_dict(cfg["features"]))
         except KeyError as exc:
             raise ConfigError(f"tokenizer config: missing entry {exc}") from None
+
+
+class DoubletTokenizer(Tokenizer):
+    """VQ-VAE over doublet tokens (E, 20): the :data:`~trackstudy.models.doublet.TOKEN_FEATURES` of the
+    doublet-token model (its inner and outer hits' features and the doublet's features), so that a
+    short track segment becomes one of ``codebook_size`` codes. Reconstruction errors:
+    :func:`doublet_reconstruction_errors`."""
+
+    tokens = "doublets"
+
+    def __init__(self, config: VQConfig):
+        super().__init__(config, TOKEN_FEATURES)
+
+    def reconstruction_errors(self, features, decoded) -> dict[str, float]:
+        """:func:`doublet_reconstruction_errors`."""
+        return doublet_reconstruction_errors(features, decoded)
+
+    def config_dict(self) -> dict:
+        return {"tokens": self.tokens, "vq": self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> DoubletTokenizer:
+        try:
+            return cls(VQConfig.from_dict(cfg["vq"]))
+        except KeyError as exc:
+            raise ConfigError(f"tokenizer config: missing entry {exc}") from None
+
+
+TOKENIZERS = {"hits": HitTokenizer, "doublets": DoubletTokenizer}
+
+
+def make_tokenizer(config: VQConfig, tokens: str = "hits", feature_cfg: FeatureConfig | None = None) -> Tokenizer:
+    """A fresh tokenizer of ``tokens`` ("hits": over ``feature_cfg``'s features; "doublets": over the
+    doublet token features, ``feature_cfg`` must be None)."""
+    if tokens not in TOKENIZERS:
+        raise ConfigError(f"tokenizer tokens: {tokens!r} unknown; choose from {', '.join(TOKENIZERS)}")
+    if tokens == "hits":
+        return HitTokenizer(config, feature_cfg)
+    if feature_cfg is not None:
+        raise ConfigError("tokenizer: doublet tokens have fixed features; give no feature list")
+    return DoubletTokenizer(config)
+
+
+def tokenizer_from_config(cfg: dict) -> Tokenizer:
+    """Rebuild a tokenizer (fresh weights) from its ``config_dict`` (files without ``tokens``: hits)."""
+    tokens = cfg.get("tokens", "hits") if isinstance(cfg, dict) else None
+    if tokens not in TOKENIZERS:
+        raise ConfigError(f"tokenizer config: tokens {tokens!r} unknown; choose from {', '.join(TOKENIZERS)}")
+    return TOKENIZERS[tokens].from_config(cfg)
 
 
 def codebook_stats(codes, codebook_size: int) -> dict:
@@ -255,4 +344,61 @@ def reconstruction_errors(features, decoded, feature_cfg: FeatureConfig) -> dict
         dist = np.sqrt(sum((b[k] - a[k]) ** 2 for k in ("x", "y", "z")))
         out["xyz_mm"] = float(dist.mean())
         out["xyz_mm_median"] = float(np.median(dist))
+    return out
+
+
+#: Detector units of the doublet quantities of :func:`doublet_detector_units`.
+DOUBLET_UNITS = {"r": "mm", "z": "mm", "phi": "rad", "eta": "", "layer": "layers", "xyz": "mm", "dr": "mm",
+                 "dphi": "rad", "dz": "mm", "deta": "", "z0": "mm", "curvature": "per_mm"}
+
+
+def doublet_detector_units(features) -> dict[str, np.ndarray]:
+    """Doublet quantities in detector units from doublet token features (E, 20)
+    (:data:`~trackstudy.models.doublet.TOKEN_FEATURES`): for each hit (suffix ``_in``, ``_out``) r, z
+    in mm, phi in rad (from sin/cos phi), eta, layer (pixel layer index) and x, y (mm); for the
+    doublet dr, dz, z0 in mm, dphi in rad, deta, curvature in 1/mm. z0 and curvature are the
+    clipped features' values (|z0| <= 2000 mm, |curvature| <= 0.01 / mm)."""
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2 or f.shape[1] != len(TOKEN_FEATURES):
+        raise DataError(f"doublet features: expected shape (E, {len(TOKEN_FEATURES)}), got {f.shape}")
+    n_node = len(NODE_UNITS)
+    out = {}
+    for side, base in (("in", 0), ("out", n_node)):
+        col = {name: f[:, base + i] for i, name in enumerate(NODE_UNITS)}
+        phi = np.arctan2(col["sin_phi"], col["cos_phi"])
+        r = col["r"] * NODE_UNITS["r"]
+        out.update({f"r_{side}": r, f"z_{side}": col["z"] * NODE_UNITS["z"], f"phi_{side}": phi,
+                    f"eta_{side}": col["eta"] * NODE_UNITS["eta"], f"layer_{side}": col["layer"] * NODE_UNITS["layer"],
+                    f"x_{side}": r * np.cos(phi), f"y_{side}": r * np.sin(phi)})
+    for i, name in enumerate(EDGE_UNITS):
+        if name in ("layer_in", "layer_out"):  # the same layers as the hits' (kept once)
+            continue
+        out[name] = f[:, 2 * n_node + i] * EDGE_UNITS[name]
+    return out
+
+
+def doublet_reconstruction_errors(features, decoded) -> dict[str, float]:
+    """Mean absolute error of decoded vs true doublet tokens (E, 20) in detector units, named
+    ``<quantity>_<unit>``: ``r_in_mm``, ``z_in_mm``, ``phi_in_rad``, ``eta_in``, ``layer_in_layers``
+    (and ``_out``), ``xyz_in_mm`` / ``xyz_out_mm`` (3D distance of each hit), ``dr_mm``, ``dphi_rad``,
+    ``dz_mm``, ``deta``, ``z0_mm``, ``curvature_per_mm``; phi and dphi errors wrapped to [-pi, pi];
+    plus the median of each as ``*_median``."""
+    a, b = doublet_detector_units(features), doublet_detector_units(decoded)
+    out = {}
+
+    def put(name, unit, err):
+        key = f"{name}_{unit}" if unit else name
+        out[key] = float(np.mean(err))
+        out[f"{key}_median"] = float(np.median(err))
+
+    for name in a:
+        if name.startswith(("x_", "y_")):
+            continue
+        diff = b[name] - a[name]
+        if name.startswith("phi") or name == "dphi":
+            diff = np.mod(diff + np.pi, 2 * np.pi) - np.pi
+        put(name, DOUBLET_UNITS[name.rsplit("_", 1)[0] if name.endswith(("_in", "_out")) else name], np.abs(diff))
+    for side in ("in", "out"):
+        dist = np.sqrt(sum((b[f"{k}_{side}"] - a[f"{k}_{side}"]) ** 2 for k in ("x", "y", "z")))
+        put(f"xyz_{side}", "mm", dist)
     return out

@@ -26,7 +26,7 @@ import torch
 from trackstudy.config import PIXEL_VOLUMES, RUNS_DIR, resolve_path
 from trackstudy.data.datasets import ensure_simulated
 from trackstudy.data.io import iter_events, select_volumes
-from trackstudy.errors import ConfigError
+from trackstudy.errors import ConfigError, DataError
 from trackstudy.models.features import hit_features
 from trackstudy.models.vqvae import detector_units
 from trackstudy.study.heldout import score_run
@@ -43,7 +43,8 @@ from trackstudy.training.pretrain import (
 from trackstudy.training.run import train
 from trackstudy.training.run_config import resolve_config
 
-__all__ = ["INITS", "label_efficiency", "parse_counts", "pretrain_run", "token_counts", "tokenizer_report"]
+__all__ = ["INITS", "code_sharing", "label_efficiency", "parse_counts", "pretrain_run", "token_counts",
+           "tokenizer_report"]
 
 #: The two arms of the label-efficiency curve.
 INITS = ("scratch", "pretrained")
@@ -82,6 +83,32 @@ def token_counts(pileups, *, n_events: int = 1, seed: int = 1, tokenizer=None, p
     return pd.DataFrame(rows)
 
 
+def code_sharing(tokenizer, data: str | os.PathLike, *, n_events: int = 20) -> pd.DataFrame:
+    """How far one hit's code tells the hits of an event apart: for each of the first ``n_events``
+    simulated events of ``data`` (pixel hits, truth read), ``hits``, ``codes_used`` (distinct codes),
+    ``hits_per_code`` (mean over the used codes) and ``shared`` (the fraction of the hits of particles
+    whose code some hit of another particle, or a noise hit, of the same event also has), with the
+    hit :class:`~trackstudy.models.vqvae.HitTokenizer` ``tokenizer``. Events without truth: DataError."""
+    if getattr(tokenizer, "tokens", "") != "hits":
+        raise ConfigError("code_sharing: needs a hit tokenizer (pretrained with data.tokens: hits)")
+    rows = []
+    for ev in iter_events(resolve_path(data), n_events=int(n_events)):
+        ev = select_volumes(ev, PIXEL_VOLUMES)
+        if ev.truth is None:
+            raise DataError(f"{data}: event {ev.event_id} has no truth (code_sharing needs particle ids)")
+        hits = ev.hits.reset_index(drop=True)
+        pid = hits[["hit_id"]].merge(ev.truth[["hit_id", "particle_id"]], on="hit_id", how="left")["particle_id"]
+        pid = pid.fillna(0).to_numpy(np.int64)
+        codes = tokenizer.encode(torch.from_numpy(hit_features(hits, tokenizer.feature_cfg))).numpy()
+        per_code = pd.DataFrame({"code": codes, "pid": pid}).groupby("code")["pid"].nunique()
+        shared = per_code.reindex(codes).to_numpy() > 1
+        real = pid > 0
+        rows.append({"event_id": ev.event_id, "hits": len(hits), "codes_used": int(per_code.size),
+                     "hits_per_code": len(hits) / max(int(per_code.size), 1),
+                     "shared": float(shared[real].mean()) if real.any() else float("nan")})
+    return pd.DataFrame(rows)
+
+
 def pretrain_run(config: str | os.PathLike | dict, out: str | os.PathLike, *, steps: int = 0, minutes: float = 0.0,
                  tokenizer_steps: int = 0, progress: bool = False, **overrides) -> dict:
     """The summary of the pretraining run in ``out`` for ``config`` (YAML path or mapping) with
@@ -116,6 +143,9 @@ def tokenizer_report(run: str | os.PathLike, data: str | os.PathLike, *, n_event
     reconstruction errors in mm and rad), a table of hits with true and decoded x, y, z (mm) and phi
     (rad), and the count of hits per code (codebook_size,)."""
     tok, _ = load_tokenizer(run)
+    if tok.tokens != "hits":
+        raise ConfigError(f"{run}: its tokenizer is one of {tok.tokens}; tokenizer_report reads hit tokenizers (the "
+                          "run's summary.json holds a doublet tokenizer's measures)")
     samples = unlabelled_samples(resolve_path(data), n_events=n_events, feature_cfg=tok.feature_cfg, locality=None)
     x = np.concatenate([s["x"] for s in samples])
     if len(x) > max_hits:

@@ -2,10 +2,11 @@
 
 The CMS proposal's BERT-style pretraining on hit tokens (:mod:`trackstudy.models.masked`), in two stages:
 
-1. the tokenizer (when ``mask.target`` is ``codes`` or ``both``): a VQ-VAE over the hits' features
-   (:mod:`trackstudy.models.vqvae`), trained on batches of ``tokenizer.batch_hits`` random hits of
-   the training events, written to ``tokenizer.pt`` with its codebook usage, perplexity, dead
-   codes and reconstruction error in mm and rad on the validation hits;
+1. the tokenizer (when ``mask.target`` is ``codes`` or ``both``): a VQ-VAE over the tokens' features
+   (:mod:`trackstudy.models.vqvae`: a ``HitTokenizer``, or a ``DoubletTokenizer`` for doublet
+   tokens), trained on batches of ``tokenizer.batch_hits`` random tokens of the training events,
+   written to ``tokenizer.pt`` with its codebook usage, perplexity, dead codes and reconstruction
+   errors in detector units (mm, rad, ...) on the validation tokens;
 2. the masked-hit model: the shared encoder of the chosen preset and backend learns to predict
    the hidden features and/or the VQ codes of 15% of the tokens (80% masked, 10% replaced, 10%
    kept), resumable like ``trackstudy train``.
@@ -34,8 +35,8 @@ of ``model.doublet.cluster_size`` (:func:`~trackstudy.models.doublet.doublet_clu
 event; ``data.sequences: cluster`` makes each tile a sequence), its ``eta`` / ``phi`` the doublets'
 midpoints. The masked model adds the doublet model's token MLP (``model.doublet.token_hidden``),
 keeps each masked doublet's position (its hits' r, z, eta, layer, and dr, dz, deta, z0) and
-predicts its hidden features (azimuths, dphi, curvature) by MSE: ``mask.target: features`` only
-(no tokenizer of doublets). Pixel hits only. ``trackstudy train --init-from`` then starts a
+predicts its hidden features (azimuths, dphi, curvature) by MSE (``mask.target: features``), its
+code of the doublet tokenizer by cross-entropy (``codes``), or both (``both``). Pixel hits only. ``trackstudy train --init-from`` then starts a
 ``doublet`` model's encoder and token MLP from it (:mod:`trackstudy.training.pretrained`).
 
 One process (no torchrun / DDP); bf16 autocast on CUDA.
@@ -67,7 +68,7 @@ from trackstudy.models.encoder import PRESETS, EncoderConfig
 from trackstudy.models.features import FeatureConfig
 from trackstudy.models.heads import make_context
 from trackstudy.models.masked import TOKENS, MaskConfig, MaskedHitModel
-from trackstudy.models.vqvae import HitTokenizer, VQConfig, codebook_stats, reconstruction_errors
+from trackstudy.models.vqvae import Tokenizer, VQConfig, codebook_stats, make_tokenizer
 from trackstudy.training import data as tdata
 from trackstudy.training.checkpoint import (
     CONFIG_FILE,
@@ -78,7 +79,7 @@ from trackstudy.training.checkpoint import (
     save_checkpoint,
     torch_save_atomic,
 )
-from trackstudy.training.pretrained import PRETRAINED_FILE
+from trackstudy.training.pretrained import PRETRAINED_FILE, TOKENIZER_FILE, load_tokenizer
 from trackstudy.training.run_config import (
     _DATASET_DEFAULTS,
     LOCALITY_METHODS,
@@ -100,7 +101,6 @@ from trackstudy.training.trainer import (
     training_backend,
 )
 
-TOKENIZER_FILE = "tokenizer.pt"
 SUMMARY_FILE = "summary.json"
 STEP_LOG = "log_steps.csv"
 VAL_LOG = "log_val.csv"
@@ -177,7 +177,7 @@ def resolve_pretrain_config(config: dict | str | os.PathLike | None) -> dict:
             if m[key]:
                 raise ConfigError(f"model.{key}: given but data.tokens is 'hits' (set data.tokens: doublets)")
         mask_cfg.visible_features(feats)
-    vq_cfg(cfg, feats.n_features)
+    vq_cfg(cfg, len(TOKEN_FEATURES) if doublets else feats.n_features)
     if d["sequences"] == "cluster" and cfg["locality"]["method"] == "none" and not doublets:
         raise ConfigError("data.sequences: 'cluster' makes each locality cluster a sequence; set locality.method")
     if cfg["locality"]["method"] == "none" and cfg["locality"]["params"]:
@@ -218,9 +218,6 @@ def _check_doublet_config(cfg: dict, mask_cfg: MaskConfig) -> None:
     if cfg["locality"]["method"] != "none":
         raise ConfigError("locality.method: doublet tokens attend within the tiles of model.doublet.cluster_size; "
                           "set locality.method: none")
-    if mask_cfg.target != "features":
-        raise ConfigError(f"mask.target: {mask_cfg.target!r} predicts tokenizer codes; doublet tokens have no "
-                          "tokenizer (set mask.target: features)")
     dcfg = DoubletConfig.from_dict(m["doublet"])
     gcfg = GraphConfig.from_dict(m["graph"])
     if gcfg.method != "windows":
@@ -351,15 +348,18 @@ def _sequences(samples: list[dict], cfg: dict, where: str) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------- tokenizer
-def train_tokenizer(x: torch.Tensor, config: VQConfig, feature_cfg: FeatureConfig, *, steps: int,
+def train_tokenizer(x: torch.Tensor, config: VQConfig, feature_cfg: FeatureConfig | None = None, *, steps: int,
                     batch_hits: int, lr: float, seed: int = 0, x_val: torch.Tensor | None = None,
-                    progress: bool = False, log: list | None = None) -> tuple[HitTokenizer, dict]:
-    """A :class:`HitTokenizer` trained on the hits x (N, F) for ``steps`` steps of ``batch_hits``
-    random hits (Adam), and its measures on ``x_val`` (default: x): codebook usage, perplexity,
-    dead codes, reconstruction error in mm and rad. ``log`` collects one dict per step."""
+                    progress: bool = False, log: list | None = None, tokens: str = "hits") -> tuple[Tokenizer, dict]:
+    """A tokenizer of ``tokens`` (:class:`~trackstudy.models.vqvae.HitTokenizer` over ``feature_cfg``,
+    or :class:`~trackstudy.models.vqvae.DoubletTokenizer`) trained on the tokens x (N, F) for
+    ``steps`` steps of ``batch_hits`` random tokens (Adam; the first batch, which k-means
+    initialises the codebook on, holds at least 8 tokens per code), and its measures on ``x_val``
+    (default: x): codebook usage, perplexity, dead codes, reconstruction errors in detector units.
+    ``log`` collects one dict per step."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    tok = HitTokenizer(config, feature_cfg)
+    tok = make_tokenizer(config, tokens, feature_cfg if tokens == "hits" else None)
     opt = torch.optim.Adam(tok.parameters(), lr=lr)
     tok.train()
     for step in tqdm(range(steps), desc="tokenizer", unit="step", disable=not progress):
@@ -376,29 +376,15 @@ def train_tokenizer(x: torch.Tensor, config: VQConfig, feature_cfg: FeatureConfi
 
 
 @torch.no_grad()
-def tokenizer_measures(tok: HitTokenizer, x: torch.Tensor) -> dict:
-    """Codebook usage, perplexity, dead codes and reconstruction errors (mm, rad) of ``tok`` on hits x (N, F)."""
+def tokenizer_measures(tok: Tokenizer, x: torch.Tensor) -> dict:
+    """Codebook usage, perplexity, dead codes and reconstruction errors in detector units
+    (:meth:`~trackstudy.models.vqvae.Tokenizer.reconstruction_errors`) of ``tok`` on tokens x (N, F)."""
     tok.eval()
     codes = tok.encode(x)
     decoded = tok.decode(codes)
-    return {**codebook_stats(codes.numpy(), tok.config.codebook_size),
+    return {**codebook_stats(codes.numpy(), tok.config.codebook_size), "tokens": tok.tokens,
             "recon_mse": float(((decoded - x) ** 2).mean()),
-            **reconstruction_errors(x.numpy(), decoded.numpy(), tok.feature_cfg)}
-
-
-def load_tokenizer(path: str | os.PathLike) -> tuple[HitTokenizer, dict]:
-    """(tokenizer in eval mode, its measures) from a ``tokenizer.pt`` (a file or a pretraining run folder)."""
-    path = resolve_path(path)
-    if path.is_dir():
-        path = path / TOKENIZER_FILE
-    if not path.is_file():
-        raise DataError(f"{path}: tokenizer not found (written by trackstudy pretrain)")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(obj, dict) or "config" not in obj or "state_dict" not in obj:
-        raise DataError(f"{path}: not a tokenizer file (expected a dict with config and state_dict)")
-    tok = HitTokenizer.from_config(obj["config"])
-    tok.load_state_dict(obj["state_dict"])
-    return tok.eval(), dict(obj.get("measures") or {})
+            **tok.reconstruction_errors(x.numpy(), decoded.numpy())}
 
 
 # ----------------------------------------------------------------------------------------- the run
@@ -480,10 +466,12 @@ class Pretrainer:
         x_val = x_val[torch.randperm(len(x_val), generator=g)[: t["val_hits"]]]
         log: list = []
         t0 = time.perf_counter()
-        tok, measures = train_tokenizer(x, vq_cfg(self.cfg, self.feature_cfg.n_features), self.feature_cfg,
+        tokens = self.cfg["data"]["tokens"]
+        n_features = len(TOKEN_FEATURES) if tokens == "doublets" else self.feature_cfg.n_features
+        tok, measures = train_tokenizer(x, vq_cfg(self.cfg, n_features), self.feature_cfg,
                                         steps=t["steps"], batch_hits=t["batch_hits"], lr=t["lr"],
                                         seed=int(self.cfg["train"]["seed"]), x_val=x_val, progress=self.progress,
-                                        log=log)
+                                        log=log, tokens=tokens)
         measures["seconds"] = time.perf_counter() - t0
         self.tokenizer, self.tokenizer_measures = tok, measures
         buf = pd.DataFrame(log).to_csv(index=False).encode()

@@ -15,6 +15,10 @@ the input projection fits), and its token MLP too when ``model.doublet.token_hid
 pretraining's (otherwise the token MLP starts fresh and the returned info says so); the classifier
 starts fresh. A run pretrained on one kind of token refuses a model of the other (ConfigError
 naming both). :func:`check_init_from` checks a run config's ``model`` section against a run.
+
+The run's tokenizer (``tokenizer.pt``, written when ``mask.target`` asks for codes) is read back by
+:func:`load_tokenizer`: by the pretraining itself on resume, and by a ``model.input: codes`` track
+model, whose only input is each hit's code.
 """
 
 from __future__ import annotations
@@ -30,14 +34,17 @@ from trackstudy.errors import ConfigError, DataError
 from trackstudy.models.doublet import TOKEN_FEATURES
 from trackstudy.models.encoder import Encoder, EncoderConfig
 from trackstudy.models.features import FeatureConfig
+from trackstudy.models.vqvae import Tokenizer, tokenizer_from_config
 from trackstudy.training.checkpoint import _torch_load, checkpoint_path
 
 PRETRAINED_FILE = "pretrained.pt"
+#: The VQ-VAE tokenizer of a pretraining run.
+TOKENIZER_FILE = "tokenizer.pt"
 #: EncoderConfig fields that change what the weights compute without changing their shapes.
 _SAME_FUNCTION = ("n_heads", "activation", "norm_eps")
 
-__all__ = ["PRETRAINED_FILE", "check_compatible", "check_init_from", "encoder_state", "init_doublet", "init_encoder",
-           "load_pretrained"]
+__all__ = ["PRETRAINED_FILE", "TOKENIZER_FILE", "check_compatible", "check_init_from", "encoder_state", "init_doublet", "init_encoder",
+           "load_pretrained", "load_tokenizer"]
 
 
 def load_pretrained(run_dir: str | os.PathLike) -> tuple[Path, dict]:
@@ -152,3 +159,21 @@ def init_encoder(model: nn.Module, run_dir: str | os.PathLike, where: str = "--i
     file, obj = check_compatible(run_dir, model.encoder.config, model.feature_cfg, where)
     model.encoder.load_state_dict(encoder_state(obj["state_dict"]))
     return {"file": str(file), "step": obj["step"]}
+
+
+def load_tokenizer(path: str | os.PathLike) -> tuple[Tokenizer, dict]:
+    """(tokenizer in eval mode, its measures) from a ``tokenizer.pt`` (a file or a pretraining run
+    folder): a :class:`~trackstudy.models.vqvae.HitTokenizer` or a
+    :class:`~trackstudy.models.vqvae.DoubletTokenizer`, as the file says."""
+    path = resolve_path(path)
+    if path.is_dir():
+        path = path / TOKENIZER_FILE
+    if not path.is_file():
+        raise DataError(f"{path}: tokenizer not found (written by trackstudy pretrain when mask.target is codes "
+                        "or both)")
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(obj, dict) or "config" not in obj or "state_dict" not in obj:
+        raise DataError(f"{path}: not a tokenizer file (expected a dict with config and state_dict)")
+    tok = tokenizer_from_config(obj["config"])
+    tok.load_state_dict(obj["state_dict"])
+    return tok.eval(), dict(obj.get("measures") or {})

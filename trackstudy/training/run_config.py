@@ -3,7 +3,8 @@
 A run config is a YAML mapping with five sections of flat keys (a few keys hold a mapping)::
 
     model:    family, preset, backend, encoder: {EncoderConfig fields}, head: {HeadConfig fields},
-              binning: {n_phi, n_theta, n_p}, features: {FeatureConfig fields},
+              binning: {n_phi, n_theta, n_p}, features: {FeatureConfig fields}, init_from,
+              input (features|codes), tokenizer (input codes: a pretraining run's hit tokenizer),
               gnn: {GNNConfig fields} (family gnn), doublet: {DoubletConfig fields} (family doublet),
               graph: {GraphConfig fields} (the edge families gnn and doublet)
     locality: method (none|dbscan|window|density|grid), params: {...}, vertex_scan
@@ -42,7 +43,7 @@ from trackstudy.models.doublet import TOKEN_FEATURES, DoubletConfig
 from trackstudy.models.encoder import PRESETS, EncoderConfig
 from trackstudy.models.features import FeatureConfig
 from trackstudy.models.gnn import GNNConfig
-from trackstudy.models.heads import EDGE_FAMILIES, FAMILIES, HeadConfig
+from trackstudy.models.heads import CODE_FAMILIES, EDGE_FAMILIES, FAMILIES, INPUTS, HeadConfig
 from trackstudy.postprocessing.gnn_tracks import GNN_TUNE_GRID, GNNTrackParams
 from trackstudy.postprocessing.track_formation import TUNE_GRIDS, default_params
 
@@ -70,6 +71,9 @@ DEFAULTS: dict = {
                       # metric, the latter for gnn: trackstudy.graphs)
         "init_from": "",  # a pretraining run (trackstudy pretrain) whose encoder weights start this model
                           # (hit tokens: the hit-token families; data.tokens doublets: family doublet)
+        "input": "features",  # or codes (family contrastive): each hit's VQ code of model.tokenizer is its only input
+        "tokenizer": "",  # input codes: a pretraining run with a hit tokenizer (or its tokenizer.pt); the hits'
+                          # features are the tokenizer's, so model.features stays empty
     },
     "locality": {"method": "none", "params": {}, "vertex_scan": False},
     "data": {
@@ -230,6 +234,7 @@ def resolve_config(config: dict | str | os.PathLike | None) -> dict:
     if m["family"] in EDGE_FAMILIES and m["family"] != "doublet" and m.get("init_from"):
         raise ConfigError(f"model.init_from: a pretrained encoder starts a hit-token model or a doublet-token model "
                           f"(model.family: doublet); model.family {m['family']} has none (remove init_from)")
+    _check_input(m)
     _choice(m["preset"], PRESET_NAMES, "model.preset")
     _choice(m["backend"], TRAIN_BACKENDS, "model.backend")
     for k in ("n_phi", "n_theta", "n_p"):
@@ -289,6 +294,28 @@ def resolve_config(config: dict | str | os.PathLike | None) -> dict:
     tu["grid"] = normalise_grid(tu["grid"], m["family"])
     base_track_params(m["family"], tu["base"])  # checked now, not after training
     return cfg
+
+
+def _check_input(m: dict) -> None:
+    """``model.input`` and ``model.tokenizer`` (the tokenizer file itself is read when training starts)."""
+    _choice(m["input"], INPUTS, "model.input")
+    if m["input"] == "features":
+        if m["tokenizer"]:
+            raise ConfigError(f"model.tokenizer: given ({m['tokenizer']!r}) but model.input is 'features'; set "
+                              "model.input: codes to read its codes, or remove model.tokenizer")
+        return
+    if m["family"] not in CODE_FAMILIES:
+        raise ConfigError(f"model.input: 'codes' is an option of model.family {', '.join(CODE_FAMILIES)}, "
+                          f"not {m['family']!r}")
+    if not isinstance(m["tokenizer"], str) or not m["tokenizer"]:
+        raise ConfigError("model.tokenizer: model.input 'codes' needs a tokenizer: a pretraining run folder with a "
+                          "hit tokenizer (trackstudy pretrain with mask.target codes or both) or its tokenizer.pt")
+    if m["features"]:
+        raise ConfigError(f"model.features: given {sorted(m['features'])} but model.input is 'codes': the hits' "
+                          "features are those of model.tokenizer; remove model.features")
+    if m["init_from"]:
+        raise ConfigError("model.init_from: a pretrained encoder reads hit features, a model.input 'codes' model "
+                          "reads code embeddings; remove one of them")
 
 
 def _check_model_parts(m: dict) -> None:

@@ -9,7 +9,8 @@ One run, in order (:meth:`Trainer.fit`):
 3. model: family / preset / backend from the config (``flex`` trains with the exact ``packed``
    backend on CPU, where FlexAttention has no backward), AdamW (no weight decay on biases and
    norms), warm-up + cosine (or plateau) learning rate, gradient clipping, bf16 autocast on CUDA,
-   optional torch.compile, DistributedDataParallel under torchrun;
+   optional torch.compile, DistributedDataParallel under torchrun; ``model.input: codes``: the
+   frozen hit tokenizer of ``model.tokenizer`` turns each hit into its code, the model's only input;
 4. optimisation steps on batches of several events (padded, padding masked), validation loss
    every ``eval_every`` steps with early stopping after ``patience`` evaluations without
    improvement, a checkpoint every ``checkpoint_every`` steps and at the end, ``max_minutes``
@@ -46,13 +47,14 @@ import torch
 from trackstudy.config import json_safe, resolve_path
 from trackstudy.data.io import atomic_write_bytes
 from trackstudy.device import autocast_context, describe_device, quiet_torch_compile, synchronize
-from trackstudy.errors import DataError
+from trackstudy.errors import ConfigError, DataError
 from trackstudy.metrics import evaluate_event, evaluate_events
 from trackstudy.models.attention import get_backend
 from trackstudy.models.encoder import EncoderConfig
 from trackstudy.models.features import FeatureConfig
 from trackstudy.models.heads import build_model, make_context
 from trackstudy.models.roads import RoadBinning
+from trackstudy.models.vqvae import HitTokenizer
 from trackstudy.postprocessing.track_formation import (
     default_params,
     form_tracks,
@@ -76,7 +78,7 @@ from trackstudy.training.checkpoint import (
     save_model,
     torch_save_atomic,
 )
-from trackstudy.training.pretrained import init_encoder
+from trackstudy.training.pretrained import init_encoder, load_tokenizer
 from trackstudy.training.run_config import (
     RESUMABLE_CHANGES,
     base_track_params,
@@ -264,8 +266,7 @@ class Trainer:
 
     def _load_data(self, train: bool = True) -> None:
         cfg, info = self.cfg, self.dist
-        m = cfg["model"]
-        self.feature_cfg = FeatureConfig(**m["features"])
+        self.feature_cfg = self._input_features()
         self.locality = cfg["locality"] if cfg["locality"]["method"] != "none" else None
         root = tdata.data_root(cfg["data"]["root"])
         d = cfg["data"]
@@ -294,6 +295,25 @@ class Trainer:
             self.train_set = None
         if len(self.val) == 0:
             raise DataError("data.val: no validation events")
+
+    def _input_features(self) -> FeatureConfig:
+        """The hits' features: ``model.features``, or (``model.input: codes``) those of the tokenizer of
+        ``model.tokenizer``, which is read here (``self.tokenizer``) and goes into the model."""
+        m = self.cfg["model"]
+        self.tokenizer = None
+        if m["input"] != "codes":
+            return FeatureConfig(**m["features"])
+        if self.model is not None and self.model.tokenizer is not None:  # re-tuning a finished run
+            return self.model.feature_cfg
+        try:
+            tok, _ = load_tokenizer(m["tokenizer"])
+        except DataError as exc:
+            raise DataError(f"model.tokenizer: {exc}") from None
+        if not isinstance(tok, HitTokenizer):
+            raise ConfigError(f"model.tokenizer: {m['tokenizer']} holds a tokenizer of {tok.tokens}; a hit-token model "
+                              "reads the codes of a hit tokenizer (pretrained with data.tokens: hits)")
+        self.tokenizer = tok
+        return tok.feature_cfg
 
     def _make_units(self) -> None:
         """The training sequences: the training events, or (``data.sequences: cluster``) every
@@ -366,7 +386,8 @@ class Trainer:
         torch.manual_seed(tr["seed"])
         enc = EncoderConfig.preset(m["preset"], n_features=self.feature_cfg.n_features, attention=self.attention_backend,
                                    **m["encoder"])
-        model = build_model(m["family"], enc, feature_cfg=self.feature_cfg, binning=self.binning, **m["head"])
+        model = build_model(m["family"], enc, feature_cfg=self.feature_cfg, binning=self.binning,
+                            tokenizer=self.tokenizer, **m["head"])
         if m["init_from"] and ckpt is None:  # a resumed run's checkpoint holds the weights already
             info = init_encoder(model, m["init_from"], where="model.init_from")
             self._notice(f"encoder initialised from {info['file']} (pretraining step {info['step']})")
