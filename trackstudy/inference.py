@@ -175,6 +175,10 @@ def _eta_phi(xyz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.asinh(z / torch.hypot(x, y).clamp(min=MIN_R_MM)), torch.atan2(y, x)
 
 
+def _np(a) -> np.ndarray:
+    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+
+
 def _model_device(model) -> torch.device:
     try:
         return next(model.parameters()).device
@@ -190,7 +194,8 @@ def _model_device(model) -> torch.device:
 def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_id: int = 0, device=None,
                   pixel_only: bool = False, backend: str | None = None, max_dense_hits: int | None = DENSE_MAX_HITS,
                   notify=None, device_clustering: bool | None = None,
-                  device_tracks: bool | None = None, compiled=None) -> tuple[pd.DataFrame, dict]:
+                  device_tracks: bool | None = None, compiled=None, capture: dict | None = None
+                  ) -> tuple[pd.DataFrame, dict]:
     """Run one event through the whole pipeline; returns ``(submission, timings)``.
 
     model: a :class:`trackstudy.models.heads.TrackModel` (e.g. from ``load_run``).
@@ -210,6 +215,9 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
         (:mod:`trackstudy.postprocessing.torch_tracks`; same tracks); default: on CUDA.
     compiled: a :class:`trackstudy.models.compiled.BucketedModel` of ``model`` to run the encoder
         with (the event padded to its size bucket, compiled once per bucket).
+    capture: a dict to receive what track formation saw (hit-token models): ``hit_ids`` (N,) of
+        the hits through the network, ``outputs`` (name -> numpy array, one row per hit) and
+        ``cluster`` (N,) locality labels or None; for diagnostics (:mod:`trackstudy.study.misses`).
 
     submission: DataFrame [event_id, hit_id, track_id] (int64), one row per input hit, input order.
     timings: seconds per stage of :data:`STAGES`, "total" (wall time of the whole call) and "n_hits"
@@ -281,6 +289,9 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
                 and device_track_formation(ev_out, params) else form_tracks
             sub = former(ev_out, sel["hit_id"].to_numpy(), event_id=event_id, cluster=labels, params=params,
                          xyz=xyz.T if xyz is not None else sel[["x", "y", "z"]].to_numpy(np.float64))
+            if capture is not None:
+                capture.update(hit_ids=sel["hit_id"].to_numpy(), cluster=None if labels is None else _np(labels),
+                               outputs={k: _np(v) for k, v in ev_out.items()})
             if keep is not None and not keep.all():
                 # hits the model never saw: one-hit tracks with fresh ids, rows in input order
                 track = np.empty(len(hits), dtype=np.int64)

@@ -49,6 +49,12 @@ def test_bench_training_heldout_with_baseline_and_snapshot(tmp_path):
     pt_bins = report["binned"]["pt"]
     assert pt_bins and all({"low", "high", "eff", "err_low", "err_high", "n_total"} <= set(r) for r in pt_bins)
     assert report["baseline"]["method"] == "dbscan-helix" and report["baseline"]["n_events"] == 1
+    # where the missed particles were lost: fractions of every reconstructable particle, summing to 1
+    reasons = {r["region"]: r for r in report["miss_reasons"]}
+    assert "all" in reasons and reasons["all"]["n"] >= 1
+    assert sum(reasons["all"][k] for k in ("found", "locality", "embedding", "merged", "track formation")) == \
+        pytest.approx(1.0)
+    assert report["n_events"] == 1 and reasons["all"]["found"] == pytest.approx(report["dm_efficiency"])  # one event
     assert mod.main([str(config), "--out", str(run), "--no-train", "--events", "1", "--seed", "77",
                      "--weights", str(snapshot)]) == 0
     snap = json.loads((run / "heldout_at_1e-06min.json").read_text())

@@ -31,6 +31,7 @@ from trackstudy.inference import STAGES, check_locality, cluster_hits, predict_e
 from trackstudy.metrics import evaluate_events, evaluate_submission_file, reconstructable, write_submission
 from trackstudy.metrics.binned import binned_efficiency
 from trackstudy.postprocessing.gnn_tracks import GNN_STAGES
+from trackstudy.study.misses import event_misses, summarize_misses
 from trackstudy.training.checkpoint import load_run
 from trackstudy.training.data import data_root, dataset_folder
 
@@ -105,7 +106,8 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
     of the final weights, with the run's tuned track formation; the report then names it.
     ``locality_params``: clustering parameters laid over the run's (e.g. ``{"barrel_max_size": 128}``:
     the same weights on smaller barrel clusters). The submission is written beside the run as
-    ``heldout.csv`` (``heldout_<checkpoint>.csv``)."""
+    ``heldout.csv`` (``heldout_<checkpoint>.csv``). A contrastive run's report also says where the
+    particles it missed were lost (``miss_reasons``: :mod:`trackstudy.study.misses`)."""
     run, data = resolve_path(run), resolve_path(data)
     model, run_config = load_run(run, device)
     locality = dict(run_config["locality"])
@@ -137,6 +139,11 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
     }
     if by_cluster_size and (locality.get("method") or "none") != "none":
         report["dm_by_cluster_size"] = dm_by_cluster_size(data, locality, result.particles, pixel_only=pixel_only)
+    if model.family == "contrastive" and getattr(model.track_params, "method", None) in ("dbscan", "knn"):
+        # where the particles the run missed were lost (locality, embedding, merged, track formation)
+        table = pd.concat([event_misses(model, ev, locality=locality, pixel_only=pixel_only)
+                           for ev in iter_events(data)], ignore_index=True)
+        report["miss_reasons"] = summarize_misses(table).to_dict("records")
     return report, sub
 
 
