@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from trackstudy.cli.locality import parse_params
 from trackstudy.config import RUNS_DIR, resolve_path
 from trackstudy.errors import ConfigError
@@ -45,6 +47,9 @@ def main(argv=None) -> int:
     p.add_argument("--resume", action="store_true", help="resume the run's training first")
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE")
     p.add_argument("--device", default="auto", help="inference device")
+    p.add_argument("--threads", type=int, default=0, metavar="N",
+                   help="torch CPU threads of the held-out scoring (default 0: torch's choice; on a machine "
+                        "other jobs share, 1: OpenMP threads on busy cores spin at their barriers)")
     p.add_argument("--weights", default=None, metavar="CHECKPOINT",
                    help="score these weights instead (e.g. runs/NAME/checkpoints/at_15min.pt, written with "
                         "train.snapshot_minutes) with the run's tuned track formation; writes heldout_<name>.json")
@@ -56,6 +61,8 @@ def main(argv=None) -> int:
     p.add_argument("--baseline-events", type=int, default=1, metavar="N",
                    help="held-out events the baseline runs on (DBSCAN-helix: ~95 s per mu = 200 event)")
     args = p.parse_args(argv)
+    if args.threads < 0:
+        raise SystemExit(f"--threads: must be >= 0 (0: torch's choice), got {args.threads}")
 
     raw = load_yaml(args.config)
     for a in args.overrides:
@@ -73,6 +80,8 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         raise SystemExit(f"--seed: {exc}") from None
     overrides = parse_params(args.locality_param)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     report, sub = score_run(out, folder, device=args.device, weights=args.weights, locality_params=overrides)
     tag = report.pop("tag") + "".join(f"_{k}{v}" for k, v in overrides.items())
     report = {"config": str(args.config), "heldout_seed": args.seed, "train_seconds": summary["train_seconds"],

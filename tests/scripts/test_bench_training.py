@@ -56,6 +56,8 @@ def test_bench_training_heldout_with_baseline_and_snapshot(tmp_path):
         pytest.approx(1.0)
     assert report["n_events"] == 1 and reasons["all"]["found"] == pytest.approx(report["dm_efficiency"])  # one event
     assert mod.main([str(config), "--out", str(run), "--no-train", "--events", "1", "--seed", "77",
-                     "--weights", str(snapshot)]) == 0
+                     "--weights", str(snapshot), "--threads", "1"]) == 0
+    with pytest.raises(SystemExit, match="--threads: must be >= 0"):
+        mod.main([str(config), "--out", str(run), "--no-train", "--threads", "-1"])
     snap = json.loads((run / "heldout_at_1e-06min.json").read_text())
     assert snap["weights_step"] >= 1 and snap["weights_train_seconds"] > 0
