@@ -289,9 +289,6 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
                 and device_track_formation(ev_out, params) else form_tracks
             sub = former(ev_out, sel["hit_id"].to_numpy(), event_id=event_id, cluster=labels, params=params,
                          xyz=xyz.T if xyz is not None else sel[["x", "y", "z"]].to_numpy(np.float64))
-            if capture is not None:
-                capture.update(hit_ids=sel["hit_id"].to_numpy(), cluster=None if labels is None else _np(labels),
-                               outputs={k: _np(v) for k, v in ev_out.items()})
             if keep is not None and not keep.all():
                 # hits the model never saw: one-hit tracks with fresh ids, rows in input order
                 track = np.empty(len(hits), dtype=np.int64)
@@ -305,6 +302,9 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
     timings = {name: clock.seconds.get(name, 0.0) for name in STAGES}
     timings["total"] = time.perf_counter() - t_start
     timings["n_hits"] = int(len(sel))
+    if capture is not None:  # after the clock: copies for diagnostics, not pipeline work
+        capture.update(hit_ids=sel["hit_id"].to_numpy(), cluster=None if labels is None else _np(labels),
+                       outputs={k: _np(v) for k, v in ev_out.items()})
     return sub, timings
 
 
@@ -329,13 +329,15 @@ def _iter_inputs(events) -> Iterable[tuple[int, pd.DataFrame]]:
 
 def predict_events(model, events, *, locality: Mapping | None, device=None, pixel_only: bool = False,
                    backend: str | None = None, n_events: int | None = None, progress: bool = True,
-                   max_dense_hits: int | None = DENSE_MAX_HITS, notify=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   max_dense_hits: int | None = DENSE_MAX_HITS, notify=None,
+                   captures: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`predict_event` over many events with a progress bar.
 
     events: a folder of TrackML events (hits are read, nothing else), or an iterable of
     :class:`~trackstudy.data.io.Event`, hits DataFrames (event id = position) or (event_id, hits)
     pairs; at most ``n_events`` of them. Returns ``(submission of all events, timings)`` with one
-    timings row per event (event_id, the stages, total, n_hits).
+    timings row per event (event_id, the stages, total, n_hits). ``captures``: a dict to receive,
+    per event id, what :func:`predict_event`'s ``capture`` holds (hit-token models).
     """
     from itertools import islice
 
@@ -349,9 +351,12 @@ def predict_events(model, events, *, locality: Mapping | None, device=None, pixe
     if n_events is not None:
         items = islice(items, int(n_events))
     for event_id, hits in tqdm(items, desc="predict", unit="event", total=n_events, disable=not progress):
+        capture = {} if captures is not None else None
         sub, t = predict_event(model, hits, locality=loc, event_id=event_id, device=device,
                                pixel_only=pixel_only, backend=backend, max_dense_hits=max_dense_hits,
-                               notify=notify)
+                               notify=notify, capture=capture)
+        if capture:
+            captures[event_id] = capture
         subs.append(sub)
         rows.append({"event_id": event_id, **t})
     if not subs:

@@ -10,10 +10,18 @@ import torch
 
 from trackstudy.data.io import read_event
 from trackstudy.errors import ConfigError, DataError
+from trackstudy.inference import predict_events
 from trackstudy.metrics.matching import match_tracks
 from trackstudy.models.heads import build_model
 from trackstudy.postprocessing.track_formation import EmbeddingTrackParams
-from trackstudy.study.misses import REASONS, event_misses, miss_reasons, neighbour_radius, summarize_misses
+from trackstudy.study.misses import (
+    REASONS,
+    captured_misses,
+    event_misses,
+    miss_reasons,
+    neighbour_radius,
+    summarize_misses,
+)
 
 
 def hand_event():
@@ -84,5 +92,11 @@ def test_a_model_on_a_real_event(mini_dir, one_torch_thread):
     assert (table["pt"] > 0.9).all() and (table["nhits"] >= 3).all()
     summary = summarize_misses(table).set_index("region")
     assert summary.loc["all", list(REASONS)].sum() == pytest.approx(1.0)
+    # the same reasons from what a predict_events run kept (no second run of the model)
+    captures = {}
+    sub, _ = predict_events(model, [event], locality={"method": "dbscan", "params": {}, "vertex_scan": False},
+                            pixel_only=True, captures=captures, progress=False)
+    assert list(captures) == [event.event_id]
+    pd.testing.assert_frame_equal(captured_misses(model, event, sub, captures[event.event_id]), table)
     with pytest.raises(ConfigError, match="a contrastive run is needed"):
         event_misses(build_model("enc_reg", "tiny"), event, locality=None)

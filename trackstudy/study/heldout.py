@@ -31,7 +31,7 @@ from trackstudy.inference import STAGES, check_locality, cluster_hits, predict_e
 from trackstudy.metrics import evaluate_events, evaluate_submission_file, reconstructable, write_submission
 from trackstudy.metrics.binned import binned_efficiency
 from trackstudy.postprocessing.gnn_tracks import GNN_STAGES
-from trackstudy.study.misses import event_misses, summarize_misses
+from trackstudy.study.misses import captured_misses, summarize_misses
 from trackstudy.training.checkpoint import load_run
 from trackstudy.training.data import data_root, dataset_folder
 
@@ -121,7 +121,10 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
         info = {"weights": str(weights), "weights_step": int(ck["step"]),
                 "weights_train_seconds": float(ck["train_seconds"])}
     pixel_only = run_config["data"]["train"]["pixel_only"]
-    sub, timings = predict_events(model, data, locality=locality, pixel_only=pixel_only)
+    # a contrastive run's predictions keep what track formation saw: where its misses were lost
+    misses = model.family == "contrastive" and getattr(model.track_params, "method", None) in ("dbscan", "knn")
+    captures = {} if misses else None
+    sub, timings = predict_events(model, data, locality=locality, pixel_only=pixel_only, captures=captures)
     write_submission(sub, run / f"{tag}.csv", force=True)
     # the stages the model ran: those of a GNN run (GNN_STAGES) where its timings hold them
     stages = (*(GNN_STAGES if set(GNN_STAGES) <= set(timings.columns) else STAGES), "total")
@@ -139,9 +142,8 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
     }
     if by_cluster_size and (locality.get("method") or "none") != "none":
         report["dm_by_cluster_size"] = dm_by_cluster_size(data, locality, result.particles, pixel_only=pixel_only)
-    if model.family == "contrastive" and getattr(model.track_params, "method", None) in ("dbscan", "knn"):
-        # where the particles the run missed were lost (locality, embedding, merged, track formation)
-        table = pd.concat([event_misses(model, ev, locality=locality, pixel_only=pixel_only)
+    if misses:  # where the particles the run missed were lost (locality, embedding, merged, track formation)
+        table = pd.concat([captured_misses(model, ev, sub[sub["event_id"] == ev.event_id], captures[ev.event_id])
                            for ev in iter_events(data)], ignore_index=True)
         report["miss_reasons"] = summarize_misses(table).to_dict("records")
     return report, sub

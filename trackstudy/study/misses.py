@@ -35,7 +35,7 @@ from trackstudy.errors import ConfigError, DataError
 from trackstudy.inference import predict_event
 from trackstudy.metrics.matching import match_tracks, reconstructable
 
-__all__ = ["REASONS", "event_misses", "miss_reasons", "neighbour_radius", "summarize_misses"]
+__all__ = ["REASONS", "captured_misses", "event_misses", "miss_reasons", "neighbour_radius", "summarize_misses"]
 
 #: Outcomes of a reconstructable particle, in the order they are tested.
 REASONS = ("found", "locality", "embedding", "merged", "track formation")
@@ -125,17 +125,29 @@ def summarize_misses(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def event_misses(model, event, *, locality: Mapping | None, pixel_only: bool = True, pt_min: float = 0.9,
-                 min_hits: int = 3) -> pd.DataFrame:
-    """:func:`miss_reasons` of a trained contrastive ``model`` (from ``load_run``) on ``event`` (hits,
-    truth, particles), run with ``locality`` (the run config's section)."""
+def _check_inputs(model, event) -> None:
     if getattr(model, "family", None) != "contrastive":
         raise ConfigError(f"miss reasons: a contrastive run is needed (embeddings), got {getattr(model, 'family', None)!r}")
     if event.truth is None or event.particles is None:
         raise DataError(f"event {event.event_id}: miss reasons need truth and particles")
+
+
+def captured_misses(model, event, submission: pd.DataFrame, capture: Mapping, *, pt_min: float = 0.9,
+                    min_hits: int = 3) -> pd.DataFrame:
+    """:func:`miss_reasons` of ``event`` from the ``submission`` that a run of ``model`` made of it and
+    the ``capture`` that :func:`trackstudy.inference.predict_event` filled on the way (no second run)."""
+    _check_inputs(model, event)
+    m = match_tracks(submission, event.truth, event.particles, hits=event.hits, min_hits=min_hits)
+    return miss_reasons(m, capture["hit_ids"], capture["outputs"]["embedding"], capture["cluster"],
+                        neighbour_radius(model.track_params), pt_min=pt_min, min_hits=min_hits)
+
+
+def event_misses(model, event, *, locality: Mapping | None, pixel_only: bool = True, pt_min: float = 0.9,
+                 min_hits: int = 3) -> pd.DataFrame:
+    """:func:`miss_reasons` of a trained contrastive ``model`` (from ``load_run``) on ``event`` (hits,
+    truth, particles), run with ``locality`` (the run config's section)."""
+    _check_inputs(model, event)
     capture: dict = {}
     sub, _ = predict_event(model, event.hits, locality=locality, event_id=event.event_id, pixel_only=pixel_only,
                            capture=capture)
-    m = match_tracks(sub, event.truth, event.particles, hits=event.hits, min_hits=min_hits)
-    return miss_reasons(m, capture["hit_ids"], capture["outputs"]["embedding"], capture["cluster"],
-                        neighbour_radius(model.track_params), pt_min=pt_min, min_hits=min_hits)
+    return captured_misses(model, event, sub, capture, pt_min=pt_min, min_hits=min_hits)
