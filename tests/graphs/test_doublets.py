@@ -15,6 +15,7 @@ from trackstudy.graphs.doublets import (
     edge_features,
     hit_geometry,
     node_features,
+    transform_features,
     true_doublets,
 )
 
@@ -72,3 +73,43 @@ def test_features_shapes_and_errors():
         true_doublets(hits, truth.drop(columns="particle_id"), particles)
     with pytest.raises(DataError, match="hits: column 'z' is missing"):
         hit_geometry(hits.drop(columns="z"))
+
+
+def test_transform_features_by_hand():
+    # a hit at phi = 0 (sin 0, cos 1) turned by 90 degrees lies at phi = 90 (sin 1, cos 0); mirrored
+    # y -> -y it lies at phi = -90; delta-phi and the signed curvature change sign with the mirror
+    x = np.zeros((1, len(NODE_FEATURES)), np.float32)
+    x[0, NODE_FEATURES.index("cos_phi")] = 1.0
+    x[0, NODE_FEATURES.index("r")] = 0.5
+    e = np.arange(len(EDGE_FEATURES), dtype=np.float32)[None] + 1.0
+    xr, er = transform_features(x, e, np.pi / 2)
+    assert xr[0, NODE_FEATURES.index("sin_phi")] == pytest.approx(1.0)
+    assert xr[0, NODE_FEATURES.index("cos_phi")] == pytest.approx(0.0, abs=1e-7)
+    assert xr[0, NODE_FEATURES.index("r")] == 0.5 and np.array_equal(er, e)
+    xm, em = transform_features(x, e, np.pi / 2, mirror=True)
+    assert xm[0, NODE_FEATURES.index("sin_phi")] == pytest.approx(-1.0)
+    flipped = [EDGE_FEATURES.index("dphi"), EDGE_FEATURES.index("curvature")]
+    assert np.array_equal(em[0, flipped], -e[0, flipped])
+    assert np.array_equal(np.delete(em, flipped, 1), np.delete(e, flipped, 1))
+    assert x[0, NODE_FEATURES.index("cos_phi")] == 1.0  # the input is not changed
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_transform_features_equal_those_of_the_transformed_event(mirror):
+    torch = pytest.importorskip("torch")
+    hits, _, _ = toy_event()
+    src, dst = np.array([0, 0, 1, 2, 4, 6]), np.array([1, 2, 3, 3, 5, 3])
+    g = hit_geometry(hits)
+    a = 0.7
+    moved = hits.copy()
+    moved["x"] = np.cos(a) * hits["x"] - np.sin(a) * hits["y"]
+    moved["y"] = np.sin(a) * hits["x"] + np.cos(a) * hits["y"]
+    if mirror:
+        moved["y"] = -moved["y"]
+    gm = hit_geometry(moved)
+    want_x, want_e = node_features(gm), edge_features(gm, src, dst)
+    got_x, got_e = transform_features(node_features(g), edge_features(g, src, dst), a, mirror)
+    np.testing.assert_allclose(got_x, want_x, atol=1e-6)
+    np.testing.assert_allclose(got_e, want_e, atol=1e-5)
+    tx, te = transform_features(torch.from_numpy(node_features(g)), torch.from_numpy(edge_features(g, src, dst)), a, mirror)
+    assert isinstance(tx, torch.Tensor) and np.allclose(tx.numpy(), want_x, atol=1e-6) and np.allclose(te.numpy(), want_e, atol=1e-5)

@@ -83,19 +83,32 @@ def test_train_predict_evaluate(root, tmp_path, capsys):
 
 
 def test_resume_equals_an_uninterrupted_run(root, tmp_path):
-    full = train(gnn_config(root), tmp_path / "full", progress=False)
+    # with data.augment: the random rotations and mirrors of a resumed run are those of an uninterrupted one
+    cfg = gnn_config(root)
+    cfg["data"]["augment"] = True
+    full = train(cfg, tmp_path / "full", progress=False)
 
     def stop(step, row):
         if step == 5:  # like Ctrl-C: the run writes a checkpoint and stops
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(gnn_config(root), tmp_path / "part", progress=False, on_step=stop)
-    resumed = train(gnn_config(root), tmp_path / "part", resume=True, progress=False)
+        train(cfg, tmp_path / "part", progress=False, on_step=stop)
+    resumed = train(cfg, tmp_path / "part", resume=True, progress=False)
     assert resumed["steps"] == full["steps"] == 8
     a = [float(r["loss"]) for r in read_log(tmp_path / "full" / "log_steps.csv")]
     b = [float(r["loss"]) for r in read_log(tmp_path / "part" / "log_steps.csv")]
     np.testing.assert_allclose(b, a, rtol=1e-5)
+    # and the augmentation is applied: the same weights see other features from the first step on
+    plain = []
+
+    def first_step(step, row):
+        plain.append(row["loss"])
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(gnn_config(root), tmp_path / "plain", progress=False, on_step=first_step)
+    assert plain[0] != pytest.approx(a[0], rel=1e-6)
     sa = torch.load(tmp_path / "full" / "model.pt", weights_only=True)["state_dict"]
     sb = torch.load(tmp_path / "part" / "model.pt", weights_only=True)["state_dict"]
     for k in sa:

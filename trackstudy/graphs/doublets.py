@@ -25,7 +25,7 @@ from trackstudy.graphs.layers import N_PIXEL_LAYERS, pixel_layer_index
 from trackstudy.kinematics import hit_eta_phi
 
 __all__ = ["EDGE_CLIP", "EDGE_FEATURES", "EDGE_UNITS", "NODE_FEATURES", "NODE_UNITS", "curvature_pt", "doublet_quantities", "edge_features",
-           "hit_geometry", "node_features", "true_doublets"]
+           "hit_geometry", "transform_features", "node_features", "true_doublets"]
 
 #: Node (hit) features of the GNN, in column order.
 NODE_FEATURES = ("r", "sin_phi", "cos_phi", "z", "eta", "layer")
@@ -89,6 +89,31 @@ def edge_features(g: dict, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
                      np.clip(q["z0"] / u["z0"], -EDGE_CLIP, EDGE_CLIP),
                      np.clip(q["curvature"] / u["curvature"], -EDGE_CLIP, EDGE_CLIP),
                      g["layer"][src] / u["layer_in"], g["layer"][dst] / u["layer_out"]], axis=1).astype(np.float32)
+
+
+def transform_features(x, edge_attr, angle: float, mirror: bool = False):
+    """The node and edge features (:data:`NODE_FEATURES`, :data:`EDGE_FEATURES`) of the same event
+    rotated about the beam axis by ``angle`` (rad) and then, with ``mirror``, reflected y -> -y: a
+    symmetry of the detector and the solenoid field (a reflected helix bends the other way), so that
+    it is a new, equally likely event for training (augmentation). Works on numpy arrays and torch
+    tensors alike and returns new ones of the same kind.
+
+    Only phi-dependent columns change: the rotation turns (sin phi, cos phi) by ``angle``; the
+    mirror takes phi -> -phi, so sin phi, the doublet's delta-phi and its signed curvature change
+    sign. r, z, eta, dr, dz, delta-eta, z0 and the layers stay. (The mirror z -> -z would swap the
+    two endcaps' layer indices, so it is not offered.)"""
+    x, e = x.clone() if hasattr(x, "clone") else np.array(x), \
+        edge_attr.clone() if hasattr(edge_attr, "clone") else np.array(edge_attr)
+    i_s, i_c = NODE_FEATURES.index("sin_phi"), NODE_FEATURES.index("cos_phi")
+    c, s = float(np.cos(angle)), float(np.sin(angle))
+    sin0, cos0 = x[:, i_s] * 1.0, x[:, i_c] * 1.0
+    x[:, i_s] = sin0 * c + cos0 * s  # sin(phi + a)
+    x[:, i_c] = cos0 * c - sin0 * s  # cos(phi + a)
+    if mirror:
+        x[:, i_s] = -x[:, i_s]
+        for name in ("dphi", "curvature"):
+            e[:, EDGE_FEATURES.index(name)] = -e[:, EDGE_FEATURES.index(name)]
+    return x, e
 
 
 def true_doublets(hits: pd.DataFrame, truth: pd.DataFrame, particles: pd.DataFrame, *,

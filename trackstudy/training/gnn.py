@@ -20,7 +20,9 @@ as buffers). One run, in order:
    (true doublets: consecutive hits of one particle); with ``model.graph.filter``, the edge filter
    is trained on these graphs in its own budget, its threshold tuned on the validation graphs, the
    candidates below it dropped (:mod:`trackstudy.training.edge_filter`; a checkpoint at step 0 again);
-3. AdamW over ``train.batch_size`` graphs per step (concatenated), warm-up + cosine learning rate
+3. AdamW over ``train.batch_size`` graphs per step (concatenated; with ``data.augment`` each one
+   rotated about the beam axis and mirrored y -> -y at random, in feature space:
+   :func:`trackstudy.graphs.doublets.transform_features`), warm-up + cosine learning rate
    (over the time budget with ``train.schedule_by_time``), gradient clipping, ``max_minutes`` cap;
    validation loss and edge efficiency / purity every ``eval_every`` steps, the best weights kept;
 4. the track building (threshold, method) tuned on ``tune.n_events`` validation events, the
@@ -50,7 +52,7 @@ from trackstudy.config import json_safe, resolve_path
 from trackstudy.data.io import atomic_write_bytes, iter_events, select_volumes
 from trackstudy.device import describe_device, resolve_device
 from trackstudy.errors import ConfigError, DataError
-from trackstudy.graphs.doublets import true_doublets
+from trackstudy.graphs.doublets import transform_features, true_doublets
 from trackstudy.graphs.edge_filter import FilterConfig
 from trackstudy.graphs.module_map import GraphBuilder, GraphConfig, build_graph
 from trackstudy.metrics import evaluate_events
@@ -116,6 +118,13 @@ def graph_sample(builder: GraphBuilder | MetricGraphBuilder, event) -> dict:
             "pt": torch.from_numpy(pt.astype(np.float32)), "curvature": g["curvature"], "event": ev,
             "stats": {"n_hits": n, "n_edges": len(code), "n_true": int(y.sum()), "n_true_pt": int(hi.sum()),
                       "n_found_pt": int(found.sum())}}
+
+
+def augment_graph(sample: dict, rng: np.random.Generator) -> dict:
+    """A copy of a graph sample as if its event were rotated about the beam axis by a uniform angle
+    and mirrored y -> -y with probability 1/2 (the features only: the edges, labels and pT stay)."""
+    x, e = transform_features(sample["x"], sample["edge_attr"], rng.uniform(-np.pi, np.pi), bool(rng.random() < 0.5))
+    return {**sample, "x": x, "edge_attr": e}
 
 
 def _batch(samples: list[dict], device) -> dict:
@@ -374,7 +383,11 @@ class _GNNRun:
                     continue
                 idx = perm[pos:pos + bs]
                 t0 = time.perf_counter()
-                b = _batch([self.train[i] for i in idx], self.device)
+                samples = [self.train[i] for i in idx]
+                if cfg["data"]["augment"]:  # the draw is a function of (seed, step): a resumed run draws the same
+                    rng = np.random.default_rng([int(tr["seed"]), step, 1])
+                    samples = [augment_graph(sm, rng) for sm in samples]
+                b = _batch(samples, self.device)
                 logits = self._logits(b)
                 loss = edge_loss(logits, b["y"], b["pt"], self.gnn_cfg)
                 opt.zero_grad(set_to_none=True)
