@@ -215,9 +215,10 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
         (:mod:`trackstudy.postprocessing.torch_tracks`; same tracks); default: on CUDA.
     compiled: a :class:`trackstudy.models.compiled.BucketedModel` of ``model`` to run the encoder
         with (the event padded to its size bucket, compiled once per bucket).
-    capture: a dict to receive what track formation saw (hit-token models): ``hit_ids`` (N,) of
-        the hits through the network, ``outputs`` (name -> numpy array, one row per hit) and
-        ``cluster`` (N,) locality labels or None; for diagnostics (:mod:`trackstudy.study.misses`).
+    capture: a dict to receive what track formation saw, for diagnostics (:mod:`trackstudy.study.misses`):
+        of hit-token models ``hit_ids`` (N,) of the hits through the network, ``outputs`` (name ->
+        numpy array, one row per hit) and ``cluster`` (N,) locality labels or None; of edge models
+        ``hit_ids`` and ``edges`` (the edges of each graph stage: ``predict_graph_event``).
 
     submission: DataFrame [event_id, hit_id, track_id] (int64), one row per input hit, input order.
     timings: seconds per stage of :data:`STAGES`, "total" (wall time of the whole call) and "n_hits"
@@ -229,7 +230,7 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
         if col not in hits.columns:
             raise DataError(f"predict_event: hits of event {event_id} have no {col!r} column")
     if getattr(model, "family", None) in EDGE_FAMILIES:  # doublet graph -> edge scores -> tracks (its own stages)
-        sub, t = predict_graph_event(model, hits, event_id=event_id, device=device, backend=backend)
+        sub, t = predict_graph_event(model, hits, event_id=event_id, device=device, backend=backend, capture=capture)
         return sub, {**dict.fromkeys(STAGES, 0.0), **t}
     loc = check_locality(locality)
     dev = _model_device(model) if device is None else resolve_device(device)
@@ -337,7 +338,7 @@ def predict_events(model, events, *, locality: Mapping | None, device=None, pixe
     :class:`~trackstudy.data.io.Event`, hits DataFrames (event id = position) or (event_id, hits)
     pairs; at most ``n_events`` of them. Returns ``(submission of all events, timings)`` with one
     timings row per event (event_id, the stages, total, n_hits). ``captures``: a dict to receive,
-    per event id, what :func:`predict_event`'s ``capture`` holds (hit-token models).
+    per event id, what :func:`predict_event`'s ``capture`` holds.
     """
     from itertools import islice
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from trackstudy.errors import ConfigError, DataError
-from trackstudy.postprocessing.gnn_tracks import GNNTrackParams, tracks_from_edges
+from trackstudy.postprocessing.gnn_tracks import GNNTrackParams, selected_edges, tracks_from_edges
 
 # 0 -> 1 -> 2 and 3 -> 4 -> 5 are two tracks; 2 -> 3 (0.6) is a wrong link; 1 -> 6 (0.55) is a
 # second branch at hit 1; 7 and 8 are joined by one low-score edge
@@ -41,6 +41,10 @@ def test_walk_cuts_branches_that_are_no_ends_best():
     walk = tracks_from_edges(4, src, dst, score, GNNTrackParams(threshold=0.5, method="walk", min_hits=1))
     comp = tracks_from_edges(4, src, dst, score, GNNTrackParams(threshold=0.5, min_hits=1))
     assert _groups(walk) == [[0, 2], [1, 3]] and _groups(comp) == [[0, 1, 2, 3]]
+    # the edges track building joins hits with (what the miss reasons read)
+    assert selected_edges(src, dst, score, GNNTrackParams(threshold=0.5, method="walk")).tolist() == [True, True, False]
+    assert selected_edges(src, dst, score, GNNTrackParams(threshold=0.7)).tolist() == [True, True, False]
+    assert selected_edges(src, dst, score, GNNTrackParams(threshold=0.5)).tolist() == [True, True, True]
     # an overlap hit: 0 -> {1, 2} (two hits on the next layer) -> 3: every edge is some end's best
     src, dst, score = np.array([0, 0, 1, 2]), np.array([1, 2, 3, 3]), np.array([0.9, 0.8, 0.9, 0.7])
     walk = tracks_from_edges(4, src, dst, score, GNNTrackParams(threshold=0.5, method="walk", min_hits=1))
@@ -66,6 +70,23 @@ def test_walk_follows_second_best_branches_above_branch():
     labels = tracks_from_edges(6, src, dst, score, GNNTrackParams(threshold=0.5, method="walk", min_hits=1,
                                                                   branch=0.9))
     assert _groups(labels) == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_join_mends_a_split_track_end_to_end():
+    # 0 -> 1 -> 2 -> 3 with its middle edge below the threshold (0.4); 1 -> 4 (0.35) offers 1 a
+    # worse continuation; 5 -> 6 (0.9) with 5 -> 7 (0.45): 5 already goes on, 7 stays alone
+    src, dst = np.array([0, 1, 2, 1, 5, 5]), np.array([1, 2, 3, 4, 6, 7])
+    score = np.array([0.9, 0.4, 0.9, 0.35, 0.9, 0.45])
+
+    def groups(**kw):
+        return _groups(tracks_from_edges(8, src, dst, score, GNNTrackParams(threshold=0.5, min_hits=1, **kw)))
+
+    assert groups() == [[0, 1], [2, 3], [4], [5, 6], [7]]
+    assert groups(join=0.3) == [[0, 1, 2, 3], [4], [5, 6], [7]]
+    assert groups(join=0.42) == groups()  # the split edge scores below join
+    assert groups(join=0.3, method="walk") == [[0, 1, 2, 3], [4], [5, 6], [7]]
+    with pytest.raises(ConfigError, match=r"GNNTrackParams.join: must be in \[0, 1\] \(0: no joining\), got 1.5"):
+        GNNTrackParams(threshold=0.5, join=1.5)
 
 
 def test_errors():

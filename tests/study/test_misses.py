@@ -15,8 +15,10 @@ from trackstudy.metrics.matching import match_tracks
 from trackstudy.models.heads import build_model
 from trackstudy.postprocessing.track_formation import EmbeddingTrackParams
 from trackstudy.study.misses import (
+    EDGE_REASONS,
     REASONS,
     captured_misses,
+    edge_miss_reasons,
     event_misses,
     miss_reasons,
     neighbour_radius,
@@ -72,6 +74,35 @@ def test_each_particle_lost_where_it_was_lost():
         miss_reasons(m, hits["hit_id"], emb[:3], cluster, 0.3)
 
 
+def chain(first: int, pairs=((0, 1), (1, 2), (2, 3))) -> list[tuple[int, int]]:
+    return [(first + a, first + b) for a, b in pairs]
+
+
+def test_edge_model_misses_at_each_graph_stage():
+    """The same event through an edge model's stages: particle 2 (rows 4-7) has one candidate doublet
+    (2 of 4 hits joined), particle 3's chain (rows 8-11) is cut in two by the filter, particle 5's
+    (rows 16-19) by the edge classification; particle 4's hits are joined (its track took the
+    noise)."""
+    hits, truth, parts, sub, _, _ = hand_event()
+    m = match_tracks(sub, truth, parts, hits=hits)
+    graph = chain(0) + [(4, 5)] + chain(8) + chain(12) + chain(16)
+    filt = chain(0) + [(8, 9), (10, 11)] + chain(12) + chain(16)
+    kept = chain(0) + chain(12) + [(12, 24), (24, 25)] + [(16, 17)]
+    edges = {"graph": np.array(graph).T, "filter": np.array(filt).T, "edge classification": np.array(kept).T}
+    table = edge_miss_reasons(m, hits["hit_id"], edges)
+    assert dict(zip(table["particle_id"], table["reason"])) == {
+        1: "found", 2: "graph", 3: "filter", 4: "merged", 5: "edge classification"}
+    summary = summarize_misses(table).set_index("region")
+    assert list(summary.columns) == ["n", *EDGE_REASONS] and summary.loc["all", "filter"] == pytest.approx(0.2)
+    # without a filter stage particle 3 is lost where its edges went: at the edge classification
+    no_filter = edge_miss_reasons(m, hits["hit_id"], {k: v for k, v in edges.items() if k != "filter"})
+    assert no_filter.set_index("particle_id").loc[3, "reason"] == "edge classification"
+    with pytest.raises(DataError, match="expected 'graph'"):
+        edge_miss_reasons(m, hits["hit_id"], {"graph": edges["graph"]})
+    with pytest.raises(DataError, match="the 'filter' edges must be"):
+        edge_miss_reasons(m, hits["hit_id"], {**edges, "filter": np.array([[0], [99]])})
+
+
 def test_neighbour_radius():
     assert neighbour_radius(EmbeddingTrackParams(method="dbscan", eps=0.25)) == 0.25
     # cos 0.82 <-> |u - v| = sqrt(2 - 1.64) = 0.6
@@ -98,5 +129,5 @@ def test_a_model_on_a_real_event(mini_dir, one_torch_thread):
                             pixel_only=True, captures=captures, progress=False)
     assert list(captures) == [event.event_id]
     pd.testing.assert_frame_equal(captured_misses(model, event, sub, captures[event.event_id]), table)
-    with pytest.raises(ConfigError, match="a contrastive run is needed"):
+    with pytest.raises(ConfigError, match="a contrastive run .* or an edge model's is needed, got 'enc_reg'"):
         event_misses(build_model("enc_reg", "tiny"), event, locality=None)

@@ -7,6 +7,7 @@ import copy
 import csv
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -18,6 +19,7 @@ from trackstudy.graphs.module_map import GraphBuilder
 from trackstudy.inference import predict_events
 from trackstudy.metrics import evaluate_submission_file
 from trackstudy.postprocessing.gnn_tracks import GNN_STAGES
+from trackstudy.study.misses import EDGE_REASONS, captured_misses, event_misses
 from trackstudy.training import load_run, resolve_config, train
 from trackstudy.training.data import dataset_folder
 from trackstudy.training.gnn import GRAPH_FILE
@@ -61,11 +63,22 @@ def test_train_predict_evaluate(root, tmp_path, capsys):
     assert model.family == "gnn" and model.track_params.threshold == summary["track_params"]["threshold"]
     assert len(GraphBuilder.load(run / GRAPH_FILE).pairs) == len(model.builder.pairs)
     data = dataset_folder(resolve_config(cfg)["data"]["val"], root)
-    sub, timings = predict_events(model, data, locality=run_config["locality"], progress=False)
+    captures = {}
+    sub, timings = predict_events(model, data, locality=run_config["locality"], progress=False, captures=captures)
     for stage in ("graph_construction", "edge_classification", "track_building", "total"):
         assert (timings[stage] > 0).all(), stage
     result = evaluate_submission_file(sub, data)
     assert result.summary["dm_efficiency"] == pytest.approx(summary["validation"]["dm_efficiency"])
+    # where its misses were lost, from what the predictions kept: every reconstructable particle once
+    events = list(iter_events(data))
+    table = pd.concat([captured_misses(model, ev, sub[sub["event_id"] == ev.event_id], captures[ev.event_id])
+                       for ev in events])
+    assert set(table["reason"]) <= set(EDGE_REASONS) and "filter" not in set(table["reason"])  # no filter here
+    assert (table["reason"] == "found").mean() == pytest.approx(result.summary["dm_efficiency"])
+    ev = events[0]
+    assert list(captures[ev.event_id]["edges"]) == ["graph", "edge classification"]
+    first = event_misses(model, ev, locality=None)  # predicting again gives the same reasons
+    pd.testing.assert_frame_equal(first, table.iloc[:len(first)].reset_index(drop=True))
     # trackstudy predict prints the stages the GNN ran, not the hit models' stages as zeros
     assert cli_main(["predict", "--run", str(run), "--data", str(data), "--out", str(tmp_path / "sub.csv"),
                      "--quiet"]) == 0

@@ -12,6 +12,12 @@ Two methods (``GNNTrackParams.method``), both on the edges whose score passes ``
   threshold, ``branch`` > 0 also keeps an edge that is the second-best of its inner or its outer
   hit when its score is at least ``branch``.
 
+With ``join`` > 0 a second pass mends tracks that a missing edge split in two: an edge not chosen
+(below ``threshold``, or cut by the walkthrough) but scoring at least ``join`` links the outer end
+of one candidate (a hit with no chosen outgoing edge) to the inner end of another (no chosen
+incoming edge) when it is the best such edge of both of its hits; pieces of one particle, each
+holding half of its hits, are fakes by the double-majority rule, the joined track is not.
+
 Components with fewer than ``min_hits`` hits become one-hit tracks, and so do those whose pT,
 estimated from the mean curvature of their edges (circle through the beam line and the two hits),
 is below ``min_pt`` GeV: pieces of low-pT particles are fakes by the double-majority rule. :func:`predict_graph_event`
@@ -39,7 +45,8 @@ from trackstudy.graphs.doublets import curvature_pt
 from trackstudy.graphs.module_map import build_graph
 from trackstudy.postprocessing.track_formation import labels_to_track_ids, submission
 
-__all__ = ["GNN_STAGES", "GNN_TUNE_GRID", "METHODS", "GNNTrackParams", "predict_graph_event", "tracks_from_edges"]
+__all__ = ["GNN_STAGES", "GNN_TUNE_GRID", "METHODS", "GNNTrackParams", "predict_graph_event", "selected_edges",
+           "tracks_from_edges"]
 
 #: Stages timed by :func:`predict_graph_event`, in pipeline order (plus "total").
 GNN_STAGES = ("graph_construction", "edge_classification", "track_building")
@@ -52,13 +59,15 @@ GNN_TUNE_GRID = [{"threshold": [0.3, 0.5, 0.7, 0.8, 0.9], "method": ["components
 class GNNTrackParams:
     """threshold: minimal edge score (sigmoid); method: components | walk; min_hits: smaller
     candidates are split into one-hit tracks; min_pt: GeV, so are candidates of a lower pT estimate;
-    branch: with method walk, the score from which second-best edges are kept too (0: never)."""
+    branch: with method walk, the score from which second-best edges are kept too (0: never);
+    join: the score from which an edge joins two candidates end to end (0: never)."""
 
     threshold: float = 0.5
     method: str = "components"
     min_hits: int = 3
     min_pt: float = 0.0
     branch: float = 0.0
+    join: float = 0.0
 
     def __post_init__(self):
         if not 0.0 <= self.threshold <= 1.0:
@@ -71,6 +80,8 @@ class GNNTrackParams:
             raise ConfigError(f"GNNTrackParams.min_pt: must be >= 0, got {self.min_pt}")
         if not 0.0 <= self.branch <= 1.0:
             raise ConfigError(f"GNNTrackParams.branch: must be in [0, 1] (0: no second-best branches), got {self.branch}")
+        if not 0.0 <= self.join <= 1.0:
+            raise ConfigError(f"GNNTrackParams.join: must be in [0, 1] (0: no joining), got {self.join}")
 
     def record(self) -> dict:
         """How runs store it (checkpoints, summary.json): ``{"kind": "gnn", **fields}``."""
@@ -99,6 +110,42 @@ def _rank_per(node: np.ndarray, score: np.ndarray) -> np.ndarray:
     return rank
 
 
+def _end_joins(n: int, src, dst, scores, keep, join: float) -> np.ndarray:
+    """Mask (E,) of the edges that join two candidates (components of the ``keep`` edges) end to
+    end: score >= ``join``, from a hit without a kept outgoing edge to one without a kept incoming
+    edge of another candidate, and the best such edge of both hits."""
+    a = sp.coo_matrix((np.ones(int(keep.sum()), np.int8), (src[keep], dst[keep])), shape=(n, n)).tocsr()
+    _, comp = connected_components(a, directed=True, connection="weak")
+    has_out, has_in = np.zeros(n, bool), np.zeros(n, bool)
+    has_out[src[keep]], has_in[dst[keep]] = True, True
+    cand = np.flatnonzero(~keep & (scores >= join) & (comp[src] != comp[dst]) & ~has_out[src] & ~has_in[dst])
+    out = np.zeros(len(src), bool)
+    if len(cand):
+        s, d, sc = src[cand], dst[cand], scores[cand]
+        out[cand[(_rank_per(s, sc) == 0) & (_rank_per(d, sc) == 0)]] = True
+    return out
+
+
+def selected_edges(src, dst, scores, params: GNNTrackParams | None = None) -> np.ndarray:
+    """Mask (E,) of the scored edges src -> dst (hit rows) that track building joins hits with: a
+    score of at least ``params.threshold`` and, for ``walk``, the best (or a high second-best) edge
+    of one of their ends; with ``join``, the edges that join two candidates end to end as well."""
+    p = params or GNNTrackParams()
+    src, dst, scores = (np.asarray(a).reshape(-1) for a in (src, dst, scores))
+    keep = scores >= p.threshold
+    if p.method == "walk" and keep.any():
+        idx = np.flatnonzero(keep)
+        s, d, sc = src[idx], dst[idx], scores[idx]
+        r_out, r_in = _rank_per(s, sc), _rank_per(d, sc)
+        best = (r_out == 0) | (r_in == 0)
+        if p.branch > 0:  # ACORN: second-best branches with a high score are followed too
+            best |= ((r_out == 1) | (r_in == 1)) & (sc >= p.branch)
+        keep[idx[~best]] = False
+    if p.join > 0 and len(src):
+        keep |= _end_joins(int(max(src.max(), dst.max())) + 1, src, dst, scores, keep, p.join)
+    return keep
+
+
 def tracks_from_edges(n: int, src, dst, scores, params: GNNTrackParams | None = None, *,
                       curvature=None) -> np.ndarray:
     """Track label (N,) int64 of n hits from scored edges src -> dst (hit rows); -1: one-hit track.
@@ -113,18 +160,10 @@ def tracks_from_edges(n: int, src, dst, scores, params: GNNTrackParams | None = 
         curvature = np.abs(np.asarray(curvature, np.float64).reshape(-1))
     if len(src) and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= n):
         raise DataError(f"track building: edge end outside the {n} hits")
-    keep = scores >= p.threshold
-    src, dst, scores = src[keep], dst[keep], scores[keep]
+    keep = selected_edges(src, dst, scores, p)
+    src, dst = src[keep], dst[keep]
     if p.min_pt > 0:
         curvature = curvature[keep]
-    if p.method == "walk" and len(src):
-        r_out, r_in = _rank_per(src, scores), _rank_per(dst, scores)
-        best = (r_out == 0) | (r_in == 0)
-        if p.branch > 0:  # ACORN: second-best branches with a high score are followed too
-            best |= ((r_out == 1) | (r_in == 1)) & (scores >= p.branch)
-        src, dst = src[best], dst[best]
-        if p.min_pt > 0:
-            curvature = curvature[best]
     a = sp.coo_matrix((np.ones(len(src), np.int8), (src, dst)), shape=(n, n)).tocsr()
     _, labels = connected_components(a, directed=True, connection="weak")
     labels = labels.astype(np.int64)
@@ -140,12 +179,17 @@ def tracks_from_edges(n: int, src, dst, scores, params: GNNTrackParams | None = 
 
 @torch.no_grad()
 def predict_graph_event(model, hits: pd.DataFrame, *, event_id: int = 0, device=None,
-                        params: GNNTrackParams | None = None, backend: str | None = None) -> tuple[pd.DataFrame, dict]:
+                        params: GNNTrackParams | None = None, backend: str | None = None,
+                        capture: dict | None = None) -> tuple[pd.DataFrame, dict]:
     """One event through a GNN run: pixel hits -> doublets (the model's graph builder: windows, or
     metric learning, whose hit embedding and radius search count in graph_construction) -> edge
     scores -> tracks. Returns (submission of every input hit, timings of :data:`GNN_STAGES`, "total",
     "n_hits", "n_edges"). Hits outside the pixel volumes become one-hit tracks. ``backend``: the
-    attention backend of a model with an encoder (the doublet tokens; None or "graph": its own)."""
+    attention backend of a model with an encoder (the doublet tokens; None or "graph": its own).
+    ``capture``: a dict to receive, for diagnostics (:mod:`trackstudy.study.misses`), the pixel
+    ``hit_ids`` and the edges (2, E) over them at each graph stage, in order: ``edges`` maps
+    "graph" (the builder's candidates before an edge filter), "filter" (after it; only with one)
+    and "edge classification" (those track building joined hits with)."""
     kwargs = {}
     if backend not in (None, "graph"):
         if getattr(model, "encoder_cfg", None) is None:
@@ -181,4 +225,12 @@ def predict_graph_event(model, hits: pd.DataFrame, *, event_id: int = 0, device=
     synchronize(dev)
     timings = {s: clock.seconds.get(s, 0.0) for s in GNN_STAGES}
     timings.update(total=time.perf_counter() - t0, n_hits=int(len(sel)), n_edges=int(ei.shape[1]))
+    if capture is not None:  # after the clock: diagnostics, not pipeline work
+        edges = {}
+        if getattr(model, "edge_filter", None) is not None:  # the candidates before the filter, built again
+            edges["graph"] = np.stack(model.base_builder.build(sel, source=f"event {event_id} hits"))
+        edges["filter" if edges else "graph"] = graph["edge_index"]
+        kept = selected_edges(graph["edge_index"][0], graph["edge_index"][1], scores, params or model.track_params)
+        edges["edge classification"] = graph["edge_index"][:, kept]
+        capture.update(hit_ids=sel["hit_id"].to_numpy(), edges=edges)
     return sub, timings

@@ -30,6 +30,7 @@ from trackstudy.errors import ConfigError
 from trackstudy.inference import STAGES, check_locality, cluster_hits, predict_events, select_pixel_hits
 from trackstudy.metrics import evaluate_events, evaluate_submission_file, reconstructable, write_submission
 from trackstudy.metrics.binned import binned_efficiency
+from trackstudy.models.heads import EDGE_FAMILIES
 from trackstudy.postprocessing.gnn_tracks import GNN_STAGES
 from trackstudy.study.misses import captured_misses, summarize_misses
 from trackstudy.training.checkpoint import load_run
@@ -106,8 +107,9 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
     of the final weights, with the run's tuned track formation; the report then names it.
     ``locality_params``: clustering parameters laid over the run's (e.g. ``{"barrel_max_size": 128}``:
     the same weights on smaller barrel clusters). The submission is written beside the run as
-    ``heldout.csv`` (``heldout_<checkpoint>.csv``). A contrastive run's report also says where the
-    particles it missed were lost (``miss_reasons``: :mod:`trackstudy.study.misses`)."""
+    ``heldout.csv`` (``heldout_<checkpoint>.csv``). The report of a contrastive run (DBSCAN or kNN
+    track formation) or of an edge model also says where the particles it missed were lost
+    (``miss_reasons``: :mod:`trackstudy.study.misses`)."""
     run, data = resolve_path(run), resolve_path(data)
     model, run_config = load_run(run, device)
     locality = dict(run_config["locality"])
@@ -121,8 +123,10 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
         info = {"weights": str(weights), "weights_step": int(ck["step"]),
                 "weights_train_seconds": float(ck["train_seconds"])}
     pixel_only = run_config["data"]["train"]["pixel_only"]
-    # a contrastive run's predictions keep what track formation saw: where its misses were lost
-    misses = model.family == "contrastive" and getattr(model.track_params, "method", None) in ("dbscan", "knn")
+    # the predictions keep what track formation saw (a contrastive run's embeddings, an edge model's
+    # graph stages): where the misses were lost
+    misses = model.family in EDGE_FAMILIES or (model.family == "contrastive"
+                                               and getattr(model.track_params, "method", None) in ("dbscan", "knn"))
     captures = {} if misses else None
     sub, timings = predict_events(model, data, locality=locality, pixel_only=pixel_only, captures=captures)
     write_submission(sub, run / f"{tag}.csv", force=True)
@@ -142,7 +146,7 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
     }
     if by_cluster_size and (locality.get("method") or "none") != "none":
         report["dm_by_cluster_size"] = dm_by_cluster_size(data, locality, result.particles, pixel_only=pixel_only)
-    if misses:  # where the particles the run missed were lost (locality, embedding, merged, track formation)
+    if misses:  # where the particles the run missed were lost (the stages of trackstudy.study.misses)
         table = pd.concat([captured_misses(model, ev, sub[sub["event_id"] == ev.event_id], captures[ev.event_id])
                            for ev in iter_events(data)], ignore_index=True)
         report["miss_reasons"] = summarize_misses(table).to_dict("records")
