@@ -94,6 +94,9 @@ def test_edge_model_misses_at_each_graph_stage():
         1: "found", 2: "graph", 3: "filter", 4: "merged", 5: "edge classification"}
     summary = summarize_misses(table).set_index("region")
     assert list(summary.columns) == ["n", *EDGE_REASONS] and summary.loc["all", "filter"] == pytest.approx(0.2)
+    # a table where nothing was lost says nothing of its stages: the caller names them
+    found = table[table["reason"] == "found"]
+    assert list(summarize_misses(found, EDGE_REASONS).columns) == ["region", "n", *EDGE_REASONS]
     # without a filter stage particle 3 is lost where its edges went: at the edge classification
     no_filter = edge_miss_reasons(m, hits["hit_id"], {k: v for k, v in edges.items() if k != "filter"})
     assert no_filter.set_index("particle_id").loc[3, "reason"] == "edge classification"

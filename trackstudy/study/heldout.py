@@ -32,7 +32,7 @@ from trackstudy.metrics import evaluate_events, evaluate_submission_file, recons
 from trackstudy.metrics.binned import binned_efficiency
 from trackstudy.models.heads import EDGE_FAMILIES
 from trackstudy.postprocessing.gnn_tracks import GNN_STAGES
-from trackstudy.study.misses import captured_misses, summarize_misses
+from trackstudy.study.misses import EDGE_REASONS, REASONS, captured_misses, summarize_misses
 from trackstudy.training.checkpoint import load_run
 from trackstudy.training.data import data_root, dataset_folder
 
@@ -149,7 +149,8 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
     if misses:  # where the particles the run missed were lost (the stages of trackstudy.study.misses)
         table = pd.concat([captured_misses(model, ev, sub[sub["event_id"] == ev.event_id], captures[ev.event_id])
                            for ev in iter_events(data)], ignore_index=True)
-        report["miss_reasons"] = summarize_misses(table).to_dict("records")
+        reasons = EDGE_REASONS if model.family in EDGE_FAMILIES else REASONS
+        report["miss_reasons"] = summarize_misses(table, reasons).to_dict("records")
     return report, sub
 
 
