@@ -21,6 +21,7 @@ from trackstudy.study.misses import (
     edge_miss_reasons,
     event_misses,
     miss_reasons,
+    miss_stages,
     neighbour_radius,
     summarize_misses,
 )
@@ -132,5 +133,6 @@ def test_a_model_on_a_real_event(mini_dir, one_torch_thread):
                             pixel_only=True, captures=captures, progress=False)
     assert list(captures) == [event.event_id]
     pd.testing.assert_frame_equal(captured_misses(model, event, sub, captures[event.event_id]), table)
+    assert miss_stages(model) == REASONS and miss_stages(build_model("enc_reg", "tiny")) is None
     with pytest.raises(ConfigError, match="a contrastive run .* or an edge model's is needed, got 'enc_reg'"):
         event_misses(build_model("enc_reg", "tiny"), event, locality=None)

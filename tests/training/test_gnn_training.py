@@ -19,7 +19,7 @@ from trackstudy.graphs.module_map import GraphBuilder
 from trackstudy.inference import predict_events
 from trackstudy.metrics import evaluate_submission_file
 from trackstudy.postprocessing.gnn_tracks import GNN_STAGES
-from trackstudy.study.misses import EDGE_REASONS, captured_misses, event_misses
+from trackstudy.study.misses import EDGE_REASONS, captured_misses, event_misses, miss_stages
 from trackstudy.training import load_run, resolve_config, train
 from trackstudy.training.data import dataset_folder
 from trackstudy.training.gnn import GRAPH_FILE
@@ -77,6 +77,7 @@ def test_train_predict_evaluate(root, tmp_path, capsys):
     assert (table["reason"] == "found").mean() == pytest.approx(result.summary["dm_efficiency"])
     ev = events[0]
     assert list(captures[ev.event_id]["edges"]) == ["graph", "edge classification"]
+    assert miss_stages(model) == EDGE_REASONS
     first = event_misses(model, ev, locality=None)  # predicting again gives the same reasons
     pd.testing.assert_frame_equal(first, table.iloc[:len(first)].reset_index(drop=True))
     # trackstudy predict prints the stages the GNN ran, not the hit models' stages as zeros

@@ -150,6 +150,12 @@ def tracks_from_edges(n: int, src, dst, scores, params: GNNTrackParams | None = 
                       curvature=None) -> np.ndarray:
     """Track label (N,) int64 of n hits from scored edges src -> dst (hit rows); -1: one-hit track.
     ``curvature``: (E,) 1/mm of each edge, needed by ``params.min_pt`` > 0."""
+    return _tracks_and_edges(n, src, dst, scores, params, curvature=curvature)[0]
+
+
+def _tracks_and_edges(n: int, src, dst, scores, params: GNNTrackParams | None = None, *,
+                      curvature=None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`tracks_from_edges` and the :func:`selected_edges` mask it joined hits with."""
     p = params or GNNTrackParams()
     src, dst, scores = (np.asarray(a).reshape(-1) for a in (src, dst, scores))
     if not (len(src) == len(dst) == len(scores)):
@@ -160,10 +166,10 @@ def tracks_from_edges(n: int, src, dst, scores, params: GNNTrackParams | None = 
         curvature = np.abs(np.asarray(curvature, np.float64).reshape(-1))
     if len(src) and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= n):
         raise DataError(f"track building: edge end outside the {n} hits")
-    keep = selected_edges(src, dst, scores, p)
-    src, dst = src[keep], dst[keep]
+    selected = selected_edges(src, dst, scores, p)
+    src, dst = src[selected], dst[selected]
     if p.min_pt > 0:
-        curvature = curvature[keep]
+        curvature = curvature[selected]
     a = sp.coo_matrix((np.ones(len(src), np.int8), (src, dst)), shape=(n, n)).tocsr()
     _, labels = connected_components(a, directed=True, connection="weak")
     labels = labels.astype(np.int64)
@@ -174,7 +180,7 @@ def tracks_from_edges(n: int, src, dst, scores, params: GNNTrackParams | None = 
         mean_curv = (np.bincount(labels[src], weights=curvature, minlength=n_lab)
                      / np.maximum(np.bincount(labels[src], minlength=n_lab), 1))
         ok &= curvature_pt(mean_curv)[labels] >= p.min_pt
-    return np.where(ok, labels, -1)
+    return np.where(ok, labels, -1), selected
 
 
 @torch.no_grad()
@@ -215,8 +221,8 @@ def predict_graph_event(model, hits: pd.DataFrame, *, event_id: int = 0, device=
         with clock("edge_classification"):
             scores = torch.sigmoid(model(x, ei, ea, **kwargs)).float().cpu().numpy() if ei.shape[1] else np.zeros(0)
         with clock("track_building"):
-            labels = tracks_from_edges(len(sel), graph["edge_index"][0], graph["edge_index"][1], scores,
-                                       params or model.track_params, curvature=graph["curvature"])
+            labels, selected = _tracks_and_edges(len(sel), graph["edge_index"][0], graph["edge_index"][1], scores,
+                                                 params or model.track_params, curvature=graph["curvature"])
             track = np.full(len(hits), -1, np.int64)
             track[keep] = labels
             sub = submission(event_id, hits["hit_id"].to_numpy(), labels_to_track_ids(track))
@@ -230,7 +236,6 @@ def predict_graph_event(model, hits: pd.DataFrame, *, event_id: int = 0, device=
         if getattr(model, "edge_filter", None) is not None:  # the candidates before the filter, built again
             edges["graph"] = np.stack(model.base_builder.build(sel, source=f"event {event_id} hits"))
         edges["filter" if edges else "graph"] = graph["edge_index"]
-        kept = selected_edges(graph["edge_index"][0], graph["edge_index"][1], scores, params or model.track_params)
-        edges["edge classification"] = graph["edge_index"][:, kept]
+        edges["edge classification"] = graph["edge_index"][:, selected]
         capture.update(hit_ids=sel["hit_id"].to_numpy(), edges=edges)
     return sub, timings

@@ -30,9 +30,8 @@ from trackstudy.errors import ConfigError
 from trackstudy.inference import STAGES, check_locality, cluster_hits, predict_events, select_pixel_hits
 from trackstudy.metrics import evaluate_events, evaluate_submission_file, reconstructable, write_submission
 from trackstudy.metrics.binned import binned_efficiency
-from trackstudy.models.heads import EDGE_FAMILIES
 from trackstudy.postprocessing.gnn_tracks import GNN_STAGES
-from trackstudy.study.misses import EDGE_REASONS, REASONS, captured_misses, summarize_misses
+from trackstudy.study.misses import captured_misses, miss_stages, summarize_misses
 from trackstudy.training.checkpoint import load_run
 from trackstudy.training.data import data_root, dataset_folder
 
@@ -125,9 +124,8 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
     pixel_only = run_config["data"]["train"]["pixel_only"]
     # the predictions keep what track formation saw (a contrastive run's embeddings, an edge model's
     # graph stages): where the misses were lost
-    misses = model.family in EDGE_FAMILIES or (model.family == "contrastive"
-                                               and getattr(model.track_params, "method", None) in ("dbscan", "knn"))
-    captures = {} if misses else None
+    reasons = miss_stages(model)
+    captures = {} if reasons else None
     sub, timings = predict_events(model, data, locality=locality, pixel_only=pixel_only, captures=captures)
     write_submission(sub, run / f"{tag}.csv", force=True)
     # the stages the model ran: those of a GNN run (GNN_STAGES) where its timings hold them
@@ -146,10 +144,9 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
     }
     if by_cluster_size and (locality.get("method") or "none") != "none":
         report["dm_by_cluster_size"] = dm_by_cluster_size(data, locality, result.particles, pixel_only=pixel_only)
-    if misses:  # where the particles the run missed were lost (the stages of trackstudy.study.misses)
+    if reasons:  # where the particles the run missed were lost (the stages of trackstudy.study.misses)
         table = pd.concat([captured_misses(model, ev, sub[sub["event_id"] == ev.event_id], captures[ev.event_id])
                            for ev in iter_events(data)], ignore_index=True)
-        reasons = EDGE_REASONS if model.family in EDGE_FAMILIES else REASONS
         report["miss_reasons"] = summarize_misses(table, reasons).to_dict("records")
     return report, sub
 

@@ -45,7 +45,7 @@ from trackstudy.metrics.matching import match_tracks, reconstructable
 from trackstudy.models.heads import EDGE_FAMILIES
 
 __all__ = ["EDGE_REASONS", "REASONS", "captured_misses", "edge_miss_reasons", "event_misses", "miss_reasons",
-           "neighbour_radius", "summarize_misses"]
+           "miss_stages", "neighbour_radius", "summarize_misses"]
 
 #: Outcomes of a reconstructable particle of a contrastive model, in the order they are tested.
 REASONS = ("found", "locality", "embedding", "merged", "track formation")
@@ -185,6 +185,18 @@ def summarize_misses(table: pd.DataFrame, reasons=None) -> pd.DataFrame:
         frac = t["reason"].value_counts(normalize=True)
         rows.append({"region": region, "n": len(t), **{r: float(frac.get(r, 0.0)) for r in reasons}})
     return pd.DataFrame(rows)
+
+
+def miss_stages(model) -> tuple[str, ...] | None:
+    """The reasons (:data:`REASONS` or :data:`EDGE_REASONS`) a run of ``model`` can be given, or
+    None where it has none: a contrastive run whose track formation has no fixed neighbour radius
+    (:func:`neighbour_radius`), or a model without embeddings or graph stages."""
+    family = getattr(model, "family", None)
+    if family in EDGE_FAMILIES:
+        return EDGE_REASONS
+    if family == "contrastive" and getattr(model.track_params, "method", None) in ("dbscan", "knn"):
+        return REASONS
+    return None
 
 
 def _check_inputs(model, event) -> None:
