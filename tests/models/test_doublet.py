@@ -1,6 +1,7 @@
 """The doublet-token transformer: shapes, the exact backends agree on the block-diagonal tiles,
 token order does not matter, no attention across tiles or graphs, the tiling itself, the graph
-builder in the state dict, config errors."""
+builder in the state dict, config errors; the same with hit tokens (doublets scored from their
+hits' encodings)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from trackstudy.errors import ConfigError
+from trackstudy.graphs.doublets import NODE_FEATURES
 from trackstudy.graphs.module_map import GraphBuilder, GraphConfig
 from trackstudy.models.doublet import (
     TOKEN_FEATURES,
@@ -34,10 +36,11 @@ def random_graph(n=40, e=200, seed=0):
     return x, ei, ea
 
 
-def tiny(cluster_size=0, backend="dense", seed=0) -> DoubletTransformer:
+def tiny(cluster_size=0, backend="dense", seed=0, tokens="doublets") -> DoubletTransformer:
     torch.manual_seed(seed)
-    enc = EncoderConfig.preset("tiny", n_features=len(TOKEN_FEATURES), attention=backend)
-    return DoubletTransformer(enc, DoubletConfig(token_hidden=16, cluster_size=cluster_size)).eval()
+    n_features = len(TOKEN_FEATURES if tokens == "doublets" else NODE_FEATURES)
+    enc = EncoderConfig.preset("tiny", n_features=n_features, attention=backend)
+    return DoubletTransformer(enc, DoubletConfig(token_hidden=16, cluster_size=cluster_size, tokens=tokens)).eval()
 
 
 def test_families():
@@ -147,3 +150,77 @@ def test_config_errors():
         DoubletConfig(token_hidden=0)
     with pytest.raises(ConfigError, match="n_features=20"):
         DoubletTransformer(EncoderConfig.preset("tiny"))
+
+
+# ------------------------------------------------------------------------------ hit tokens
+
+
+@pytest.mark.parametrize("backend", ["dense", "packed", "lsh"])
+def test_hit_tokens_forward_shape(backend):
+    model = tiny(cluster_size=8, backend=backend, tokens="hits")
+    x, ei, ea = random_graph()
+    with torch.no_grad():
+        out = model(x, ei, ea)
+        assert out.shape == (200,) and torch.isfinite(out).all()
+        assert model(x, ei[:, :0], ea[:0]).shape == (0,)
+    model.train()(x, ei, ea).sum().backward()
+    assert all(p.grad is not None for p in model.encoder.parameters() if p.requires_grad)
+
+
+def test_hit_tokens_exact_backends_agree_and_edge_order_does_not_matter():
+    model = tiny(cluster_size=8, tokens="hits")
+    x, ei, ea = random_graph()
+    perm = torch.randperm(200, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        dense = model(x, ei, ea, backend="dense")
+        torch.testing.assert_close(model(x, ei, ea, backend="packed"), dense, rtol=1e-5, atol=1e-5)
+        # a doublet's score depends on its hits and features, not on which other doublets are scored
+        torch.testing.assert_close(model(x, ei[:, perm], ea[perm]), dense[perm], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(model(x, ei[:, :7], ea[:7]), dense[:7], rtol=1e-5, atol=1e-5)
+
+
+def test_hit_tokens_attend_within_their_tile_only():
+    model = tiny(cluster_size=8, tokens="hits")
+    x, ei, ea = random_graph()
+    tile = model.hit_context(x).cluster_labels[0]
+    x2 = x.clone()
+    x2[0, 3] += 2.0  # hit 0's z: it stays in its (eta, phi) tile (eta is a feature of its own)
+    with torch.no_grad():
+        a, b = model(x, ei, ea), model(x2, ei, ea)
+    changed = (a - b).abs() > 1e-6
+    ends_in_tile = (tile[ei[0]] == tile[0]) | (tile[ei[1]] == tile[0])
+    assert changed.any() and not bool((changed & ~ends_in_tile).any())
+    # a doublet between two other hits of the tile changes too: they attended to hit 0
+    others = (tile[ei[0]] == tile[0]) & (tile[ei[1]] == tile[0]) & (ei[0] != 0) & (ei[1] != 0)
+    assert bool((changed & others).any())
+
+
+def test_hit_tokens_no_attention_across_graphs():
+    model = tiny(cluster_size=8, tokens="hits")
+    x1, ei1, ea1 = random_graph(seed=1)
+    x2, ei2, ea2 = random_graph(seed=2, e=150, n=30)
+    x = torch.cat([x1, x2])
+    ei = torch.cat([ei1, ei2 + len(x1)], dim=1)
+    ea = torch.cat([ea1, ea2])
+    edge_batch = torch.cat([torch.zeros(200, dtype=torch.int64), torch.ones(150, dtype=torch.int64)])
+    node_batch = torch.cat([torch.zeros(40, dtype=torch.int64), torch.ones(30, dtype=torch.int64)])
+    with torch.no_grad():
+        both = model(x, ei, ea, edge_batch, node_batch=node_batch)
+        torch.testing.assert_close(both[:200], model(x1, ei1, ea1), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(both[200:], model(x2, ei2, ea2), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ConfigError, match="node_batch"):
+        model(x, ei, ea, edge_batch)
+
+
+def test_hit_tokens_config_round_trip_and_errors():
+    model = tiny(cluster_size=8, tokens="hits")
+    clone = model_from_config(model.config_dict())
+    assert clone.cfg.tokens == "hits"
+    clone.load_state_dict(model.state_dict())
+    x, ei, ea = random_graph()
+    with torch.no_grad():
+        torch.testing.assert_close(clone.eval()(x, ei, ea), model(x, ei, ea))
+    with pytest.raises(ConfigError, match="model.doublet.tokens"):
+        DoubletConfig(tokens="triplets")
+    with pytest.raises(ConfigError, match="n_features=6"):
+        DoubletTransformer(EncoderConfig.preset("tiny", n_features=len(TOKEN_FEATURES)), DoubletConfig(tokens="hits"))

@@ -1,5 +1,6 @@
 """The doublet family end to end on tiny simulated events: train -> save -> load_run -> the same
-submission as the model in memory, the run's summary, config errors naming the key."""
+submission as the model in memory, the run's summary, config errors naming the key; with doublet
+and with hit tokens."""
 
 from __future__ import annotations
 
@@ -120,6 +121,13 @@ def test_config_errors_name_the_key(root):
     with pytest.raises(ConfigError, match="model.init_from: .*gnn has none"):
         resolve_config(ok)
     assert resolve_config(cfg)["tune"]["grid"] == [{"threshold": [0.3, 0.6], "method": ["components"]}]
+    bad = copy.deepcopy(cfg)
+    bad["model"]["doublet"]["tokens"] = "triplets"
+    with pytest.raises(ConfigError, match="model.doublet.tokens"):
+        resolve_config(bad)
+    bad["model"]["doublet"]["tokens"], bad["model"]["init_from"] = "hits", "runs/somewhere"
+    with pytest.raises(ConfigError, match="model.init_from: .*tokens: hits"):
+        resolve_config(bad)
 
 
 def test_a_gnn_has_no_attention_backend():
@@ -159,3 +167,19 @@ def test_flex_trains_with_packed_on_the_cpu(root, tmp_path, capsys):
     summary = train(cfg, tmp_path / "run", progress=False)
     assert summary["backend"] == "packed" and summary["backend_requested"] == "flex"
     assert "training with the exact 'packed' backend" in capsys.readouterr().err
+
+
+def test_hit_tokens_train_save_reload_predict(root, tmp_path):
+    """Batches of two events (the hits' graphs passed as node_batch), the dense backend on the
+    reloaded weights gives the same tracks."""
+    cfg = doublet_config(root, cluster_size=16, tokens="hits")
+    summary = train(cfg, tmp_path / "run", progress=False)
+    assert summary["steps"] == 6 and summary["preset"] == "tiny, hit tokens, tiles of 16"
+    model, run_config = load_run(tmp_path / "run", "cpu")
+    assert model.cfg.tokens == "hits" and model.encoder_cfg.n_features == 6
+    event = next(iter_events(dataset_folder(resolve_config(cfg)["data"]["val"], root), parts=("hits",)))
+    sub, t = predict_event(model, event.hits, event_id=event.event_id, locality=run_config["locality"])
+    assert t["n_edges"] > 0 and len(sub) == len(event.hits)
+    dense, _ = load_run(tmp_path / "run", "cpu", backend="dense")
+    again, _ = predict_event(dense, event.hits, event_id=event.event_id, locality=run_config["locality"])
+    pd.testing.assert_frame_equal(sub, again)

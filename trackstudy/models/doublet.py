@@ -27,6 +27,20 @@ buffers, ``track_params``), so the GNN's trainer, loss (:func:`~trackstudy.model
 ``pt_min`` / ``pt_weight`` / ``low_pt_weight`` / ``balance`` as in ``model.gnn``), track building
 (connected components or walkthrough over the accepted doublets) and inference serve it
 unchanged; its tracks are an ordinary hit-to-track submission.
+
+Hit tokens (``tokens: hits``). The same encoder over the graph's hits instead of its doublets,
+and each doublet scored from the encodings of its two hits::
+
+    token       f = x_i                                             (N, 6) hit features
+    encoder     h = Encoder(W f + MLP(f), tiles)                    equal-count (eta, phi) tiles of the hits
+    score       logit_ij = MLP([h_i, h_j, edge_attr_ij])            (E,): is the doublet true?
+
+A mu = 200 pixel event has ~2.3 filtered doublets per hit (~9 before the filter), so hit tokens
+cost the encoder less than half of doublet tokens; the graph only says which pairs are scored.
+Tiles of 512 hits hold both hits of ~98% of the true doublets of pT > 0.9 GeV particles (those
+across a tile border are still scored, from encodings made without each other). With
+``edge_batch`` the trainer also passes ``node_batch`` (N,): the graph of each hit, so that no
+tile mixes events.
 """
 
 from __future__ import annotations
@@ -45,12 +59,14 @@ from trackstudy.models.attention import AttentionContext
 from trackstudy.models.encoder import Encoder, EncoderConfig
 from trackstudy.models.gnn import EdgeModel, mlp
 
-__all__ = ["DOUBLET_POSITION_FEATURES", "TOKEN_FEATURES", "DoubletConfig", "DoubletTransformer", "doublet_clusters",
-           "doublet_from_config", "doublet_position", "doublet_tokens"]
+__all__ = ["DOUBLET_POSITION_FEATURES", "TOKEN_FEATURES", "TOKEN_KINDS", "DoubletConfig", "DoubletTransformer", "doublet_clusters",
+           "doublet_from_config", "doublet_position", "doublet_tokens", "encoder_features"]
 
 FAMILY = "doublet"
 #: Features of a doublet token: its inner hit's, its outer hit's, the doublet's.
 TOKEN_FEATURES = (*(f"{n}_in" for n in NODE_FEATURES), *(f"{n}_out" for n in NODE_FEATURES), *EDGE_FEATURES)
+#: What the encoder's tokens are (``model.doublet.tokens``).
+TOKEN_KINDS = ("doublets", "hits")
 #: Token features that say where a doublet sits across the layers and along the beam (its hits' r,
 #: z, eta, layer and the doublet's dr, dz, deta, z0): what a masked doublet keeps in masked-token
 #: pretraining (:mod:`trackstudy.models.masked`); the azimuth (sin/cos phi, dphi) and the
@@ -67,8 +83,10 @@ class DoubletConfig:
     """Doublet-token hyper-parameters (the ``model.doublet`` section of a run config); the
     encoder comes from ``model.preset`` / ``model.encoder`` / ``model.backend``.
 
-    token_hidden: width of the token MLP; cluster_size: doublets per attention tile (0: one
-    cluster per graph, i.e. per event); pt_min, pt_weight, low_pt_weight, balance: the weights of
+    token_hidden: width of the token MLP (and of the edge MLP with hit tokens); cluster_size:
+    tokens per attention tile (0: one cluster per graph, i.e. per event); tokens: "doublets" (a
+    token per doublet) or "hits" (a token per hit, doublets scored from their hits' encodings; see
+    the module docstring); pt_min, pt_weight, low_pt_weight, balance: the weights of
     :func:`trackstudy.models.gnn.edge_loss` (as in ``model.gnn``).
     """
 
@@ -78,8 +96,11 @@ class DoubletConfig:
     pt_weight: float = 3.0
     low_pt_weight: float = 1.0
     balance: bool = True
+    tokens: str = "doublets"
 
     def __post_init__(self):
+        if self.tokens not in TOKEN_KINDS:
+            raise ConfigError(f"model.doublet.tokens: {self.tokens!r} unknown; choose from {', '.join(TOKEN_KINDS)}")
         if not isinstance(self.token_hidden, int) or self.token_hidden < 1:
             raise ConfigError(f"model.doublet.token_hidden: must be an integer >= 1, got {self.token_hidden!r}")
         if not isinstance(self.cluster_size, int) or self.cluster_size < 0:
@@ -95,6 +116,11 @@ class DoubletConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def encoder_features(cfg: DoubletConfig) -> tuple[str, ...]:
+    """The features of one encoder token of a model with ``cfg``: a doublet's or a hit's."""
+    return TOKEN_FEATURES if cfg.tokens == "doublets" else NODE_FEATURES
 
 
 def doublet_position(x: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,8 +150,8 @@ def _rank_within(group: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor
 
 def doublet_clusters(eta: torch.Tensor, phi: torch.Tensor, graph: torch.Tensor | None = None,
                      cluster_size: int = 0) -> torch.Tensor:
-    """Attention cluster (E,) int64 of each doublet: equal-count (eta, phi) tiles of about
-    ``cluster_size`` doublets within each graph (``graph``: (E,) graph index, None: one graph);
+    """Attention cluster (E,) int64 of each doublet (or hit): equal-count (eta, phi) tiles of about
+    ``cluster_size`` of them within each graph (``graph``: (E,) graph index, None: one graph);
     ``cluster_size`` 0: one cluster per graph. See the module docstring."""
     graph = torch.zeros(len(eta), dtype=torch.int64, device=eta.device) if graph is None else graph.long()
     if cluster_size <= 0 or len(eta) == 0:
@@ -150,13 +176,16 @@ class DoubletTransformer(EdgeModel):
                  builder: GraphBuilder | None = None, track_params=None, edge_filter=None):
         super().__init__()
         self.cfg = cfg or DoubletConfig()
-        if encoder_cfg.n_features != len(TOKEN_FEATURES):
-            raise ConfigError(f"DoubletTransformer: the encoder needs n_features={len(TOKEN_FEATURES)} (the doublet "
+        n_in = len(encoder_features(self.cfg))
+        if encoder_cfg.n_features != n_in:
+            raise ConfigError(f"DoubletTransformer: the encoder needs n_features={n_in} (the {self.cfg.tokens[:-1]} "
                               f"token features), got {encoder_cfg.n_features}")
         self.encoder_cfg = encoder_cfg
-        self.token_mlp = mlp(len(TOKEN_FEATURES), self.cfg.token_hidden, encoder_cfg.d_model, 2)
+        self.token_mlp = mlp(n_in, self.cfg.token_hidden, encoder_cfg.d_model, 2)
         self.encoder = Encoder(encoder_cfg)
-        self.classifier = nn.Linear(encoder_cfg.d_model, 1)
+        d = encoder_cfg.d_model
+        self.classifier = (nn.Linear(d, 1) if self.cfg.tokens == "doublets"
+                           else mlp(2 * d + len(EDGE_FEATURES), self.cfg.token_hidden, 1, 2))
         self.set_builder(builder)
         self.set_filter(edge_filter)  # an EdgeFilter, a FilterConfig (fresh, to load into) or None
         self.track_params = track_params
@@ -169,13 +198,30 @@ class DoubletTransformer(EdgeModel):
         labels = doublet_clusters(eta, phi, edge_batch, self.cfg.cluster_size)
         return AttentionContext(None, labels[None], eta[None], phi[None])
 
+    def hit_context(self, x: torch.Tensor, node_batch: torch.Tensor | None = None) -> AttentionContext:
+        """The attention context of one sequence of all the hits x (N, 6) (hit tokens): tiles of the
+        hits' (eta, phi) within each graph of ``node_batch`` (N,) (None: one graph)."""
+        eta = x[:, _ETA] * _ETA_SCALE
+        phi = torch.atan2(x[:, _SIN], x[:, _COS])
+        labels = doublet_clusters(eta, phi, node_batch, self.cfg.cluster_size)
+        return AttentionContext(None, labels[None], eta[None], phi[None])
+
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor,
-                edge_batch: torch.Tensor | None = None, *, backend: str | None = None) -> torch.Tensor:
+                edge_batch: torch.Tensor | None = None, *, backend: str | None = None,
+                node_batch: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (E,) of the doublets ``edge_index`` (2, E) of hits x (N, 6) with features edge_attr
         (E, 8); ``edge_batch`` (E,): the graph of each doublet when graphs are concatenated (no
-        attention across graphs); ``backend`` overrides the encoder's attention backend."""
+        attention across graphs); with hit tokens ``node_batch`` (N,), the graph of each hit, is
+        needed then too; ``backend`` overrides the encoder's attention backend."""
         if edge_index.shape[1] == 0:
             return edge_attr.new_zeros(0)
+        if self.cfg.tokens == "hits":
+            if edge_batch is not None and node_batch is None:
+                raise ConfigError("DoubletTransformer with hit tokens: concatenated graphs (edge_batch) need "
+                                  "node_batch, the graph of each hit")
+            ctx = self.hit_context(x, node_batch)
+            h = self.encoder(x[None], ctx, backend=backend, token_embedding=self.token_mlp(x)[None])[0]
+            return self.classifier(torch.cat([h[edge_index[0]], h[edge_index[1]], edge_attr], dim=1)).squeeze(1)
         tokens = doublet_tokens(x, edge_index, edge_attr)  # (E, 20)
         ctx = self.context(x, edge_index, edge_batch)
         h = self.encoder(tokens[None], ctx, backend=backend, token_embedding=self.token_mlp(tokens)[None])

@@ -56,7 +56,7 @@ from trackstudy.graphs.doublets import transform_features, true_doublets
 from trackstudy.graphs.edge_filter import FilterConfig
 from trackstudy.graphs.module_map import GraphBuilder, GraphConfig, build_graph
 from trackstudy.metrics import evaluate_events
-from trackstudy.models.doublet import TOKEN_FEATURES, DoubletConfig, DoubletTransformer
+from trackstudy.models.doublet import DoubletConfig, DoubletTransformer, encoder_features
 from trackstudy.models.encoder import EncoderConfig
 from trackstudy.models.gnn import (
     EdgeModel,
@@ -133,6 +133,7 @@ def _batch(samples: list[dict], device) -> dict:
     return {"x": torch.cat([s["x"] for s in samples]).to(device),
             "edge_index": torch.cat([s["edge_index"] + int(o) for s, o in zip(samples, offs)], dim=1).to(device),
             "edge_batch": torch.cat([torch.full((s["edge_index"].shape[1],), i) for i, s in enumerate(samples)]).to(device),
+            "node_batch": torch.cat([torch.full((s["x"].shape[0],), i) for i, s in enumerate(samples)]).to(device),
             "edge_attr": torch.cat([s["edge_attr"] for s in samples]).to(device),
             "y": torch.cat([s["y"] for s in samples]).to(device), "pt": torch.cat([s["pt"] for s in samples]).to(device)}
 
@@ -185,11 +186,14 @@ class _GNNRun:
         m = self.cfg["model"]
         if self.family == "gnn":
             return InteractionNetwork(self.gnn_cfg, builder, embedding=embedding)
-        enc = EncoderConfig.preset(m["preset"], n_features=len(TOKEN_FEATURES), attention=self.backend, **m["encoder"])
+        enc = EncoderConfig.preset(m["preset"], n_features=len(encoder_features(self.gnn_cfg)), attention=self.backend,
+                                   **m["encoder"])
         return DoubletTransformer(enc, self.gnn_cfg, builder)
 
     def _logits(self, b: dict) -> torch.Tensor:
-        return self.model(b["x"], b["edge_index"], b["edge_attr"], b["edge_batch"])
+        if self.family == "gnn":
+            return self.model(b["x"], b["edge_index"], b["edge_attr"], b["edge_batch"])
+        return self.model(b["x"], b["edge_index"], b["edge_attr"], b["edge_batch"], node_batch=b["node_batch"])
 
     def _scores(self, samples: list[dict]) -> list[np.ndarray]:
         self.model.eval()
@@ -259,7 +263,8 @@ class _GNNRun:
         (and cluster size) of a doublet model."""
         if self.family == "gnn":
             return f"in{self.gnn_cfg.n_iterations}x{self.gnn_cfg.hidden}"
-        return self.cfg["model"]["preset"] + (f", tiles of {self.gnn_cfg.cluster_size}" if self.gnn_cfg.cluster_size else "")
+        return (self.cfg["model"]["preset"] + ("" if self.gnn_cfg.tokens == "doublets" else ", hit tokens")
+                + (f", tiles of {self.gnn_cfg.cluster_size}" if self.gnn_cfg.cluster_size else ""))
 
     def fit(self) -> dict:
         cfg = self.cfg

@@ -219,6 +219,9 @@ def _check_doublet_config(cfg: dict, mask_cfg: MaskConfig) -> None:
         raise ConfigError("locality.method: doublet tokens attend within the tiles of model.doublet.cluster_size; "
                           "set locality.method: none")
     dcfg = DoubletConfig.from_dict(m["doublet"])
+    if dcfg.tokens != "doublets":
+        raise ConfigError(f"model.doublet.tokens: {dcfg.tokens!r}; data.tokens: doublets pretrains "
+                          "doublet-token encoders; remove model.doublet.tokens")
     gcfg = GraphConfig.from_dict(m["graph"])
     if gcfg.method != "windows":
         raise ConfigError(f"model.graph.method: {gcfg.method!r}; doublet pretraining builds the windows graphs of "

@@ -39,7 +39,7 @@ from trackstudy.graphs.module_map import GraphConfig
 from trackstudy.locality.clustering import METHODS, resolve_params
 from trackstudy.metrics import HEADLINE_KEYS
 from trackstudy.models.attention import TRAIN_BACKENDS
-from trackstudy.models.doublet import TOKEN_FEATURES, DoubletConfig
+from trackstudy.models.doublet import DoubletConfig, encoder_features
 from trackstudy.models.encoder import PRESETS, EncoderConfig
 from trackstudy.models.features import FeatureConfig
 from trackstudy.models.gnn import GNNConfig
@@ -342,10 +342,14 @@ def _check_model_parts(m: dict) -> None:
     if m["family"] == "gnn":
         GNNConfig.from_dict(m["gnn"])
     if m["family"] == "doublet":
-        DoubletConfig.from_dict(m["doublet"])
+        dcfg = DoubletConfig.from_dict(m["doublet"])
+        if dcfg.tokens == "hits" and m.get("init_from"):
+            raise ConfigError("model.init_from: a doublet model with model.doublet.tokens: hits has no pretraining "
+                              "to start from (masked pretraining makes doublet-token encoders); remove init_from")
     try:
         feats = FeatureConfig(**m["features"])
-        n_features = len(TOKEN_FEATURES) if m["family"] == "doublet" else feats.n_features
+        n_features = (len(encoder_features(DoubletConfig.from_dict(m["doublet"]))) if m["family"] == "doublet"
+                      else feats.n_features)
         EncoderConfig.preset(m["preset"], n_features=n_features, **m["encoder"])
         HeadConfig(family=m["family"], n_classes=1, **m["head"])
     except (TypeError, ValueError) as exc:
