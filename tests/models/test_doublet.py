@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from trackstudy.errors import ConfigError
-from trackstudy.graphs.doublets import NODE_FEATURES
 from trackstudy.graphs.module_map import GraphBuilder, GraphConfig
 from trackstudy.models.doublet import (
+    HIT_TOKEN_FEATURES,
     TOKEN_FEATURES,
     DoubletConfig,
     DoubletTransformer,
@@ -38,7 +38,7 @@ def random_graph(n=40, e=200, seed=0):
 
 def tiny(cluster_size=0, backend="dense", seed=0, tokens="doublets") -> DoubletTransformer:
     torch.manual_seed(seed)
-    n_features = len(TOKEN_FEATURES if tokens == "doublets" else NODE_FEATURES)
+    n_features = len(TOKEN_FEATURES if tokens == "doublets" else HIT_TOKEN_FEATURES)
     enc = EncoderConfig.preset("tiny", n_features=n_features, attention=backend)
     return DoubletTransformer(enc, DoubletConfig(token_hidden=16, cluster_size=cluster_size, tokens=tokens)).eval()
 
@@ -182,7 +182,7 @@ def test_hit_tokens_exact_backends_agree_and_edge_order_does_not_matter():
 def test_hit_tokens_attend_within_their_tile_only():
     model = tiny(cluster_size=8, tokens="hits")
     x, ei, ea = random_graph()
-    tile = model.hit_context(x).cluster_labels[0]
+    tile = model.hit_tokens(x)[1].cluster_labels[0]
     x2 = x.clone()
     x2[0, 3] += 2.0  # hit 0's z: it stays in its (eta, phi) tile (eta is a feature of its own)
     with torch.no_grad():
@@ -212,6 +212,31 @@ def test_hit_tokens_no_attention_across_graphs():
         model(x, ei, ea, edge_batch)
 
 
+def _hits(eta, phi):
+    eta, phi = torch.tensor(eta), torch.tensor(phi)
+    x = torch.zeros(len(eta), 6)
+    x[:, 1], x[:, 2], x[:, 4] = torch.sin(phi), torch.cos(phi), eta / 4.0  # sin_phi, cos_phi, eta / 4
+    return x
+
+
+def test_hit_token_offsets_from_the_tile_centre():
+    """Worked out by hand: two tiles along phi, {0.1, 0.3} (centre 0.2, eta 0) and {2.0, 2.2}
+    (centre 2.1, eta 1.5): offsets +-0.1 rad and +-0.5 in eta, i.e. +-1 and +-5 in units of 0.1;
+    one tile across phi = +-pi, {3.1, -3.1}: centre pi, the offsets wrap to -+0.0416 rad."""
+    model = tiny(cluster_size=2, tokens="hits")
+    x = _hits([0.0, 0.0, 1.0, 2.0], [0.1, 0.3, 2.0, 2.2])
+    tokens, ctx = model.hit_tokens(x)
+    assert tokens.shape == (4, 8) and torch.equal(tokens[:, :6], x)
+    assert ctx.cluster_labels[0].tolist() == [0, 0, 1, 1]
+    torch.testing.assert_close(tokens[:, 6:], torch.tensor([[-1.0, 0.0], [1.0, 0.0], [-1.0, -5.0], [1.0, 5.0]]),
+                               rtol=1e-4, atol=1e-4)
+    tokens, _ = tiny(cluster_size=0, tokens="hits").hit_tokens(_hits([0.0, 0.4], [3.1, -3.1]))
+    d = (3.1 - torch.pi) / 0.1
+    torch.testing.assert_close(tokens[:, 6:], torch.tensor([[d, -2.0], [-d, 2.0]]), rtol=1e-4, atol=1e-4)
+    far, _ = model.hit_tokens(_hits([0.0, 4.0], [0.0, 3.0]))  # one tile of two hits 3 rad apart: clipped
+    assert far[:, 6:].abs().max() == 10.0
+
+
 def test_hit_tokens_config_round_trip_and_errors():
     model = tiny(cluster_size=8, tokens="hits")
     clone = model_from_config(model.config_dict())
@@ -222,5 +247,5 @@ def test_hit_tokens_config_round_trip_and_errors():
         torch.testing.assert_close(clone.eval()(x, ei, ea), model(x, ei, ea))
     with pytest.raises(ConfigError, match="model.doublet.tokens"):
         DoubletConfig(tokens="triplets")
-    with pytest.raises(ConfigError, match="n_features=6"):
+    with pytest.raises(ConfigError, match="n_features=8"):
         DoubletTransformer(EncoderConfig.preset("tiny", n_features=len(TOKEN_FEATURES)), DoubletConfig(tokens="hits"))

@@ -20,7 +20,7 @@ from trackstudy.cli.bench import benchmark_parser
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts"
 PY_SCRIPTS = ["bench_attention.py", "bench_doublet_tokens.py", "bench_doublets.py", "bench_locality.py", "bench_metrics.py", "bench_simulate.py",
-              "bench_track_formation.py", "bench_vq_codes.py", "calibrate_simulator.py"]
+              "bench_track_formation.py", "bench_vq_codes.py", "calibrate_simulator.py", "probe_edge_heads.py"]
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -176,7 +176,7 @@ def test_hit_tokens_train_save_reload_predict(root, tmp_path):
     summary = train(cfg, tmp_path / "run", progress=False)
     assert summary["steps"] == 6 and summary["preset"] == "tiny, hit tokens, tiles of 16"
     model, run_config = load_run(tmp_path / "run", "cpu")
-    assert model.cfg.tokens == "hits" and model.encoder_cfg.n_features == 6
+    assert model.cfg.tokens == "hits" and model.encoder_cfg.n_features == 8
     event = next(iter_events(dataset_folder(resolve_config(cfg)["data"]["val"], root), parts=("hits",)))
     sub, t = predict_event(model, event.hits, event_id=event.event_id, locality=run_config["locality"])
     assert t["n_edges"] > 0 and len(sub) == len(event.hits)

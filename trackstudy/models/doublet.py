@@ -31,10 +31,16 @@ unchanged; its tracks are an ordinary hit-to-track submission.
 Hit tokens (``tokens: hits``). The same encoder over the graph's hits instead of its doublets,
 and each doublet scored from the encodings of its two hits::
 
-    token       f = x_i                                             (N, 6) hit features
+    token       f = [x_i, dphi_i / 0.1, deta_i / 0.1]               (N, 6 + 2) hit features and the offsets
+                                                                    of the hit from its tile's centre
     encoder     h = Encoder(W f + MLP(f), tiles)                    equal-count (eta, phi) tiles of the hits
     score       logit_ij = MLP([h_i, h_j, edge_attr_ij])            (E,): is the doublet true?
 
+The offsets (clipped to +-1, i.e. +-10 in feature units) give the attention the resolution it
+needs: hits of one track lie within ~0.01-0.05 rad of each other in a tile ~0.4 rad wide, which
+the absolute sin / cos phi of the hit features resolve only through very large attention
+weights (trained without them, the model stalled where an MLP of the doublet features alone
+ends; docs/results.md, "Doublet tokens").
 A mu = 200 pixel event has ~2.3 filtered doublets per hit (~9 before the filter), so hit tokens
 cost the encoder less than half of doublet tokens; the graph only says which pairs are scored.
 Tiles of 512 hits hold both hits of ~98% of the true doublets of pT > 0.9 GeV particles (those
@@ -59,7 +65,7 @@ from trackstudy.models.attention import AttentionContext
 from trackstudy.models.encoder import Encoder, EncoderConfig
 from trackstudy.models.gnn import EdgeModel, mlp
 
-__all__ = ["DOUBLET_POSITION_FEATURES", "TOKEN_FEATURES", "TOKEN_KINDS", "DoubletConfig", "DoubletTransformer", "doublet_clusters",
+__all__ = ["DOUBLET_POSITION_FEATURES", "HIT_TOKEN_FEATURES", "TOKEN_FEATURES", "TOKEN_KINDS", "DoubletConfig", "DoubletTransformer", "doublet_clusters",
            "doublet_from_config", "doublet_position", "doublet_tokens", "encoder_features"]
 
 FAMILY = "doublet"
@@ -67,6 +73,10 @@ FAMILY = "doublet"
 TOKEN_FEATURES = (*(f"{n}_in" for n in NODE_FEATURES), *(f"{n}_out" for n in NODE_FEATURES), *EDGE_FEATURES)
 #: What the encoder's tokens are (``model.doublet.tokens``).
 TOKEN_KINDS = ("doublets", "hits")
+#: Features of a hit token: the hit's and its offsets in phi and eta from its tile's centre.
+HIT_TOKEN_FEATURES = (*NODE_FEATURES, "dphi_tile", "deta_tile")
+#: The unit (rad, eta) of the tile offsets of a hit token, and their clip in those units.
+TILE_OFFSET_UNIT, TILE_OFFSET_CLIP = 0.1, 10.0
 #: Token features that say where a doublet sits across the layers and along the beam (its hits' r,
 #: z, eta, layer and the doublet's dr, dz, deta, z0): what a masked doublet keeps in masked-token
 #: pretraining (:mod:`trackstudy.models.masked`); the azimuth (sin/cos phi, dphi) and the
@@ -120,7 +130,7 @@ class DoubletConfig:
 
 def encoder_features(cfg: DoubletConfig) -> tuple[str, ...]:
     """The features of one encoder token of a model with ``cfg``: a doublet's or a hit's."""
-    return TOKEN_FEATURES if cfg.tokens == "doublets" else NODE_FEATURES
+    return TOKEN_FEATURES if cfg.tokens == "doublets" else HIT_TOKEN_FEATURES
 
 
 def doublet_position(x: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,13 +208,23 @@ class DoubletTransformer(EdgeModel):
         labels = doublet_clusters(eta, phi, edge_batch, self.cfg.cluster_size)
         return AttentionContext(None, labels[None], eta[None], phi[None])
 
-    def hit_context(self, x: torch.Tensor, node_batch: torch.Tensor | None = None) -> AttentionContext:
-        """The attention context of one sequence of all the hits x (N, 6) (hit tokens): tiles of the
-        hits' (eta, phi) within each graph of ``node_batch`` (N,) (None: one graph)."""
+    def hit_tokens(self, x: torch.Tensor, node_batch: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, AttentionContext]:
+        """Hit tokens (N, 8) (:data:`HIT_TOKEN_FEATURES`) of the hits x (N, 6) and the attention
+        context of one sequence of them: tiles of the hits' (eta, phi) within each graph of
+        ``node_batch`` (N,) (None: one graph)."""
         eta = x[:, _ETA] * _ETA_SCALE
         phi = torch.atan2(x[:, _SIN], x[:, _COS])
         labels = doublet_clusters(eta, phi, node_batch, self.cfg.cluster_size)
-        return AttentionContext(None, labels[None], eta[None], phi[None])
+        n = int(labels.max()) + 1 if len(labels) else 0
+        count = torch.bincount(labels, minlength=n).clamp_min(1).to(x.dtype)
+        centre_eta = torch.zeros(n, dtype=x.dtype, device=x.device).index_add_(0, labels, eta) / count
+        centre_phi = torch.atan2(torch.zeros(n, dtype=x.dtype, device=x.device).index_add_(0, labels, x[:, _SIN]),
+                                 torch.zeros(n, dtype=x.dtype, device=x.device).index_add_(0, labels, x[:, _COS]))
+        dphi = torch.remainder(phi - centre_phi[labels] + torch.pi, 2 * torch.pi) - torch.pi
+        offsets = torch.stack([dphi, eta - centre_eta[labels]], dim=1) / TILE_OFFSET_UNIT
+        tokens = torch.cat([x, offsets.clamp(-TILE_OFFSET_CLIP, TILE_OFFSET_CLIP)], dim=1)
+        return tokens, AttentionContext(None, labels[None], eta[None], phi[None])
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor,
                 edge_batch: torch.Tensor | None = None, *, backend: str | None = None,
@@ -219,8 +239,8 @@ class DoubletTransformer(EdgeModel):
             if edge_batch is not None and node_batch is None:
                 raise ConfigError("DoubletTransformer with hit tokens: concatenated graphs (edge_batch) need "
                                   "node_batch, the graph of each hit")
-            ctx = self.hit_context(x, node_batch)
-            h = self.encoder(x[None], ctx, backend=backend, token_embedding=self.token_mlp(x)[None])[0]
+            tokens, ctx = self.hit_tokens(x, node_batch)
+            h = self.encoder(tokens[None], ctx, backend=backend, token_embedding=self.token_mlp(tokens)[None])[0]
             return self.classifier(torch.cat([h[edge_index[0]], h[edge_index[1]], edge_attr], dim=1)).squeeze(1)
         tokens = doublet_tokens(x, edge_index, edge_attr)  # (E, 20)
         ctx = self.context(x, edge_index, edge_batch)
