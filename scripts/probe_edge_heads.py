@@ -67,8 +67,8 @@ def fit(name: str, sample: dict, loss_cfg, *, gnn_config: dict, hits_config: dic
         loss.backward()
         opt.step()
         if step % every == 0 or step == steps:
-            curve.append({"step": step, "loss": round(float(loss), 4), "seconds": round(time.perf_counter() - t0, 1)})
-            print(f"{name:5s} step {step:5d}  loss {float(loss):.4f}  {curve[-1]['seconds']:.0f} s", flush=True)
+            curve.append({"step": step, "loss": round(loss.item(), 4), "seconds": round(time.perf_counter() - t0, 1)})
+            print(f"{name:5s} step {step:5d}  loss {loss.item():.4f}  {curve[-1]['seconds']:.0f} s", flush=True)
     return {"model": name, "parameters": sum(p.numel() for p in net.parameters()), "curve": curve}
 
 
