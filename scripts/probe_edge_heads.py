@@ -12,7 +12,9 @@ the interaction network of ``--gnn-config``, the hit-token transformer of ``--hi
 3-layer MLP (width 64) of the 8 doublet features. Printed: the loss every ``--every`` steps and the
 seconds, one JSON line per model at the end. A model that uses no more than the doublet features
 ends at the MLP's loss; context (message passing, attention) takes it lower. Fitting one event
-measures how fast a model can learn, not how well it generalises.
+measures how fast a model can learn, not how well it generalises. First printed: for each of
+``--tile-sizes``, the fraction of the event's true doublets of pT > 0.9 GeV particles whose two
+hits share an (eta, phi) tile of the hit-token transformer (``model.doublet.cluster_size``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import torch
 
 from trackstudy.data.io import iter_events, select_volumes
 from trackstudy.errors import TrackstudyError
-from trackstudy.models.doublet import DoubletConfig, DoubletTransformer, encoder_features
+from trackstudy.graphs.doublets import NODE_FEATURES, NODE_UNITS
+from trackstudy.models.doublet import DoubletConfig, DoubletTransformer, doublet_clusters, encoder_features
 from trackstudy.models.encoder import EncoderConfig
 from trackstudy.models.gnn import GNNConfig, InteractionNetwork, edge_loss, mlp
 from trackstudy.training import load_run, resolve_config
@@ -72,6 +75,19 @@ def fit(name: str, sample: dict, loss_cfg, *, gnn_config: dict, hits_config: dic
     return {"model": name, "parameters": sum(p.numel() for p in net.parameters()), "curve": curve}
 
 
+def tile_containment(sample: dict, cluster_size: int, pt_min: float = 0.9) -> float:
+    """Fraction of the true doublets of particles above ``pt_min`` GeV in ``sample`` whose two hits
+    fall in one (eta, phi) tile of about ``cluster_size`` hits (the hit-token transformer's tiles)."""
+    x = sample["x"]
+    col = {name: k for k, name in enumerate(NODE_FEATURES)}
+    eta = x[:, col["eta"]] * NODE_UNITS["eta"]
+    phi = torch.atan2(x[:, col["sin_phi"]], x[:, col["cos_phi"]])
+    tile = doublet_clusters(eta, phi, None, cluster_size)
+    src, dst = sample["edge_index"]
+    keep = (sample["y"] > 0.5) & (sample["pt"] > pt_min)
+    return float((tile[src] == tile[dst])[keep].float().mean()) if bool(keep.any()) else float("nan")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", required=True, help="an edge-model run (its graph builder and edge filter)")
@@ -83,6 +99,7 @@ def main(argv=None) -> int:
     ap.add_argument("--every", type=int, default=20)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's choice)")
+    ap.add_argument("--tile-sizes", default="256,512,1024", help="hits per tile for the containment line")
     args = ap.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     bad = [m for m in models if m not in MODELS]
@@ -90,6 +107,12 @@ def main(argv=None) -> int:
         ap.error(f"--models: {', '.join(bad) or 'none given'}; choose from {', '.join(MODELS)}")
     if args.steps < 1 or args.every < 1:
         ap.error("--steps and --every must be >= 1")
+    try:
+        tile_sizes = [int(t) for t in args.tile_sizes.split(",") if t.strip()]
+    except ValueError:
+        ap.error(f"--tile-sizes: {args.tile_sizes!r} is not a comma-separated list of integers")
+    if any(t < 1 for t in tile_sizes):
+        ap.error(f"--tile-sizes: each must be >= 1, got {args.tile_sizes!r}")
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -102,6 +125,9 @@ def main(argv=None) -> int:
         loss_cfg = GNNConfig.from_dict(gnn_config["model"]["gnn"])
         print(f"event {event.event_id}: {sample['stats']['n_hits']} hits, {sample['stats']['n_edges']} doublets, "
               f"{sample['stats']['n_true']} true", flush=True)
+        for t in tile_sizes:
+            print(f"tiles of {t} hits: {tile_containment(sample, t):.4f} of the true pT > 0.9 GeV doublets in one tile",
+                  flush=True)
         results = [fit(m, sample, loss_cfg, gnn_config=gnn_config, hits_config=hits_config, steps=args.steps,
                        lr=args.lr, every=args.every) for m in models]
     except TrackstudyError as exc:

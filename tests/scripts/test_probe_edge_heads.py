@@ -43,9 +43,11 @@ def gnn_run(tmp_path_factory):
 
 def test_fits_each_model_and_prints_its_curve(gnn_run, capsys):
     rc = load().main(["--run", gnn_run["run"], "--data", gnn_run["data"], "--hits-config", gnn_run["hits"],
-                      "--steps", "6", "--every", "3", "--lr", "1e-2"])
+                      "--steps", "6", "--every", "3", "--lr", "1e-2", "--tile-sizes", "1000000,1"])
     out = capsys.readouterr().out
     assert rc == 0
+    # one tile holds every hit: every doublet in it; tiles of one hit: none
+    assert "tiles of 1000000 hits: 1.0000" in out and "tiles of 1 hits: 0.0000" in out
     results = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert [r["model"] for r in results] == ["mlp", "gnn", "hits"]
     for r in results:
@@ -58,6 +60,9 @@ def test_errors_name_the_option(gnn_run, capsys):
     with pytest.raises(SystemExit):
         probe.main(["--run", "x", "--data", "y", "--models", "mlp,rnn"])
     assert "--models: rnn" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        probe.main(["--run", "x", "--data", "y", "--tile-sizes", "a,2"])
+    assert "--tile-sizes" in capsys.readouterr().err
     rc = probe.main(["--run", gnn_run["run"] + "_nowhere", "--data", "y"])
     assert rc == 2 and "run directory not found" in capsys.readouterr().err
     rc = probe.main(["--run", gnn_run["run"], "--data", gnn_run["data"], "--hits-config", "params/bench/doublet_mu200_cpu.yaml", "--models", "hits", "--steps", "1"])
