@@ -28,8 +28,13 @@ import torch
 
 from trackstudy.data.io import iter_events, select_volumes
 from trackstudy.errors import TrackstudyError
-from trackstudy.graphs.doublets import NODE_FEATURES, NODE_UNITS
-from trackstudy.models.doublet import DoubletConfig, DoubletTransformer, doublet_clusters, encoder_features
+from trackstudy.models.doublet import (
+    DoubletConfig,
+    DoubletTransformer,
+    doublet_clusters,
+    encoder_features,
+    hit_position,
+)
 from trackstudy.models.encoder import EncoderConfig
 from trackstudy.models.gnn import GNNConfig, InteractionNetwork, edge_loss, mlp
 from trackstudy.training import load_run, resolve_config
@@ -78,11 +83,7 @@ def fit(name: str, sample: dict, loss_cfg, *, gnn_config: dict, hits_config: dic
 def tile_containment(sample: dict, cluster_size: int, pt_min: float = 0.9) -> float:
     """Fraction of the true doublets of particles above ``pt_min`` GeV in ``sample`` whose two hits
     fall in one (eta, phi) tile of about ``cluster_size`` hits (the hit-token transformer's tiles)."""
-    x = sample["x"]
-    col = {name: k for k, name in enumerate(NODE_FEATURES)}
-    eta = x[:, col["eta"]] * NODE_UNITS["eta"]
-    phi = torch.atan2(x[:, col["sin_phi"]], x[:, col["cos_phi"]])
-    tile = doublet_clusters(eta, phi, None, cluster_size)
+    tile = doublet_clusters(*hit_position(sample["x"]), None, cluster_size)
     src, dst = sample["edge_index"]
     keep = (sample["y"] > 0.5) & (sample["pt"] > pt_min)
     return float((tile[src] == tile[dst])[keep].float().mean()) if bool(keep.any()) else float("nan")

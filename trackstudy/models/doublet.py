@@ -66,7 +66,7 @@ from trackstudy.models.encoder import Encoder, EncoderConfig
 from trackstudy.models.gnn import EdgeModel, mlp
 
 __all__ = ["DOUBLET_POSITION_FEATURES", "HIT_TOKEN_FEATURES", "TOKEN_FEATURES", "TOKEN_KINDS", "DoubletConfig", "DoubletTransformer", "doublet_clusters",
-           "doublet_from_config", "doublet_position", "doublet_tokens", "encoder_features"]
+           "doublet_from_config", "doublet_position", "doublet_tokens", "encoder_features", "hit_position"]
 
 FAMILY = "doublet"
 #: Features of a doublet token: its inner hit's, its outer hit's, the doublet's.
@@ -131,6 +131,11 @@ class DoubletConfig:
 def encoder_features(cfg: DoubletConfig) -> tuple[str, ...]:
     """The features of one encoder token of a model with ``cfg``: a doublet's or a hit's."""
     return TOKEN_FEATURES if cfg.tokens == "doublets" else HIT_TOKEN_FEATURES
+
+
+def hit_position(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(eta, phi) (N,) of each hit, from the node features x (N, 6)."""
+    return x[:, _ETA] * _ETA_SCALE, torch.atan2(x[:, _SIN], x[:, _COS])
 
 
 def doublet_position(x: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,8 +218,7 @@ class DoubletTransformer(EdgeModel):
         """Hit tokens (N, 8) (:data:`HIT_TOKEN_FEATURES`) of the hits x (N, 6) and the attention
         context of one sequence of them: tiles of the hits' (eta, phi) within each graph of
         ``node_batch`` (N,) (None: one graph)."""
-        eta = x[:, _ETA] * _ETA_SCALE
-        phi = torch.atan2(x[:, _SIN], x[:, _COS])
+        eta, phi = hit_position(x)
         labels = doublet_clusters(eta, phi, node_batch, self.cfg.cluster_size)
         n = int(labels.max()) + 1 if len(labels) else 0
         count = torch.bincount(labels, minlength=n).clamp_min(1).to(x.dtype)

@@ -341,15 +341,14 @@ def _check_model_parts(m: dict) -> None:
                               "model uses method 'windows'")
     if m["family"] == "gnn":
         GNNConfig.from_dict(m["gnn"])
-    if m["family"] == "doublet":
-        dcfg = DoubletConfig.from_dict(m["doublet"])
+    dcfg = DoubletConfig.from_dict(m["doublet"]) if m["family"] == "doublet" else None
+    if dcfg is not None:
         if dcfg.tokens == "hits" and m.get("init_from"):
             raise ConfigError("model.init_from: a doublet model with model.doublet.tokens: hits has no pretraining "
                               "to start from (masked pretraining makes doublet-token encoders); remove init_from")
     try:
         feats = FeatureConfig(**m["features"])
-        n_features = (len(encoder_features(DoubletConfig.from_dict(m["doublet"]))) if m["family"] == "doublet"
-                      else feats.n_features)
+        n_features = len(encoder_features(dcfg)) if dcfg is not None else feats.n_features
         EncoderConfig.preset(m["preset"], n_features=n_features, **m["encoder"])
         HeadConfig(family=m["family"], n_classes=1, **m["head"])
     except (TypeError, ValueError) as exc:
