@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from trackstudy.errors import ConfigError
-from trackstudy.study.heldout import binned_dm, dm_by_cluster_size, heldout_folder
+from trackstudy.study.heldout import binned_dm, dm_by_cluster_size, dm_by_vertex_z, heldout_folder
 from trackstudy.training.run_config import resolve_config
 
 
@@ -62,3 +62,21 @@ def test_dm_by_cluster_size_bins_particles_by_their_clusters_size(mini_dir):
         assert sum(r["n"] for r in got) <= int((reco["region"] == region).sum())
         assert all(r["dm_efficiency"] == 1.0 for r in got if r["n"])
     assert sum(r["n"] for r in rows) > 0
+
+
+def test_dm_by_vertex_z_worked_by_hand():
+    # barrel: |vz| 1 mm found, -3 mm found, 5 mm missed, 20 mm missed; endcap: 7 mm found;
+    # a 0.5 GeV particle (not reconstructable) is left out
+    particles = pd.DataFrame({
+        "pt": [1.0, 2.0, 1.5, 3.0, 1.2, 0.5], "eta": [0.1, -0.2, 0.3, 0.0, 2.5, 0.0],
+        "nhits": [4, 5, 4, 5, 9, 4], "vz": [1.0, -3.0, 5.0, -20.0, 7.0, 1.0],
+        "region": ["barrel"] * 4 + ["endcap", "barrel"],
+        "dm_matched": [True, True, False, False, True, True]})
+    rows = {(r["region"], r["low"]): r for r in dm_by_vertex_z(particles)}
+    assert (rows[("barrel", 0.0)]["n"], rows[("barrel", 0.0)]["dm_efficiency"]) == (1, 1.0)
+    assert (rows[("barrel", 2.0)]["n"], rows[("barrel", 2.0)]["dm_efficiency"]) == (1, 1.0)
+    assert (rows[("barrel", 4.0)]["n"], rows[("barrel", 4.0)]["dm_efficiency"]) == (1, 0.0)
+    assert (rows[("barrel", 14.0)]["n"], rows[("barrel", 14.0)]["dm_efficiency"]) == (1, 0.0)
+    assert rows[("barrel", 6.0)]["n"] == 0 and rows[("barrel", 6.0)]["dm_efficiency"] is None
+    assert (rows[("endcap", 6.0)]["n"], rows[("endcap", 6.0)]["dm_efficiency"]) == (1, 1.0)
+    assert sum(r["n"] for r in rows.values()) == 5

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from trackstudy.device import quiet_torch_compile
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.models import masks as _masks
+from trackstudy.models.geometry import pair_vectors
 from trackstudy.models.lsh import LSHConfig, LSHPlan, lsh_attention, lsh_plan
 
 
@@ -50,6 +51,8 @@ class AttentionContext:
     cluster_labels  (B, T) int64 cluster of each hit (>= 0 on real hits; padding ignored), or
                     None for full attention among real hits.
     eta, phi        (B, T) float hit coordinates, needed by the ``lsh`` backend only.
+    geometry        (B, T, 2) float (r, d) in mm of each hit (:mod:`trackstudy.models.geometry`),
+                    set with :meth:`set_geometry` by the models whose encoder has ``geo_bias``.
     pack_growth     padding ladder of the ``packed`` backend (see ``masks.bin_capacity``).
     flex_block_size FlexAttention tile size.
     compile_block_mask  build the BlockMask with torch.compile (False: eager, O(T^2) memory;
@@ -95,7 +98,25 @@ class AttentionContext:
         self.pack_growth = pack_growth
         self.flex_block_size = flex_block_size
         self.compile_block_mask = compile_block_mask
+        self.geometry = None
         self._cache: dict = {}
+
+    def set_geometry(self, geometry: torch.Tensor) -> None:
+        """Attach the hits' (r, d) geometry (B, T, 2) for the geometric attention bias."""
+        if tuple(geometry.shape) != (self.batch_size, self.seq_len, 2):
+            raise DataError(f"AttentionContext: geometry has shape {tuple(geometry.shape)}, expected "
+                            f"{(self.batch_size, self.seq_len, 2)}")
+        self.geometry = geometry.to(self.device)
+        self._cache.pop("geometry_vectors", None)
+
+    def geometry_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pair vectors (a, b) of the geometry (:func:`trackstudy.models.geometry.pair_vectors`),
+        computed once per context."""
+        if self.geometry is None:
+            raise ConfigError("AttentionContext: no hit geometry attached (set_geometry)")
+        if "geometry_vectors" not in self._cache:
+            self._cache["geometry_vectors"] = pair_vectors(self.geometry)
+        return self._cache["geometry_vectors"]
 
     def _coord(self, value, name):
         if value is None:

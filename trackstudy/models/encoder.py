@@ -5,7 +5,7 @@ Public API (stable; the heads in ``trackstudy.models.heads`` build on it)::
     EncoderConfig(n_features=7, d_model=192, n_heads=4, n_layers=12, d_ff=384, dropout=0.0,
                   bias=True, activation="gelu", attention="dense", norm_eps=1e-5,
                   lsh_rounds=3, lsh_projections=2, lsh_bucket_width=0.1, lsh_block_size=128,
-                  lsh_seed=0)
+                  lsh_seed=0, geo_bias=False)
         .head_dim, .lsh (LSHConfig), .to_dict(), EncoderConfig.from_dict(d),
         EncoderConfig.preset(name, **overrides)   # names in PRESETS
     PRESETS: dict[str, dict]     # "paper" (12 x 4 heads, d=192, FFN 384), "cms" (~38 M), "small", "tiny"
@@ -26,6 +26,12 @@ mask is honoured everywhere: padding positions never influence real hits (attent
 them as keys, every other operation is per hit) and their embeddings are returned as zeros.
 Dropout acts on the residual branches and inside the MLP; attention weights are not dropped,
 so that every backend computes the same function (FlexAttention has no attention dropout).
+
+``geo_bias=True`` adds the geometric attention bias of :mod:`trackstudy.models.geometry` to every
+layer: each head's scores get -lambda_h times the beam-line residual (z0 x lever arm)^2 of the hit
+pair, as extra query / key channels (so every backend computes it), lambda_h learned. The hits'
+(r, d) geometry comes in the AttentionContext (``ctx.set_geometry``), attached by the hit-token
+models from their features.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import torch.nn as nn
 
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.models.attention import BACKENDS, EXACT_BACKENDS, AttentionContext, attend, get_backend
+from trackstudy.models.geometry import GeometricBias
 from trackstudy.models.lsh import LSHConfig
 
 __all__ = ["EncoderConfig", "Encoder", "PRESETS", "parameter_count", "preset_parameter_counts",
@@ -63,6 +70,7 @@ class EncoderConfig:
     lsh_bucket_width: float = 0.1
     lsh_block_size: int = 128
     lsh_seed: int = 0
+    geo_bias: bool = False  # beam-line residual of every hit pair as a per-head attention bias (models.geometry)
 
     def __post_init__(self):
         for name in ("n_features", "d_model", "n_heads", "n_layers", "d_ff"):
@@ -133,12 +141,19 @@ class SelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.d_model, config.d_model, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
         self.lsh = config.lsh
+        self.geo = GeometricBias(config.n_heads, config.head_dim) if config.geo_bias else None
 
     def forward(self, x, ctx: AttentionContext, backend: str, need_weights: bool = False):
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-        y, weights = attend(q, k, v, ctx, backend, lsh=self.lsh, need_weights=need_weights)
+        if self.geo is not None:  # extra q / k channels carry the pair bias; the output's first hs are the result
+            hs, dtype = q.shape[-1], q.dtype
+            q, k, v = self.geo.augment(q, k, v, *ctx.geometry_vectors())
+            y, weights = attend(q, k, v, ctx, backend, lsh=self.lsh, need_weights=need_weights)
+            y = y[..., :hs].to(dtype)
+        else:
+            y, weights = attend(q, k, v, ctx, backend, lsh=self.lsh, need_weights=need_weights)
         del q, k, v  # frees the (B, T, 3C) projection before c_proj (autograd keeps what it saved)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y)), weights
@@ -227,6 +242,9 @@ class Encoder(nn.Module):
         if return_attention and not get_backend(backend).exact:
             raise ConfigError(f"return_attention needs an exact backend ({', '.join(EXACT_BACKENDS)}); "
                               f"{backend!r} does not compute the cluster-masked attention")
+        if self.config.geo_bias and ctx.geometry is None:
+            raise ConfigError("EncoderConfig.geo_bias: the AttentionContext has no hit geometry; the hit-token "
+                              "models (enc_cla, enc_reg, jm, contrastive) attach it from their features")
         real = ctx.pad_mask[..., None]  # (B, T, 1)
         # Padding rows may hold anything (NaN included); zero them so nothing non-finite enters.
         x = torch.where(real, x, torch.zeros((), dtype=x.dtype, device=x.device))
@@ -270,6 +288,8 @@ class Encoder(nn.Module):
             x = flat.index_select(0, index.reshape(-1)).view(n, S, C)
             bctx = AttentionContext(valid) if valid is not None else AttentionContext(batch_size=n, seq_len=1,
                                                                                       device=h.device)
+            if ctx.geometry is not None:  # the bins' rows of the hit geometry
+                bctx.set_geometry(ctx.geometry.reshape(B * T, -1).index_select(0, index.reshape(-1)).view(n, S, -1))
             for block in self.blocks:
                 x, _ = block(x, bctx, "dense")
             rows = x.reshape(n * S, C)

@@ -218,6 +218,9 @@ class ExportModel(nn.Module):
     def __init__(self, model: TrackModel, mode: str = "packed"):
         super().__init__()
         _check_mode(mode)
+        if model.encoder_cfg.geo_bias:  # _encode below has no geometric channels: refuse, never export another function
+            raise ConfigError("ONNX export: models with the geometric attention bias (model.encoder.geo_bias) "
+                              "are not exportable yet; run them with trackstudy predict")
         self.model, self.mode = model, mode
 
     def forward(self, x, *clusters):

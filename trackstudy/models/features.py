@@ -193,6 +193,22 @@ def feature_tensor(x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, cfg: Featu
     return torch.stack([columns[name]() for name in cfg.names], dim=-1).to(torch.float32).reshape(len(x), -1)
 
 
+def radius_z(x: torch.Tensor, cfg: FeatureConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(r, z) in mm of each hit, read back from its feature tensor x (..., F): the geometric
+    attention bias (:mod:`trackstudy.models.geometry`) needs the positions, and the features hold
+    them (``z`` and ``r``, or ``x`` and ``y``). ConfigError when the feature list has neither."""
+    names = list(cfg.names)
+    if "z" not in names or not ("r" in names or {"x", "y"} <= set(names)):
+        raise ConfigError(f"the geometric attention bias (model.encoder.geo_bias) reads r and z from the features: "
+                          f"model.features.names must hold 'z' and 'r' (or 'x' and 'y'), got {names}")
+    z = x[..., names.index("z")].float() * cfg.z_scale
+    if "r" in names:
+        r = x[..., names.index("r")].float() * cfg.xy_scale
+    else:
+        r = torch.hypot(x[..., names.index("x")].float(), x[..., names.index("y")].float()) * cfg.xy_scale
+    return r, z
+
+
 def hit_features(hits: pd.DataFrame, cfg: FeatureConfig | None = None, *, source: str = "hits",
                  cluster=None) -> np.ndarray:
     """(N, F) float32 features of the rows of a hits DataFrame (columns x, y, z in mm);
@@ -213,5 +229,5 @@ def hit_features(hits: pd.DataFrame, cfg: FeatureConfig | None = None, *, source
     return feature_array(hits["x"].to_numpy(), hits["y"].to_numpy(), hits["z"].to_numpy(), cfg, cluster)
 
 
-__all__ = ["AVAILABLE_FEATURES", "CLUSTER_FEATURES", "DEFAULT_FEATURES", "FULL_DETECTOR_SCALES", "PIXEL_SCALES", "FeatureConfig",
+__all__ = ["radius_z", "AVAILABLE_FEATURES", "CLUSTER_FEATURES", "DEFAULT_FEATURES", "FULL_DETECTOR_SCALES", "PIXEL_SCALES", "FeatureConfig",
            "feature_array", "feature_tensor", "hit_features"]

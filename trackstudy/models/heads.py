@@ -46,7 +46,8 @@ from trackstudy.errors import ConfigError
 from trackstudy.models.attention import AttentionContext
 from trackstudy.models.doublet import doublet_from_config
 from trackstudy.models.encoder import Encoder, EncoderConfig
-from trackstudy.models.features import FeatureConfig
+from trackstudy.models.features import FeatureConfig, radius_z
+from trackstudy.models.geometry import geometry_from_features
 from trackstudy.models.gnn import gnn_from_config
 from trackstudy.models.losses import contrastive_loss, joint_loss, masked_bce, masked_cross_entropy, masked_mse
 from trackstudy.models.roads import REG_TARGETS, RoadBinning
@@ -64,6 +65,8 @@ FAMILIES = (*TOKEN_FAMILIES, *EDGE_FAMILIES)
 INPUTS = ("features", "codes")
 #: The families that can read codes.
 CODE_FAMILIES = ("contrastive",)
+#: Families whose hit features give the encoder the hits' geometry (model.encoder.geo_bias).
+GEOMETRY_FAMILIES = TOKEN_FAMILIES
 
 
 @dataclass
@@ -172,6 +175,11 @@ class TrackModel(nn.Module):
         self.binning = binning
         self.encoder = Encoder(encoder_cfg)
         self.track_params = track_params
+        if encoder_cfg.geo_bias:
+            if self.family not in GEOMETRY_FAMILIES:
+                raise ConfigError(f"model.encoder.geo_bias: an option of the hit-token families "
+                                  f"({', '.join(GEOMETRY_FAMILIES)}), not of {self.family!r}")
+            radius_z(torch.zeros(1, self.feature_cfg.n_features), self.feature_cfg)  # ConfigError without r, z
 
     def _set_tokenizer(self, tokenizer: Tokenizer, encoder_cfg: EncoderConfig, feature_cfg: FeatureConfig | None):
         """Code input: the frozen ``tokenizer`` (its hit features become the model's) and an embedding
@@ -255,7 +263,13 @@ class TrackModel(nn.Module):
             self._attention_capture = None
 
     def _ctx(self, x, ctx):
-        return ctx if ctx is not None else AttentionContext(batch_size=x.shape[0], seq_len=x.shape[1], device=x.device)
+        """The context of hit features x (a new one when None), with the hits' geometry attached
+        when the encoder has the geometric attention bias."""
+        ctx = ctx if ctx is not None else AttentionContext(batch_size=x.shape[0], seq_len=x.shape[1], device=x.device)
+        if self.encoder_cfg.geo_bias and ctx.geometry is None:
+            r, z = radius_z(x, self.feature_cfg)
+            ctx.set_geometry(geometry_from_features(r, z, ctx.pad_mask, ctx.cluster_labels))
+        return ctx
 
     # -- serialisation -----------------------------------------------------------------------------
     def config_dict(self) -> dict:
