@@ -11,7 +11,9 @@ so the pair's "beam-line residual" ``(z_i r_j - z_j r_i)^2 = z0_ij^2 (r_j - r_i)
 two hits of one particle (whatever their cot(theta)) and grows with the implied z0 of a wrong pair:
 the window on z0 that every doublet builder applies. A hit's own features cannot carry it: eta seen
 from the origin moves by z0 / r between layers (0.19 for z0 = 6 mm on the innermost barrel layer,
-r = 32 mm), so barrel particles from displaced vertices are the ones a plain encoder loses. The
+r = 32 mm). (Measured in docs/results.md, "Full events": the barrel particles the study's encoder
+loses are those from vertices beyond ~6 mm; this bias, a z0 window centred on zero, did not win
+them back at equal training time, because the locality clusters split those tracks first.) The
 form is a dot product of two per-hit vectors,
 
     a_i = (d_i^2, d_i r_i, r_i^2),  b_j = (r_j^2, -2 d_j r_j, d_j^2),  a_i . b_j = (d_i r_j - d_j r_i)^2,
