@@ -154,3 +154,10 @@ def test_onnx_export_refuses_a_geo_bias_model():
     model = build_model("contrastive", "tiny", feature_cfg=cfg, encoder_overrides={"geo_bias": True})
     with pytest.raises(ConfigError, match="geo_bias"):
         ExportModel(model)
+
+
+def test_run_config_refuses_geo_bias_outside_the_hit_token_families():
+    from trackstudy.training.run_config import resolve_config
+
+    with pytest.raises(ConfigError, match="geo_bias: an option of the hit-token families"):
+        resolve_config({"model": {"family": "gnn", "encoder": {"geo_bias": True}}})

@@ -229,5 +229,5 @@ def hit_features(hits: pd.DataFrame, cfg: FeatureConfig | None = None, *, source
     return feature_array(hits["x"].to_numpy(), hits["y"].to_numpy(), hits["z"].to_numpy(), cfg, cluster)
 
 
-__all__ = ["radius_z", "AVAILABLE_FEATURES", "CLUSTER_FEATURES", "DEFAULT_FEATURES", "FULL_DETECTOR_SCALES", "PIXEL_SCALES", "FeatureConfig",
-           "feature_array", "feature_tensor", "hit_features"]
+__all__ = ["AVAILABLE_FEATURES", "CLUSTER_FEATURES", "DEFAULT_FEATURES", "FULL_DETECTOR_SCALES", "PIXEL_SCALES", "FeatureConfig",
+           "feature_array", "feature_tensor", "hit_features", "radius_z"]

@@ -43,7 +43,7 @@ from trackstudy.models.doublet import DoubletConfig, encoder_features
 from trackstudy.models.encoder import PRESETS, EncoderConfig
 from trackstudy.models.features import FeatureConfig
 from trackstudy.models.gnn import GNNConfig
-from trackstudy.models.heads import CODE_FAMILIES, EDGE_FAMILIES, FAMILIES, INPUTS, HeadConfig
+from trackstudy.models.heads import CODE_FAMILIES, EDGE_FAMILIES, FAMILIES, GEOMETRY_FAMILIES, INPUTS, HeadConfig
 from trackstudy.postprocessing.gnn_tracks import GNN_TUNE_GRID, GNNTrackParams
 from trackstudy.postprocessing.track_formation import TUNE_GRIDS, default_params
 
@@ -341,6 +341,9 @@ def _check_model_parts(m: dict) -> None:
                               "model uses method 'windows'")
     if m["family"] == "gnn":
         GNNConfig.from_dict(m["gnn"])
+    if m["encoder"].get("geo_bias") and m["family"] not in GEOMETRY_FAMILIES:  # at load, not at the first forward
+        raise ConfigError(f"model.encoder.geo_bias: an option of the hit-token families ({', '.join(GEOMETRY_FAMILIES)}), "
+                          f"not of {m['family']!r}")
     dcfg = DoubletConfig.from_dict(m["doublet"]) if m["family"] == "doublet" else None
     if dcfg is not None:
         if dcfg.tokens == "hits" and m.get("init_from"):
