@@ -31,6 +31,7 @@ import torch
 from trackstudy.cli.locality import parse_params
 from trackstudy.config import RUNS_DIR, resolve_path
 from trackstudy.errors import ConfigError
+from trackstudy.locality.views import parse_views
 from trackstudy.study.heldout import HEADLINE, REGIONS, baseline_comparison, heldout_folder, score_run
 from trackstudy.training import resolve_config, set_value, train
 from trackstudy.training.run_config import load_yaml
@@ -55,6 +56,10 @@ def main(argv=None) -> int:
     p.add_argument("--locality-param", action="append", default=[], metavar="K=V",
                    help="clustering parameter laid over the run's at inference, repeatable, as `trackstudy "
                         "locality --param` (e.g. barrel_max_size=128); the report then carries its own tag")
+    p.add_argument("--barrel-views", default=None, metavar="Z,Z,...",
+                   help="vertex z values (mm) of barrel views laid over the run's locality at inference "
+                        "(trackstudy.locality.views), e.g. --barrel-views=-15,-7.5,0,7.5,15 (the = keeps the "
+                        "leading minus); none: off; the report then carries its own tag")
     p.add_argument("--baseline", default="", metavar="METHOD",
                    help="also run a training-free baseline (e.g. dbscan-helix) on the first --baseline-events")
     p.add_argument("--baseline-events", type=int, default=1, metavar="N",
@@ -79,9 +84,14 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         raise SystemExit(f"--seed: {exc}") from None
     overrides = parse_params(args.locality_param)
+    try:
+        views = None if args.barrel_views is None else parse_views(args.barrel_views)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
     if args.threads:
         torch.set_num_threads(args.threads)
-    report, sub = score_run(out, folder, device=args.device, weights=args.weights, locality_params=overrides)
+    report, sub = score_run(out, folder, device=args.device, weights=args.weights, locality_params=overrides,
+                            barrel_views=views)
     tag = report.pop("tag") + "".join(f"_{k}{v}" for k, v in overrides.items())
     report = {"config": str(args.config), "heldout_seed": args.seed, "train_seconds": summary["train_seconds"],
               "steps": summary["steps"], "stopped": summary["stopped"], "device": summary["device"],

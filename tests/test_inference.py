@@ -150,3 +150,50 @@ def test_stage_clock_sums_repeated_stages():
         with clock("b"):
             raise RuntimeError("boom")
     assert set(clock.seconds) == {"a", "b"} and clock.seconds["a"] > 0
+
+
+VIEWS = {"method": "dbscan", "params": {"barrel_max_size": 128}, "vertex_scan": True}
+
+
+def _same_partition(a, b) -> bool:
+    """Two label arrays that group the hits the same way (ids may differ)."""
+    pairs = np.unique(np.stack([a, b]), axis=1)
+    return len(pairs[0]) == len(np.unique(a)) == len(np.unique(b))
+
+
+def test_one_barrel_view_at_the_origin_is_the_ordinary_pipeline(hits):
+    # one view from z = 0: the same barrel clusters, the same outputs and the same candidates, each
+    # hit in one of them: the resolution keeps every track of two or more hits as it is
+    pix = hits[hits["volume_id"].isin(PIXEL_VOLUMES)].iloc[:3000]
+    model = _model()
+    base, t0 = predict_event(model, pix, locality=VIEWS, event_id=3)
+    one, t1 = predict_event(model, pix, locality={**VIEWS, "barrel_views": [0.0]}, event_id=3)
+    assert t1["n_rows"] == t1["n_hits"] == t0["n_hits"] == len(pix)
+    assert (one["hit_id"].to_numpy() == base["hit_id"].to_numpy()).all()
+    assert _same_partition(one["track_id"].to_numpy(), base["track_id"].to_numpy())
+
+
+def test_barrel_views_run_every_barrel_hit_once_per_view(hits):
+    from trackstudy.locality.projection import BARREL, project
+
+    pix = hits[hits["volume_id"].isin(PIXEL_VOLUMES)].iloc[:3000]
+    n_barrel = int((project(*(pix[c].to_numpy() for c in "xyz")).surface == BARREL).sum())
+    loc = {**VIEWS, "barrel_views": [-10.0, 0.0, 10.0]}
+    capture = {}
+    sub, t = predict_event(_model(), pix, locality=loc, event_id=4, capture=capture)
+    assert len(sub) == len(pix) and (sub["hit_id"].to_numpy() == pix["hit_id"].to_numpy()).all()
+    assert t["n_hits"] == len(pix) and t["n_rows"] == len(pix) + 2 * n_barrel
+    # the diagnostics see one row per hit: its outputs in the view of its track
+    assert capture["outputs"]["embedding"].shape[0] == len(pix) and capture["cluster"].shape == (len(pix),)
+    assert (capture["hit_ids"] == pix["hit_id"].to_numpy()).all()
+
+
+def test_barrel_views_options_are_checked():
+    assert check_locality({**VIEWS, "barrel_views": [5, 0]})["barrel_views"] == [0.0, 5.0]
+    assert check_locality(None)["barrel_views"] == [] and check_locality(VIEWS)["barrel_views"] == []
+    with pytest.raises(ConfigError, match="replace the barrel's vertex-z scan"):
+        check_locality({**VIEWS, "vertex_scan": "all", "barrel_views": [0.0]})
+    with pytest.raises(ConfigError, match="method is 'none'"):
+        check_locality({"method": "none", "barrel_views": [0.0]})
+    with pytest.raises(ConfigError, match="barrel_views"):
+        check_locality({**VIEWS, "barrel_views": ["left"]})

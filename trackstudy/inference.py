@@ -54,17 +54,19 @@ from trackstudy.errors import ConfigError, DataError
 from trackstudy.kinematics import MIN_R_MM, hit_eta_phi
 from trackstudy.locality.clustering import METHODS, cluster_xyz, resolve_params, vertex_scan_regions
 from trackstudy.locality.torch_clustering import TORCH_METHODS, cluster_xyz_torch
+from trackstudy.locality.views import ViewClusters, check_views, view_clusters
 from trackstudy.models.attention import AttentionContext, build_masks, get_backend
 from trackstudy.models.features import feature_tensor, hit_features
 from trackstudy.models.heads import EDGE_FAMILIES
 from trackstudy.postprocessing.gnn_tracks import predict_graph_event
 from trackstudy.postprocessing.torch_tracks import device_track_formation, tracks_from_embeddings_torch
-from trackstudy.postprocessing.track_formation import form_tracks, model_params, submission
+from trackstudy.postprocessing.track_formation import form_tracks, labels_to_track_ids, model_params, submission
+from trackstudy.postprocessing.views import resolve_views
 
 #: Stages timed by :func:`predict_event`, in pipeline order (plus "total").
 STAGES = ("clustering", "features", "masks", "encoder", "track_formation")
 #: Keys accepted in the ``locality`` section (the run config's).
-LOCALITY_KEYS = ("method", "params", "vertex_scan")
+LOCALITY_KEYS = ("method", "params", "vertex_scan", "barrel_views")
 #: The dense-path guard: above this many hits through the network, a run without locality
 #: clustering (locality method "none": full attention over the event, e.g. the 10-50-track runs)
 #: takes the sparse path :data:`SPARSE_PATH` instead, with a notice (full attention over a real
@@ -85,10 +87,11 @@ class SparsePathWarning(UserWarning):
 
 
 def check_locality(locality: Mapping | None) -> dict:
-    """The ``locality`` section normalised to {"method", "params", "vertex_scan"} (method "none"
-    when None). Raises ConfigError naming an unknown key, method or parameter."""
+    """The ``locality`` section normalised to {"method", "params", "vertex_scan", "barrel_views"}
+    (method "none" when None; barrel_views a list of vertex z in mm, empty when off). Raises
+    ConfigError naming an unknown key, method or parameter."""
     if locality is None:
-        return {"method": "none", "params": {}, "vertex_scan": False}
+        return {"method": "none", "params": {}, "vertex_scan": False, "barrel_views": []}
     if not isinstance(locality, Mapping):
         raise ConfigError(f"locality: expected a mapping with keys {', '.join(LOCALITY_KEYS)}, "
                           f"got {type(locality).__name__}")
@@ -98,14 +101,19 @@ def check_locality(locality: Mapping | None) -> dict:
     method = str(locality.get("method") or "none").lower()
     params = dict(locality.get("params") or {})
     vertex_scan = locality.get("vertex_scan", False)
+    views = [float(v) for v in check_views(locality.get("barrel_views"))]
     if method != "none":
         if method not in METHODS:
             raise ConfigError(f"locality.method={method!r}: expected 'none' or one of {', '.join(METHODS)}")
         resolve_params(method, params)
-        vertex_scan_regions(vertex_scan)
+        if "barrel" in vertex_scan_regions(vertex_scan) and views:
+            raise ConfigError(f"locality.vertex_scan={vertex_scan!r} with barrel_views: the views replace the "
+                              "barrel's vertex-z scan; use vertex_scan: endcap (or true)")
     elif params:
         raise ConfigError("locality.params given but locality.method is 'none'")
-    return {"method": method, "params": params, "vertex_scan": vertex_scan}
+    elif views:
+        raise ConfigError("locality.barrel_views given but locality.method is 'none'")
+    return {"method": method, "params": params, "vertex_scan": vertex_scan, "barrel_views": views}
 
 
 def select_pixel_hits(hits: pd.DataFrame, *, source: str = "hits") -> np.ndarray:
@@ -118,7 +126,9 @@ def select_pixel_hits(hits: pd.DataFrame, *, source: str = "hits") -> np.ndarray
 
 def cluster_hits(hits: pd.DataFrame, locality: Mapping | None, device=None) -> np.ndarray | None:
     """Locality cluster labels (N,) int64 of ``hits`` (projection + clustering), or None when the
-    method is "none" (full attention over the event). With a ``device``, the methods of
+    method is "none" (full attention over the event). With barrel views, the labels of the
+    partition the model was trained on (views are an inference-time overlay: :func:`view_hits`).
+    With a ``device``, the methods of
     :data:`~trackstudy.locality.torch_clustering.TORCH_METHODS` (without vertex scan) run in torch
     there (same labels)."""
     loc = check_locality(locality)
@@ -132,10 +142,57 @@ def cluster_hits(hits: pd.DataFrame, locality: Mapping | None, device=None) -> n
                       dtype=np.int64)
 
 
+def view_hits(hits: pd.DataFrame, locality: Mapping) -> ViewClusters:
+    """The overlapping clusters of a locality section with ``barrel_views``
+    (:func:`trackstudy.locality.views.view_clusters`): every barrel hit once per view."""
+    loc = check_locality(locality)
+    x, y, z = (hits[c].to_numpy(np.float64) for c in ("x", "y", "z"))
+    return view_clusters(x, y, z, loc["method"], barrel_views=loc["barrel_views"], vertex_scan=loc["vertex_scan"],
+                         **loc["params"])
+
+
+def view_tracks(former, outputs: Mapping, hits: pd.DataFrame, views: ViewClusters, *, event_id: int = 0,
+                params=None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Tracks of one event from outputs over the rows of ``views``: ``former`` (form_tracks or its
+    device version) in each view over its barrel rows and every endcap row, the candidates
+    resolved into one partition (:func:`trackstudy.postprocessing.views.resolve_views`).
+    Returns the submission (one row per hit of ``hits``, input order) and the row each hit's
+    outputs are taken from (the copy in the view of its track; the view nearest z = 0 for a
+    barrel hit no track took)."""
+    xyz = hits[["x", "y", "z"]].to_numpy(np.float64)
+    n = len(hits)
+    rows, track, view = [], [], []
+    offset = 0
+    for k in range(len(views.vertices)):
+        idx = views.view_rows(k)
+        if len(idx) == 0:
+            continue
+        sel = torch.from_numpy(idx)
+        part = {name: (v[sel.to(v.device)] if isinstance(v, torch.Tensor) else np.asarray(v)[idx])
+                for name, v in outputs.items()}
+        sub = former(part, np.arange(len(idx)), event_id=event_id, cluster=views.labels[idx], params=params,
+                     xyz=xyz[views.rows[idx]])
+        ids = sub["track_id"].to_numpy()
+        _, lab = np.unique(ids, return_inverse=True)
+        rows.append(views.rows[idx])
+        track.append(lab.ravel() + offset)
+        view.append(np.full(len(idx), k, dtype=np.int64))
+        offset += int(lab.max()) + 1
+    cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int64))
+    labels, chosen = resolve_views(n, cat(rows), cat(track), cat(view), views.vertices,
+                                   np.hypot(xyz[:, 0], xyz[:, 1]), xyz[:, 2])
+    # the row of each hit's outputs: its copy in the chosen view, else in the view nearest z = 0
+    home = np.where(chosen >= 0, chosen, int(np.argmin(np.abs(views.vertices))))
+    key = np.full((len(views.vertices) + 1, n), -1, dtype=np.int64)  # view + 1 (0: endcap rows), hit -> row
+    key[views.view + 1, views.rows] = np.arange(len(views))
+    source = np.where(key[0] >= 0, key[0], key[home + 1, np.arange(n)])
+    return submission(event_id, hits["hit_id"].to_numpy(), labels_to_track_ids(labels)), source
+
+
 def torch_clusterable(locality: Mapping | None) -> bool:
     """Whether the locality section's clustering has a torch version (grid, window; no vertex scan)."""
     loc = check_locality(locality)
-    return loc["method"] in TORCH_METHODS and not vertex_scan_regions(loc["vertex_scan"])
+    return loc["method"] in TORCH_METHODS and not vertex_scan_regions(loc["vertex_scan"]) and not loc["barrel_views"]
 
 
 def hit_angles(hits: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -258,8 +315,12 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
                     notify(notice)
             on_device = (dev.type == "cuda" and loc["method"] == "grid") if device_clustering is None \
                 else device_clustering  # window in torch is a sequential loop: on the CPU unless asked
-            xyz = None
-            if on_device and torch_clusterable(loc):  # the hits go to the device once; labels stay there
+            xyz, views, net = None, None, sel  # net: the rows through the network
+            if loc["barrel_views"]:  # every barrel hit once per view
+                views = view_hits(sel, loc)
+                net = sel.iloc[views.rows]
+                labels = views.labels
+            elif on_device and torch_clusterable(loc):  # the hits go to the device once; labels stay there
                 xyz = torch.from_numpy(sel[["x", "y", "z"]].to_numpy(np.float64).T.copy()).to(dev)  # (3, N)
                 labels = cluster_xyz_torch(*xyz, loc["method"], **loc["params"])
             else:
@@ -270,16 +331,16 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
                 eta, phi = (a.float()[None] for a in _eta_phi(xyz))
                 lab = labels[None]
             else:
-                x = torch.from_numpy(hit_features(sel, model.feature_cfg, source=f"event {event_id} hits",
+                x = torch.from_numpy(hit_features(net, model.feature_cfg, source=f"event {event_id} hits",
                                                   cluster=labels))
                 x = x[None].to(dev)  # (1, N, F)
-                eta, phi = (torch.from_numpy(a)[None].to(dev) for a in hit_angles(sel))
+                eta, phi = (torch.from_numpy(a)[None].to(dev) for a in hit_angles(net))
                 lab = None if labels is None else torch.from_numpy(labels)[None].to(dev)
         with clock("masks"):
             if compiled is not None:  # padded to its size bucket
                 x, ctx, n_real = compiled.prepare(x, lab, eta, phi)
             else:
-                ctx = AttentionContext(torch.ones(1, len(sel), dtype=torch.bool, device=dev), lab, eta, phi)
+                ctx = AttentionContext(torch.ones(1, len(net), dtype=torch.bool, device=dev), lab, eta, phi)
             build_masks(ctx, backend, model.encoder_cfg.lsh)
         with clock("encoder"), autocast_context(dev):
             out = compiled.run(x, ctx, n_real, backend) if compiled is not None else model(x, ctx, backend=backend)
@@ -288,8 +349,11 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
             ev_out, params = model.event_outputs(out), model_params(model)
             former = tracks_on_device if (dev.type == "cuda" if device_tracks is None else device_tracks) \
                 and device_track_formation(ev_out, params) else form_tracks
-            sub = former(ev_out, sel["hit_id"].to_numpy(), event_id=event_id, cluster=labels, params=params,
-                         xyz=xyz.T if xyz is not None else sel[["x", "y", "z"]].to_numpy(np.float64))
+            if views is not None:
+                sub, source = view_tracks(former, ev_out, sel, views, event_id=event_id, params=params)
+            else:
+                sub = former(ev_out, sel["hit_id"].to_numpy(), event_id=event_id, cluster=labels, params=params,
+                             xyz=xyz.T if xyz is not None else sel[["x", "y", "z"]].to_numpy(np.float64))
             if keep is not None and not keep.all():
                 # hits the model never saw: one-hit tracks with fresh ids, rows in input order
                 track = np.empty(len(hits), dtype=np.int64)
@@ -303,9 +367,14 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
     timings = {name: clock.seconds.get(name, 0.0) for name in STAGES}
     timings["total"] = time.perf_counter() - t_start
     timings["n_hits"] = int(len(sel))
+    if views is not None:
+        timings["n_rows"] = int(len(views))  # the rows through the network: barrel hits once per view
     if capture is not None:  # after the clock: copies for diagnostics, not pipeline work
-        capture.update(hit_ids=sel["hit_id"].to_numpy(), cluster=None if labels is None else _np(labels),
-                       outputs={k: _np(v) for k, v in ev_out.items()})
+        outputs = {k: _np(v) for k, v in ev_out.items()}
+        cluster = None if labels is None else _np(labels)
+        if views is not None:  # each hit as its track saw it: the copy in its track's view
+            outputs, cluster = {k: v[source] for k, v in outputs.items()}, cluster[source]
+        capture.update(hit_ids=sel["hit_id"].to_numpy(), cluster=cluster, outputs=outputs)
     return sub, timings
 
 
@@ -367,4 +436,4 @@ def predict_events(model, events, *, locality: Mapping | None, device=None, pixe
 
 __all__ = ["DENSE_MAX_HITS", "LOCALITY_KEYS", "SPARSE_PATH", "STAGES", "SparsePathWarning", "build_masks",
            "check_locality", "cluster_hits", "guard_dense", "hit_angles", "predict_event", "predict_events",
-           "select_pixel_hits", "torch_clusterable"]
+           "select_pixel_hits", "torch_clusterable", "view_hits", "view_tracks"]

@@ -49,6 +49,12 @@ def test_train_predict_evaluate(trained, capsys):
     sub = pd.read_csv(out)
     assert list(sub.columns) == ["event_id", "hit_id", "track_id"] and sub["event_id"].nunique() == 4
 
+    # barrel views: every barrel hit once per view, the rows counted
+    assert main(["predict", "--run", str(run), "--data", str(val_dir), "--out", str(tmp / "views.csv"), "--quiet",
+                 "--events", "1", "--barrel-views=-10,0,10"]) == 0
+    assert "barrel views from z = -10, 0, 10 mm:" in capsys.readouterr().out
+    assert len(pd.read_csv(tmp / "views.csv")) == len(sub[sub["event_id"] == sub["event_id"].iloc[0]])
+
     # no overwrite without --force; with it, fine
     assert main(["predict", "--run", str(run), "--data", str(val_dir), "--out", str(out), "--quiet"]) == 2
     assert "exists (use --force" in capsys.readouterr().err
@@ -97,3 +103,6 @@ def test_predict_errors(tmp_path, mini_dir, capsys):
     assert main(["predict", "--run", str(tmp_path), "--data", str(mini_dir), "--out", str(tmp_path / "s.csv"),
                  "--events", "0"]) == 2
     assert "--events 0: must be >= 1" in capsys.readouterr().err
+    assert main(["predict", "--run", str(tmp_path), "--data", str(mini_dir), "--out", str(tmp_path / "s.csv"),
+                 "--barrel-views", "0,zero"]) == 2
+    assert "--barrel-views '0,zero': expected vertex z values in mm" in capsys.readouterr().err

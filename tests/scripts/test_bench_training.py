@@ -61,3 +61,11 @@ def test_bench_training_heldout_with_baseline_and_snapshot(tmp_path):
         mod.main([str(config), "--out", str(run), "--no-train", "--threads", "-1"])
     snap = json.loads((run / "heldout_at_1e-06min.json").read_text())
     assert snap["weights_step"] >= 1 and snap["weights_train_seconds"] > 0
+    # barrel views over the same weights: their own report and submission, the views in the locality
+    assert mod.main([str(config), "--out", str(run), "--no-train", "--events", "1", "--seed", "77",
+                     "--barrel-views=-10,0,10"]) == 0
+    views = json.loads((run / "heldout_views3.json").read_text())
+    assert views["locality"]["barrel_views"] == [-10.0, 0.0, 10.0] and (run / "heldout_views3.csv").is_file()
+    assert 0.0 <= views["dm_efficiency"] <= 1.0 and views["n_events"] == 1
+    with pytest.raises(SystemExit, match="--barrel-views 'x'"):
+        mod.main([str(config), "--out", str(run), "--no-train", "--barrel-views", "x"])

@@ -156,6 +156,24 @@ def test_cache_key_changes_with_every_tensor_input(data_root):
         tdata.cache_key(ident, **{**base, "pixel_only": False}),
     ]
     assert len({k0, *variants}) == len(variants) + 1
+    # barrel views change inference, not the training tensors
+    loc = {"method": "dbscan", "params": {}, "vertex_scan": False}
+    assert tdata.cache_key(ident, **{**base, "locality": {**loc, "barrel_views": [-7.5, 0.0, 7.5]}}) == \
+        tdata.cache_key(ident, **{**base, "locality": loc})
+
+
+def test_barrel_views_in_the_run_config():
+    cfg = tconfig.resolve_config({"model": {"family": "contrastive"}, "locality": {
+        "method": "dbscan", "vertex_scan": True, "barrel_views": [7.5, -7.5, 0]}})
+    assert cfg["locality"]["barrel_views"] == [-7.5, 0.0, 7.5]
+    assert tconfig.resolve_config({})["locality"]["barrel_views"] == []
+    for loc, match in (({"method": "none", "barrel_views": [0.0]}, "needs a locality method"),
+                       ({"method": "dbscan", "barrel_views": [0.0, 0.0]}, "must differ"),
+                       ({"method": "dbscan", "barrel_views": "0"}, "expected a list")):
+        with pytest.raises(ConfigError, match=match):
+            tconfig.resolve_config({"model": {"family": "contrastive"}, "locality": loc})
+    with pytest.raises(ConfigError, match="builds its own graph"):
+        tconfig.resolve_config({"model": {"family": "gnn"}, "locality": {"method": "dbscan", "barrel_views": [0.0]}})
 
 
 def test_dataset_is_cached_and_rebuilt_when_the_config_changes(data_root):

@@ -27,6 +27,11 @@ def register(sub) -> None:
                    help="attention backend override (dense, flex, packed, lsh); default: the run's")
     p.add_argument("--locality", default=None, metavar="METHOD",
                    help="locality clustering override (none, dbscan, window, density, grid); default: the run's")
+    p.add_argument("--barrel-views", default=None, metavar="Z,Z,...",
+                   help="project the barrel from these vertex z values (mm), e.g. --barrel-views=-15,-7.5,0,7.5,15 "
+                        "(the = keeps the leading minus): "
+                        "every barrel hit runs once per view and a track is taken from the view nearest its "
+                        "vertex (tracks from displaced vertices stay whole); none: off; default: the run's")
     p.add_argument("--max-dense-hits", type=int, default=None, metavar="N",
                    help="a run with full attention (locality none) runs events of more than N hits (default "
                         "10000) on the sparse path (grid clustering, packed backend) with a notice; naming "
@@ -55,6 +60,7 @@ def run(args) -> int:
     from trackstudy.data.io import find_events
     from trackstudy.inference import STAGES
     from trackstudy.locality.clustering import METHODS
+    from trackstudy.locality.views import parse_views
     from trackstudy.metrics import write_submission
     from trackstudy.models.attention import get_backend
     from trackstudy.postprocessing.gnn_tracks import GNN_STAGES
@@ -66,6 +72,7 @@ def run(args) -> int:
         get_backend(args.backend, "--backend")
     if args.locality is not None and args.locality not in ("none", *METHODS):
         raise ConfigError(f"--locality {args.locality!r}: choose from none, {', '.join(METHODS)}")
+    views = None if args.barrel_views is None else parse_views(args.barrel_views)
     data = Path(args.data)
     if not data.is_dir():
         raise DataError(f"{data}: no such data folder (--data)")
@@ -79,6 +86,8 @@ def run(args) -> int:
     locality = run_config.get("locality")
     if args.locality is not None:
         locality = {"method": args.locality, "params": {}, "vertex_scan": False}
+    if views is not None:
+        locality = inference.check_locality({**(locality or {"method": "none"}), "barrel_views": views})
     explicit = args.locality is not None or args.backend is not None
     sub, timings = inference.predict_events(
         model, data, locality=locality, pixel_only=pixel_only, backend=args.backend, n_events=args.events,
@@ -89,7 +98,9 @@ def run(args) -> int:
     n = len(timings)
     print(f"{n} event{'s' if n != 1 else ''}, {int(timings['n_hits'].sum())} hits through the model "
           f"({model.family}, backend {args.backend or getattr(getattr(model, 'encoder_cfg', None), 'attention', 'graph')}, "
-          f"{next(model.parameters()).device})")
+          f"{next(model.parameters()).device})"
+          + (f"; barrel views from z = {', '.join(f'{v:g}' for v in locality['barrel_views'])} mm: "
+             f"{int(timings['n_rows'].sum())} rows" if "n_rows" in timings.columns else ""))
     print("seconds per event (mean):")
     ran = GNN_STAGES if set(GNN_STAGES) <= set(timings.columns) else STAGES  # an edge model has its own stages
     for stage in (*ran, "total"):

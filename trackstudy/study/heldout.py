@@ -123,13 +123,15 @@ def dm_by_cluster_size(data: str | os.PathLike, locality: Mapping, particles: pd
 
 def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = "auto",
               weights: str | os.PathLike | None = None, locality_params: Mapping | None = None,
-              by_cluster_size: bool = True) -> tuple[dict, pd.DataFrame]:
+              by_cluster_size: bool = True, barrel_views=None) -> tuple[dict, pd.DataFrame]:
     """The report of run ``run`` on the events of ``data`` and its submission.
 
     ``weights``: a training checkpoint of the run (e.g. ``checkpoints/at_15min.pt``) scored instead
     of the final weights, with the run's tuned track formation; the report then names it.
     ``locality_params``: clustering parameters laid over the run's (e.g. ``{"barrel_max_size": 128}``:
-    the same weights on smaller barrel clusters). The submission is written beside the run as
+    the same weights on smaller barrel clusters). ``barrel_views``: vertex z values (mm) of barrel
+    views laid over the run's (:mod:`trackstudy.locality.views`; [] turns them off; the tag then ends in
+    ``_views<K>``). The submission is written beside the run as
     ``heldout.csv`` (``heldout_<checkpoint>.csv``). The report of a contrastive run (DBSCAN or kNN
     track formation) or of an edge model also says where the particles it missed were lost
     (``miss_reasons``: :mod:`trackstudy.study.misses`)."""
@@ -138,6 +140,8 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
     locality = dict(run_config["locality"])
     if locality_params:
         locality = check_locality({**locality, "params": {**(locality.get("params") or {}), **locality_params}})
+    if barrel_views is not None:
+        locality = check_locality({**locality, "barrel_views": list(barrel_views)})
     tag, info = "heldout", {}
     if weights:
         ck = torch.load(resolve_path(weights), map_location=next(model.parameters()).device, weights_only=True)
@@ -145,6 +149,8 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
         tag = f"heldout_{Path(weights).stem}"
         info = {"weights": str(weights), "weights_step": int(ck["step"]),
                 "weights_train_seconds": float(ck["train_seconds"])}
+    if barrel_views is not None:
+        tag += f"_views{len(locality['barrel_views'])}"
     pixel_only = run_config["data"]["train"]["pixel_only"]
     # the predictions keep what track formation saw (a contrastive run's embeddings, an edge model's
     # graph stages): where the misses were lost

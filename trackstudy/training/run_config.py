@@ -7,7 +7,7 @@ A run config is a YAML mapping with five sections of flat keys (a few keys hold 
               input (features|codes), tokenizer (input codes: a pretraining run's hit tokenizer),
               gnn: {GNNConfig fields} (family gnn), doublet: {DoubletConfig fields} (family doublet),
               graph: {GraphConfig fields} (the edge families gnn and doublet)
-    locality: method (none|dbscan|window|density|grid), params: {...}, vertex_scan
+    locality: method (none|dbscan|window|density|grid), params: {...}, vertex_scan, barrel_views
     data:     train: {dir, n_events, pileup, seed, tracks, pixel_only}, val: {...}, online, root, cache,
               augment, sequences (event|cluster), min_cluster_hits
     train:    steps, batch_size, lr, min_lr, weight_decay, warmup_steps, schedule, clip_grad,
@@ -37,6 +37,7 @@ from trackstudy.device import DEVICE_CHOICES
 from trackstudy.errors import ConfigError
 from trackstudy.graphs.module_map import GraphConfig
 from trackstudy.locality.clustering import METHODS, resolve_params
+from trackstudy.locality.views import check_views
 from trackstudy.metrics import HEADLINE_KEYS
 from trackstudy.models.attention import TRAIN_BACKENDS
 from trackstudy.models.doublet import DoubletConfig, encoder_features
@@ -75,7 +76,8 @@ DEFAULTS: dict = {
         "tokenizer": "",  # input codes: a pretraining run with a hit tokenizer (or its tokenizer.pt); the hits'
                           # features are the tokenizer's, so model.features stays empty
     },
-    "locality": {"method": "none", "params": {}, "vertex_scan": False},
+    "locality": {"method": "none", "params": {}, "vertex_scan": False,
+                 "barrel_views": []},  # vertex z (mm) of barrel views at inference (trackstudy.locality.views)
     "data": {
         "train": dict(_DATASET_DEFAULTS),
         "val": {**_DATASET_DEFAULTS, "n_events": 20, "seed": 1},
@@ -138,7 +140,8 @@ _FREE_MAPPINGS = {"model.encoder", "model.head", "model.features", "model.gnn", 
 
 
 def _type_name(t) -> str:
-    return {bool: "true/false", int: "an integer", float: "a number", str: "a string", dict: "a mapping"}.get(t, str(t))
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string", dict: "a mapping",
+            list: "a list"}.get(t, str(t))
 
 
 def _check_type(value, default, where: str):
@@ -245,6 +248,13 @@ def resolve_config(config: dict | str | os.PathLike | None) -> dict:
     if not isinstance(loc["vertex_scan"], (bool, str)):
         raise ConfigError("locality.vertex_scan: expected true/false or 'endcap'/'barrel'/'all', "
                           f"got {loc['vertex_scan']!r}")
+    views = check_views(loc["barrel_views"])
+    loc["barrel_views"] = [float(v) for v in views]
+    if len(views) and loc["method"] == "none":
+        raise ConfigError("locality.barrel_views: needs a locality method (the views are clusters of its own)")
+    if len(views) and m["family"] in EDGE_FAMILIES:
+        raise ConfigError(f"locality.barrel_views: model.family {m['family']} builds its own graph; the views are "
+                          "for the hit-token families")
     if loc["method"] == "none":
         if loc["params"]:
             raise ConfigError(f"locality.params: given {sorted(loc['params'])} but locality.method is 'none'")

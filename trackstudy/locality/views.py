@@ -1,0 +1,131 @@
+"""Vertex views of the barrel: overlapping locality clusters for tracks from displaced vertices.
+
+The barrel projection runs along the line from a vertex at z0 to each hit. A straight track
+from a vertex at z_v lands on one point of the R = 91 mm cylinder only when z0 = z_v; from
+the origin its hits at radius r land at z_v * (1 - R / r) + (its point), a streak of about
+2.3 |z_v| over the pixel barrel's 32-172 mm, which splits the tracks of the luminous region's
+tails (|z_v| > 6 mm holds a third of the barrel particles at mu = 200) over several clusters.
+No single projection keeps every vertex's tracks together, so the barrel is projected from
+several vertex z values, the *views*, each clustered on its own: every barrel hit belongs to
+one cluster per view, and a track from z_v is compact in the view nearest z_v. The endcap
+clusters (which the vertex-z scan already re-projects cluster by cluster) appear once.
+
+:func:`view_clusters` returns the expanded hit list: one row per (barrel hit, view) and one per
+endcap hit, each with its cluster label. The network runs over all rows at once (the packed
+backend: each row attends within its cluster only); tracks are formed view by view and the
+candidates resolved into one partition of the hits by
+:func:`trackstudy.postprocessing.views.resolve_views`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from trackstudy.errors import ConfigError
+from trackstudy.locality.clustering import cluster, cluster_points, resolve_params, vertex_scan_regions
+from trackstudy.locality.projection import BARREL, project, project_to_cylinder
+
+
+@dataclass(frozen=True)
+class ViewClusters:
+    """Overlapping locality clusters of one event's hits.
+
+    rows: int64 (M,) index of each row's hit in the input (every barrel hit once per view, then
+        every endcap hit once, in input order within each block).
+    labels: int64 (M,) cluster label of each row: consecutive, unique across views and surfaces.
+    view: int64 (M,) the view of each row (index into ``vertices``), -1 for endcap rows.
+    vertices: float64 (K,) the views' vertex z (mm).
+    """
+
+    rows: np.ndarray
+    labels: np.ndarray
+    view: np.ndarray
+    vertices: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def view_rows(self, k: int) -> np.ndarray:
+        """Indices (into the rows) of view ``k``: its barrel rows, then every endcap row."""
+        return np.flatnonzero((self.view == k) | (self.view < 0))
+
+
+def check_views(barrel_views) -> np.ndarray:
+    """The ``barrel_views`` option as a float64 array of vertex z (mm); empty when off (None, [])."""
+    if barrel_views is None or (not isinstance(barrel_views, str) and np.size(barrel_views) == 0):
+        return np.zeros(0)
+    try:
+        z = np.asarray(barrel_views, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ConfigError(f"locality.barrel_views={barrel_views!r}: expected a list of vertex z values in mm, "
+                          "e.g. [-15, -7.5, 0, 7.5, 15]") from None
+    if not np.isfinite(z).all() or (np.abs(z) >= 500).any():
+        raise ConfigError(f"locality.barrel_views={barrel_views!r}: vertex z values must be finite and within "
+                          "+-500 mm (the luminous region is a few cm long)")
+    if len(np.unique(z)) != len(z):
+        raise ConfigError(f"locality.barrel_views={barrel_views!r}: the vertex z values must differ")
+    return np.sort(z)
+
+
+def parse_views(text: str, option: str = "--barrel-views") -> list[float]:
+    """A command line's views: ``"-15,-7.5,0,7.5,15"`` -> [-15.0, -7.5, 0.0, 7.5, 15.0]; ``"none"``
+    (or "") -> [] (views off). ConfigError naming ``option`` on anything else."""
+    text = str(text).strip()
+    if text.lower() in ("", "none", "off"):
+        return []
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: expected vertex z values in mm separated by commas "
+                          "(e.g. -15,-7.5,0,7.5,15), or none") from None
+    try:
+        return [float(v) for v in check_views(values)]
+    except ConfigError as exc:
+        raise ConfigError(f"{option} {text!r}: {exc}") from None
+
+
+def view_clusters(x, y, z, method: str, *, barrel_views, vertex_scan: bool | str = False,
+                  **params) -> ViewClusters:
+    """Barrel clusters from every view's vertex z, endcap clusters once (see the module docstring).
+
+    x, y, z: hit positions (mm). method, params, vertex_scan: as :func:`~trackstudy.locality.cluster`
+    (the endcaps' vertex-z scan applies; the barrel's is what the views replace, so
+    ``vertex_scan`` "barrel" or "all" is refused). barrel_views: vertex z values (mm).
+    Which hits are barrel hits is decided by the projection from the origin.
+    """
+    vertices = check_views(barrel_views)
+    if len(vertices) == 0:
+        raise ConfigError("view_clusters: barrel_views is empty (give the vertex z values of the views, in mm)")
+    if "barrel" in vertex_scan_regions(vertex_scan):
+        raise ConfigError(f"locality.vertex_scan={vertex_scan!r} with barrel_views: the views replace the "
+                          "barrel's vertex-z scan; use vertex_scan: endcap (or true)")
+    barrel_params, _ = resolve_params(method, params)
+    proj = project(x, y, z)
+    base = cluster(proj, method, vertex_scan=vertex_scan, **params)
+    bar = np.flatnonzero(proj.surface == BARREL)
+    end = np.flatnonzero(proj.surface != BARREL)
+    rows, labels, view = [], [], []
+    offset = 0
+    for k, zv in enumerate(vertices):
+        if len(bar) == 0:
+            break
+        u, v = project_to_cylinder(proj.x[bar], proj.y[bar], proj.z[bar], proj.surfaces.radius, zv)
+        lab = cluster_points(np.column_stack([u, v]), method, barrel_params, period=proj.period)
+        rows.append(bar)
+        labels.append(lab + offset)
+        view.append(np.full(len(bar), k, dtype=np.int64))
+        offset += int(lab.max()) + 1
+    if len(end):
+        _, lab = np.unique(base[end], return_inverse=True)
+        rows.append(end)
+        labels.append(lab.astype(np.int64).ravel() + offset)
+        view.append(np.full(len(end), -1, dtype=np.int64))
+    if not rows:
+        return ViewClusters(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), vertices)
+    return ViewClusters(np.concatenate(rows).astype(np.int64), np.concatenate(labels).astype(np.int64),
+                        np.concatenate(view), vertices)
+
+
+__all__ = ["ViewClusters", "check_views", "parse_views", "view_clusters"]
