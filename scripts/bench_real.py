@@ -29,6 +29,8 @@ from trackstudy.data.datasets import real_trackml_dir
 from trackstudy.data.io import atomic_write_bytes, read_event
 from trackstudy.data.simulate import SimulationConfig
 from trackstudy.errors import ConfigError, TrackstudyError
+from trackstudy.inference import check_locality
+from trackstudy.locality.views import parse_views
 from trackstudy.study.realsim import SETS, compare, simulated_events, table
 from trackstudy.training.checkpoint import load_run
 
@@ -135,6 +137,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-baseline", action="store_true", help="skip the DBSCAN-helix baseline")
     p.add_argument("--device", default="auto", help="inference device (default auto)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON to FILE")
+    p.add_argument("--barrel-views", default=None, metavar="Z,Z,...",
+                   help="vertex z values (mm) of barrel views laid over the run's locality "
+                        "(trackstudy.locality.views), e.g. --barrel-views=-15,-7.5,0,7.5,15; none: off")
     p.add_argument("--hit-counts", action="store_true",
                    help="no model: where the simulator's hits differ from the real ones (per-particle hit counts, "
                         "hits per layer, noise per layer, double-hit rate)")
@@ -154,14 +159,21 @@ def main(argv=None) -> int:
             raise ConfigError(f"--sim-events {args.sim_events}: expected >= 1")
         if args.run is None and args.no_baseline:
             raise ConfigError("nothing to run: give --run, or drop --no-baseline")
+        views = None if args.barrel_views is None else parse_views(args.barrel_views)
         model = run_config = None
         if args.run is not None:
             model, run_config = load_run(args.run, args.device)
+            if views is not None:
+                run_config["locality"] = check_locality({**run_config["locality"], "barrel_views": views})
+        elif views is not None:
+            raise ConfigError("--barrel-views: the views are a model's locality; give --run")
         results = []
         for name in (SETS if args.set == "all" else (args.set,)):
             res = compare(name, model=model, run_config=run_config, n_sim=args.sim_events, pileup=args.pileup,
                           seed=args.seed, baseline=not args.no_baseline, device=args.device)
             res["run"] = str(args.run) if args.run else None
+            if views is not None:
+                res["barrel_views"] = views
             results.append(res)
             print(table(res) + "\n", flush=True)
         if args.json:

@@ -57,3 +57,17 @@ def test_bench_real_errors(tiny_run, capsys):
     assert "nothing to run" in capsys.readouterr().err
     assert main(["--run", str(tiny_run.parent / "missing"), "--set", "mini"]) == 2
     assert "run directory not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bench_real_with_barrel_views(tiny_run, tmp_path, capsys):
+    out = tmp_path / "views.json"
+    assert _script().main(["--run", str(tiny_run), "--set", "pix1gev", "--sim-events", "1", "--pileup", "20",
+                           "--device", "cpu", "--no-baseline", "--barrel-views=-10,0,10", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["barrel_views"] == [-10.0, 0.0, 10.0] and 0.0 <= res["methods"]["model"]["real"]["dm_efficiency"] <= 1.0
+    main = _script().main
+    assert main(["--set", "mini", "--barrel-views", "0"]) == 2
+    assert "give --run" in capsys.readouterr().err
+    assert main(["--run", str(tiny_run), "--set", "mini", "--barrel-views", "0,0"]) == 2
+    assert "must differ" in capsys.readouterr().err
