@@ -122,6 +122,14 @@ def test_cli_locality_params(run_dir, mini_dir, capsys):
     assert out["locality"]["method"] == "grid" and out["locality"]["params"] == {"cell_u": "20"}
 
 
+def test_cli_barrel_views(run_dir, mini_dir, capsys):
+    rc = main(["bench", "latency", "--run", str(run_dir), "--data", str(mini_dir), "--events", "1", "--warmup", "0",
+               "--no-memory", "--barrel-views=-10,0,10", "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["locality"]["barrel_views"] == [-10.0, 0.0, 10.0] and out["n_hits"] == 2783
+
+
 def test_cli_text_with_preset(mini_dir, capsys):
     rc = main(["bench", "latency", "--preset", "tiny", "--data", str(mini_dir), "--events", "1", "--warmup", "0",
                "--no-memory", "--backend", "lsh", "--threads", "1"])
@@ -141,6 +149,8 @@ def test_cli_text_with_preset(mini_dir, capsys):
     (["--preset", "tiny", "--data", "DATA", "--locality-param", "eps"], "expected NAME=VALUE"),
     (["--preset", "tiny", "--data", "DATA", "--locality-param", "radius=3"], "radius"),
     (["--preset", "tiny", "--data", "DATA", "--locality", "none", "--locality-param", "eps=3"], "locality.params"),
+    (["--preset", "tiny", "--data", "DATA", "--barrel-views", "1,x"], "--barrel-views '1,x'"),
+    (["--preset", "tiny", "--data", "DATA", "--locality", "none", "--barrel-views", "1"], "method is 'none'"),
 ])
 def test_cli_errors_one_line(args, message, mini_dir, capsys):
     args = [str(mini_dir) if a == "DATA" else a for a in args]

@@ -310,6 +310,9 @@ def register_latency(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--locality-param", action="append", default=[], metavar="K=V",
                         help="clustering parameter, repeatable, as `trackstudy locality --param` (e.g. "
                              "n_jobs=-1 for DBSCAN on all cores); replaces the run's locality parameters")
+    parser.add_argument("--barrel-views", default=None, metavar="Z,Z,...",
+                        help="vertex z values (mm) of barrel views laid over the locality, e.g. "
+                             "--barrel-views=-15,-7.5,0,7.5,15 (trackstudy.locality.views); none: off")
     parser.add_argument("--max-dense-hits", type=int, default=None, metavar="N",
                         help="a run with full attention (locality none) runs events of more than N hits (default "
                              "10000) on the sparse path (grid clustering, packed backend) with a notice; naming "
@@ -339,6 +342,7 @@ def run_latency(args: argparse.Namespace) -> int:
     )
     from trackstudy.cli.predict import notice_once
     from trackstudy.inference import DENSE_MAX_HITS, check_locality
+    from trackstudy.locality.views import parse_views
     from trackstudy.models.compiled import BucketedModel
     from trackstudy.models.encoder import PRESETS
     from trackstudy.models.heads import TOKEN_FAMILIES
@@ -366,6 +370,8 @@ def run_latency(args: argparse.Namespace) -> int:
         locality = {"method": args.locality, "params": {}, "vertex_scan": False}
     if args.locality_param:
         locality = check_locality({**(locality or {}), "params": parse_params(args.locality_param)})
+    if args.barrel_views is not None:
+        locality = check_locality({**(locality or {}), "barrel_views": parse_views(args.barrel_views)})
     explicit = args.locality is not None or args.backend is not None
     result = measure_latency(model, events, locality=locality, pixel_only=pixel_only, n_runs=args.events,
                              warmup=args.warmup, memory=not args.no_memory, progress=not args.json,
