@@ -79,3 +79,33 @@ def test_parse_views():
         parse_views("1,a")
     with pytest.raises(ConfigError, match="--views '1,1': .*must differ"):
         parse_views("1,1", "--views")
+
+
+def test_view_containment_by_hand():
+    import pandas as pd
+
+    from trackstudy.data.io import Event
+    from trackstudy.errors import DataError
+    from trackstudy.locality.views import view_containment
+
+    # particle 1 from z = 10 mm: split from the origin with eps 1 mm (the first test), whole from
+    # z = 10 mm; particle 2 from z = 0 at phi = 2.5: all four hits land on z_c = 91 x (-0.2) from the origin
+    x1, y1, z1 = _displaced_track(10.0, 0.3, 0.4)
+    x2, y2, z2 = _displaced_track(0.0, -0.2, 2.5)
+    hits = pd.DataFrame({"hit_id": np.arange(1, 9), "x": np.concatenate([x1, x2]), "y": np.concatenate([y1, y2]),
+                         "z": np.concatenate([z1, z2]), "volume_id": 8})
+    truth = pd.DataFrame({"hit_id": np.arange(1, 9), "particle_id": [1] * 4 + [2] * 4})
+    particles = pd.DataFrame({"particle_id": [1, 2], "px": [2.0, 3.0], "py": [0.0, 0.0], "pz": [0.5, -0.5],
+                              "vx": 0.0, "vy": 0.0, "vz": [10.0, 0.0], "q": 1, "nhits": 4})
+    event = Event(1000, hits, truth, particles)
+    params = {"barrel_eps": 1.0, "barrel_min_samples": 1}
+    table = view_containment(event, barrel_views=[0.0, 10.0], params=params, vz_edges=(0.0, 5.0, 20.0))
+    rows = table.set_index("abs_vz_mm")
+    assert list(rows.index) == ["0-5", "5-20", "all"] and rows["n"].tolist() == [1, 1, 2]
+    # the prompt particle: whole from the origin (its home view) and in the base partition
+    assert rows.loc["0-5", "contained_base"] == 1.0 and rows.loc["0-5", "contained_home_view"] == 1.0
+    # the displaced one: split in the base partition, whole in its home view (z = 10 mm)
+    assert rows.loc["5-20", "contained_base"] == 0.0 and rows.loc["5-20", "contained_home_view"] == 1.0
+    assert rows.loc["all", "contained_any_view"] == 1.0
+    with pytest.raises(DataError, match="truth and particles"):
+        view_containment(Event(1000, hits), barrel_views=[0.0])

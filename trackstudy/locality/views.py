@@ -22,9 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
-from trackstudy.errors import ConfigError
+from trackstudy.data.io import select_volumes
+from trackstudy.errors import ConfigError, DataError
 from trackstudy.locality.clustering import cluster, cluster_points, resolve_params, vertex_scan_regions
+from trackstudy.locality.measures import particle_containment
 from trackstudy.locality.projection import BARREL, project, project_to_cylinder
 
 
@@ -128,4 +131,64 @@ def view_clusters(x, y, z, method: str, *, barrel_views, vertex_scan: bool | str
                         np.concatenate(view), vertices)
 
 
-__all__ = ["ViewClusters", "check_views", "parse_views", "view_clusters"]
+#: |vertex z| bins (mm) of :func:`view_containment`.
+VZ_EDGES = (0.0, 2.0, 4.0, 6.0, 9.0, 14.0, np.inf)
+
+
+def view_containment(event, method: str = "dbscan", *, barrel_views, vertex_scan: bool | str = True,
+                     params: dict | None = None, pixel_only: bool = True, vz_edges=VZ_EDGES) -> pd.DataFrame:
+    """How many barrel particles lie whole in one locality cluster, by |vertex z|: in the base
+    partition (:func:`~trackstudy.locality.cluster`), in the view nearest the particle's vertex, and
+    in any view. Needs truth (an :class:`~trackstudy.data.io.Event` with truth and particles with vz).
+
+    Particles counted: pT > 0.9 GeV, >= 3 hits, most of them on the barrel cylinder (the
+    reconstructible-ratio selection of :mod:`~trackstudy.locality.measures`). One row per |vz| bin
+    (and "all"): n, contained_base, contained_home_view, contained_any_view (fractions)."""
+    if event.truth is None or event.particles is None:
+        raise DataError("view_containment: the event needs its truth and particles files")
+    if "vz" not in event.particles.columns:
+        raise DataError("view_containment: the particles table has no vz column")
+    if pixel_only:
+        event = select_volumes(event)
+    hits = event.hits
+    params = dict(params or {})
+    x, y, z = (hits[c].to_numpy(np.float64) for c in ("x", "y", "z"))
+    pid = event.truth.set_index("hit_id").loc[hits["hit_id"].to_numpy(), "particle_id"].to_numpy(np.int64)
+    proj = project(x, y, z)
+    base = cluster(proj, method, vertex_scan=vertex_scan, **params)
+    views = view_clusters(x, y, z, method, barrel_views=barrel_views, vertex_scan=vertex_scan, **params)
+
+    def contained(labels):
+        t = particle_containment(labels, pid, event.particles, surface=proj.surface)
+        return t.set_index("particle_id")
+
+    ref = contained(base)
+    ref = ref[ref["selected"] & (ref["region"] == "barrel")]
+    end = views.view < 0
+    per_view = []
+    for k in range(len(views.vertices)):
+        labels = np.empty(len(hits), dtype=np.int64)
+        rows = (views.view == k) | end
+        labels[views.rows[rows]] = views.labels[rows]
+        per_view.append(contained(labels)["contained"].reindex(ref.index).to_numpy())
+    per_view = np.stack(per_view) if per_view else np.zeros((0, len(ref)), dtype=bool)
+    vz = event.particles.drop_duplicates("particle_id").set_index("particle_id")["vz"].reindex(ref.index).to_numpy()
+    home = np.argmin(np.abs(vz[:, None] - views.vertices[None, :]), axis=1)
+    table = pd.DataFrame({"abs_vz": np.abs(vz), "base": ref["contained"].to_numpy(),
+                          "home": per_view[home, np.arange(len(ref))], "any": per_view.any(axis=0)})
+    edges = np.asarray(vz_edges, dtype=np.float64)
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = table[(table["abs_vz"] >= lo) & (table["abs_vz"] < hi)]
+        rows.append(_containment_row(f"{lo:g}-{hi:g}" if np.isfinite(hi) else f"> {lo:g}", sel))
+    rows.append(_containment_row("all", table))
+    return pd.DataFrame(rows)
+
+
+def _containment_row(name: str, sel: pd.DataFrame) -> dict:
+    mean = (lambda col: float(sel[col].mean()) if len(sel) else float("nan"))
+    return {"abs_vz_mm": name, "n": int(len(sel)), "contained_base": mean("base"),
+            "contained_home_view": mean("home"), "contained_any_view": mean("any")}
+
+
+__all__ = ["VZ_EDGES", "ViewClusters", "check_views", "parse_views", "view_clusters", "view_containment"]
