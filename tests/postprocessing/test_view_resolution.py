@@ -47,13 +47,28 @@ def test_a_candidate_needs_most_of_its_hits_free():
     rows = np.array([0, 1, 2, 3, 3, 4, 5])
     track = np.array([0, 0, 0, 0, 1, 1, 1])
     view = np.array([1, 1, 1, 1, 0, 0, 0])
-    labels, chosen = resolve_views(6, rows, track, view, [0.0, 10.0], r, z)
+    # (residuals -5.6, -9.8, +15.4 mm: an RMS of 11.0 mm, so without the RMS cut)
+    labels, chosen = resolve_views(6, rows, track, view, [0.0, 10.0], r, z, max_rms=np.inf)
     # the 4-hit track first; then 2 of the 3 hits of the other are free: more than half, so taken
     assert len(np.unique(labels[:4])) == 1 and labels[4] == labels[5] != labels[0]
     assert chosen.tolist() == [1, 1, 1, 1, 0, 0]
     # with min_free 3 the two free hits stay alone
-    labels, chosen = resolve_views(6, rows, track, view, [0.0, 10.0], r, z, min_free=3)
+    labels, chosen = resolve_views(6, rows, track, view, [0.0, 10.0], r, z, min_free=3, max_rms=np.inf)
     assert labels[4] != labels[5] and chosen.tolist() == [1, 1, 1, 1, -1, -1]
+    # with the RMS cut (1 mm) the mixed candidate is not taken at all
+    labels, chosen = resolve_views(6, rows, track, view, [0.0, 10.0], r, z)
+    assert labels[4] != labels[5] and chosen.tolist() == [1, 1, 1, 1, -1, -1]
+
+
+def test_larger_candidates_first_then_home():
+    r, z = _event()
+    # view 1 (home of the first track): hits 0, 1, 2; view 0: hits 0-3 with hit 4 (40, 40) joined.
+    # That one's line: z0 = 15.2 mm, nearest view 1, so not at home in view 0, but larger: taken first
+    rows = np.array([0, 1, 2, 0, 1, 2, 3, 4])
+    track = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+    view = np.array([1, 1, 1, 0, 0, 0, 0, 0])
+    labels, chosen = resolve_views(6, rows, track, view, [0.0, 10.0], r, z, max_rms=np.inf)
+    assert len(np.unique(labels[:5])) == 1 and chosen.tolist() == [0, 0, 0, 0, 0, -1]
 
 
 def test_one_hit_of_three_free_is_not_enough():
@@ -79,3 +94,5 @@ def test_bad_inputs():
         resolve_views(6, [0, 1], [0, 0], [0, 0], [0.0], r[:3], z)
     with pytest.raises(ConfigError, match="min_free"):
         resolve_views(6, [0, 1], [0, 0], [0, 0], [0.0], r, z, min_free=0)
+    with pytest.raises(ConfigError, match="max_rms"):
+        resolve_views(6, [0, 1], [0, 0], [0, 0], [0.0], r, z, max_rms=0.0)

@@ -9,11 +9,18 @@ keeps one candidate per hit:
    through its hits (a helix is a straight line in (s, z) and s = r to 0.1% for pT > 0.5 GeV
    in the pixel volumes); the candidate is *at home* when its view's vertex is the one nearest
    that z0.
-2. Candidates are taken at home first, then by size (larger first), then by the RMS of the line
-   fit (smaller first), and a candidate claims its still free hits when at least ``min_free`` of
-   them, and more than half of its hits, are free; a split piece of a track already taken, or a
-   copy of an endcap track formed in another view, finds its hits gone and is dropped.
-3. Hits no candidate claimed are one-hit tracks.
+2. Candidates whose hits leave the line by more than ``max_rms`` (RMS of the z residuals, mm)
+   mix particles and are not taken.
+3. The others are taken by size (larger first: the whole track of the view where it is compact
+   before its pieces in the others), then at home first, then by the RMS of the line fit
+   (smaller first); a candidate claims its still free hits when at least ``min_free`` of them,
+   and more than half of its hits, are free; a split piece of a track already taken, or a copy
+   of an endcap track formed in another view, finds its hits gone and is dropped.
+4. Hits no candidate claimed are one-hit tracks.
+
+The order and the RMS cut were chosen on the validation events of the mu = 200 config (the
+held-out events never): taking candidates at home first, or only at home, found fewer particles
+(docs/results.md, "Full events").
 
 A greedy pass because no library solves this set packing: the candidates are few (one per track
 and view) and the order above decides every conflict by a rule one can check by hand.
@@ -27,6 +34,8 @@ from trackstudy.errors import ConfigError, DataError
 
 #: A candidate whose hits span less than this in r (mm) has no z0 fit (two hits of one layer).
 MIN_LEVER_MM = 5.0
+#: Candidates whose z residuals from their line have a larger RMS (mm) are not taken.
+MAX_RMS_MM = 1.0
 
 
 def line_fits(track: np.ndarray, r: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -54,15 +63,15 @@ def line_fits(track: np.ndarray, r: np.ndarray, z: np.ndarray) -> tuple[np.ndarr
     return z0, slope, rms
 
 
-def resolve_views(n_hits: int, rows, track, view, vertices, r, z, *, min_free: int = 2
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def resolve_views(n_hits: int, rows, track, view, vertices, r, z, *, min_free: int = 2,
+                  max_rms: float = MAX_RMS_MM) -> tuple[np.ndarray, np.ndarray]:
     """One track per hit from the candidates of every view (see the module docstring).
 
     n_hits: hits of the event. rows (M,): the hit (0..n_hits-1) of each candidate row; track
     (M,): its candidate label (unique across views: each view's labels offset past the previous
     view's); view (M,): the view (index into ``vertices``) the candidate was formed in; vertices
     (K,): the views' vertex z (mm); r, z (n_hits,): the hits' transverse radius and z (mm).
-    A hit appears at most once per candidate.
+    A hit appears at most once per candidate. max_rms: the RMS cut of the line fit (mm; inf: none).
 
     Returns ``(labels, chosen)``: (n_hits,) int64 consecutive track labels (unclaimed hits
     alone) and the view of the candidate each hit went to (-1: none).
@@ -81,6 +90,8 @@ def resolve_views(n_hits: int, rows, track, view, vertices, r, z, *, min_free: i
         raise DataError("resolve_views: every row needs a view among the vertices")
     if min_free < 1:
         raise ConfigError(f"resolve_views: min_free={min_free} must be >= 1")
+    if not max_rms > 0:
+        raise ConfigError(f"resolve_views: max_rms={max_rms} must be a positive number of mm (inf: no cut)")
     labels = np.full(n_hits, -1, dtype=np.int64)
     chosen = np.full(n_hits, -1, dtype=np.int64)
     if len(rows):
@@ -93,8 +104,8 @@ def resolve_views(n_hits: int, rows, track, view, vertices, r, z, *, min_free: i
         z0, _, rms = line_fits(t, r[rows], z[rows])
         nearest = np.argmin(np.abs(np.nan_to_num(z0, nan=np.inf)[:, None] - vertices[None, :]), axis=1)
         home = np.isfinite(z0) & (nearest == cand_view)
-        order = np.lexsort((np.arange(n_t), rms, -size, ~home))
-        order = order[size[order] >= min_free]
+        order = np.lexsort((np.arange(n_t), rms, ~home, -size))
+        order = order[(size[order] >= min_free) & (rms[order] <= max_rms)]
         by_track = np.argsort(t, kind="stable")
         starts = np.concatenate([[0], np.cumsum(size)])
         next_label = 0
@@ -110,4 +121,4 @@ def resolve_views(n_hits: int, rows, track, view, vertices, r, z, *, min_free: i
     return labels, chosen
 
 
-__all__ = ["MIN_LEVER_MM", "line_fits", "resolve_views"]
+__all__ = ["MAX_RMS_MM", "MIN_LEVER_MM", "line_fits", "resolve_views"]
