@@ -215,7 +215,7 @@ def guard_dense(n_hits: int, locality: Mapping | None, backend: str,
     notice = (f"{n_hits} hits > {max_dense_hits} under full attention (locality none, backend {backend}): "
               f"running --locality {method} --backend {sparse} instead; pass --locality none --backend "
               f"{backend} to keep full attention, or raise --max-dense-hits")
-    return {"method": method, "params": {}, "vertex_scan": False}, sparse, notice
+    return {"method": method, "params": {}, "vertex_scan": False, "barrel_views": []}, sparse, notice
 
 
 def tracks_on_device(outputs: Mapping, hit_ids, *, event_id: int = 0, cluster=None, params=None,
