@@ -164,8 +164,9 @@ def _same_partition(a, b) -> bool:
 def test_one_barrel_view_at_the_origin_is_the_ordinary_pipeline(hits):
     # one view from z = 0: the same barrel clusters, the same outputs and the same candidates, each
     # hit in one of them: the resolution keeps every track of two or more hits as it is, except
-    # those whose hits leave their line by more than MAX_RMS_MM (they become one-hit tracks)
-    from trackstudy.postprocessing.views import MAX_RMS_MM, line_fits
+    # those whose hits leave their line by more than MAX_RMS_MM and those without a line (hits at
+    # one radius: at home in no view) of fewer than MIN_HITS_AWAY hits; they become one-hit tracks
+    from trackstudy.postprocessing.views import MAX_RMS_MM, MIN_HITS_AWAY, line_fits
 
     pix = hits[hits["volume_id"].isin(PIXEL_VOLUMES)].iloc[:3000]
     model = _model()
@@ -175,8 +176,9 @@ def test_one_barrel_view_at_the_origin_is_the_ordinary_pipeline(hits):
     assert (one["hit_id"].to_numpy() == base["hit_id"].to_numpy()).all()
     _, lab = np.unique(base["track_id"].to_numpy(), return_inverse=True)
     lab = lab.ravel()
-    _, _, rms = line_fits(lab, np.hypot(pix["x"], pix["y"]).to_numpy(), pix["z"].to_numpy())
-    kept = (rms[lab] <= MAX_RMS_MM) & (np.bincount(lab)[lab] >= 2)
+    z0, _, rms = line_fits(lab, np.hypot(pix["x"], pix["y"]).to_numpy(), pix["z"].to_numpy())
+    size = np.bincount(lab)[lab]
+    kept = (rms[lab] <= MAX_RMS_MM) & (size >= 2) & (np.isfinite(z0[lab]) | (size >= MIN_HITS_AWAY))
     assert kept.sum() > len(pix) / 4 and (~kept).sum() > 0  # both kinds occur
     expected = np.where(kept, lab, lab.max() + 1 + np.arange(len(lab)))  # the others alone
     assert _same_partition(one["track_id"].to_numpy(), expected)

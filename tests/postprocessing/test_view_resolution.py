@@ -48,16 +48,19 @@ def test_a_candidate_needs_most_of_its_hits_free():
     track = np.array([0, 0, 0, 0, 1, 1, 1])
     view = np.array([1, 1, 1, 1, 0, 0, 0])
     # (residuals -5.6, -9.8, +15.4 mm: an RMS of 11.0 mm, so without the RMS cut)
-    labels, chosen = resolve_views(6, rows, track, view, [0.0, 10.0], r, z, max_rms=np.inf)
+    labels, chosen = resolve_views(6, rows, track, view, [0.0, 10.0], r, z, max_rms=np.inf, min_hits_away=1)
     # the 4-hit track first; then 2 of the 3 hits of the other are free: more than half, so taken
     assert len(np.unique(labels[:4])) == 1 and labels[4] == labels[5] != labels[0]
     assert chosen.tolist() == [1, 1, 1, 1, 0, 0]
     # with min_free 3 the two free hits stay alone
-    labels, chosen = resolve_views(6, rows, track, view, [0.0, 10.0], r, z, min_free=3, max_rms=np.inf)
+    labels, chosen = resolve_views(6, rows, track, view, [0.0, 10.0], r, z, min_free=3, max_rms=np.inf,
+                                   min_hits_away=1)
     assert labels[4] != labels[5] and chosen.tolist() == [1, 1, 1, 1, -1, -1]
-    # with the RMS cut (1 mm) the mixed candidate is not taken at all
-    labels, chosen = resolve_views(6, rows, track, view, [0.0, 10.0], r, z)
-    assert labels[4] != labels[5] and chosen.tolist() == [1, 1, 1, 1, -1, -1]
+    # with the RMS cut (1 mm), or with the away cut (3 hits away from its home view, 4 needed),
+    # the mixed candidate is not taken at all
+    for kwargs in ({"min_hits_away": 1}, {"max_rms": np.inf}, {}):
+        labels, chosen = resolve_views(6, rows, track, view, [0.0, 10.0], r, z, **kwargs)
+        assert labels[4] != labels[5] and chosen.tolist() == [1, 1, 1, 1, -1, -1]
 
 
 def test_larger_candidates_first_then_home():

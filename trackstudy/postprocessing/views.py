@@ -10,7 +10,9 @@ keeps one candidate per hit:
    in the pixel volumes); the candidate is *at home* when its view's vertex is the one nearest
    that z0.
 2. Candidates whose hits leave the line by more than ``max_rms`` (RMS of the z residuals, mm)
-   mix particles and are not taken.
+   mix particles and are not taken, nor candidates away from home with fewer than
+   ``min_hits_away`` hits: every view gets its own chance to form a short candidate from the hits
+   of a low-pT particle, and three-hit pieces made most of the fakes the views added.
 3. The others are taken by size (larger first: the whole track of the view where it is compact
    before its pieces in the others), then at home first, then by the RMS of the line fit
    (smaller first); a candidate claims its still free hits when at least ``min_free`` of them,
@@ -18,9 +20,10 @@ keeps one candidate per hit:
    of an endcap track formed in another view, finds its hits gone and is dropped.
 4. Hits no candidate claimed are one-hit tracks.
 
-The order and the RMS cut were chosen on the validation events of the mu = 200 config (the
-held-out events never): taking candidates at home first, or only at home, found fewer particles
-(docs/results.md, "Full events").
+The order and both cuts were chosen on the validation events of the mu = 200 config for DM
+efficiency minus fake rate (the held-out events never): taking candidates at home first, or only
+at home, found fewer particles; without the away cut the fake rate rose by 5 points for 2 points
+of DM efficiency (docs/results.md, "Full events").
 
 A greedy pass because no library solves this set packing: the candidates are few (one per track
 and view) and the order above decides every conflict by a rule one can check by hand.
@@ -36,6 +39,8 @@ from trackstudy.errors import ConfigError, DataError
 MIN_LEVER_MM = 5.0
 #: Candidates whose z residuals from their line have a larger RMS (mm) are not taken.
 MAX_RMS_MM = 1.0
+#: Candidates away from their home view need at least this many hits.
+MIN_HITS_AWAY = 4
 
 
 def line_fits(track: np.ndarray, r: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -64,14 +69,16 @@ def line_fits(track: np.ndarray, r: np.ndarray, z: np.ndarray) -> tuple[np.ndarr
 
 
 def resolve_views(n_hits: int, rows, track, view, vertices, r, z, *, min_free: int = 2,
-                  max_rms: float = MAX_RMS_MM) -> tuple[np.ndarray, np.ndarray]:
+                  max_rms: float = MAX_RMS_MM, min_hits_away: int = MIN_HITS_AWAY
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """One track per hit from the candidates of every view (see the module docstring).
 
     n_hits: hits of the event. rows (M,): the hit (0..n_hits-1) of each candidate row; track
     (M,): its candidate label (unique across views: each view's labels offset past the previous
     view's); view (M,): the view (index into ``vertices``) the candidate was formed in; vertices
     (K,): the views' vertex z (mm); r, z (n_hits,): the hits' transverse radius and z (mm).
-    A hit appears at most once per candidate. max_rms: the RMS cut of the line fit (mm; inf: none).
+    A hit appears at most once per candidate. max_rms: the RMS cut of the line fit (mm; inf: none);
+    min_hits_away: the fewest hits of a candidate taken away from its home view (1: no cut).
 
     Returns ``(labels, chosen)``: (n_hits,) int64 consecutive track labels (unclaimed hits
     alone) and the view of the candidate each hit went to (-1: none).
@@ -105,7 +112,8 @@ def resolve_views(n_hits: int, rows, track, view, vertices, r, z, *, min_free: i
         nearest = np.argmin(np.abs(np.nan_to_num(z0, nan=np.inf)[:, None] - vertices[None, :]), axis=1)
         home = np.isfinite(z0) & (nearest == cand_view)
         order = np.lexsort((np.arange(n_t), rms, ~home, -size))
-        order = order[(size[order] >= min_free) & (rms[order] <= max_rms)]
+        order = order[(size[order] >= min_free) & (rms[order] <= max_rms)
+                      & (home[order] | (size[order] >= min_hits_away))]
         by_track = np.argsort(t, kind="stable")
         starts = np.concatenate([[0], np.cumsum(size)])
         next_label = 0
@@ -121,4 +129,4 @@ def resolve_views(n_hits: int, rows, track, view, vertices, r, z, *, min_free: i
     return labels, chosen
 
 
-__all__ = ["MAX_RMS_MM", "MIN_LEVER_MM", "line_fits", "resolve_views"]
+__all__ = ["MAX_RMS_MM", "MIN_HITS_AWAY", "MIN_LEVER_MM", "line_fits", "resolve_views"]
