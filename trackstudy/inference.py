@@ -31,6 +31,10 @@ input features, the masks, the encoder and kNN track formation
 back; the results equal the CPU stages'. Other clustering methods, the vertex scan and other
 track-formation methods run on the CPU as before.
 
+Barrel views (``locality.barrel_views``, :mod:`trackstudy.locality.views`): the barrel is also
+clustered from several vertex z values; every barrel hit runs through the network once per view,
+tracks are formed view by view and resolved into one per hit (:func:`view_tracks`).
+
 Dense-path guard (:func:`guard_dense`): a run with full attention (locality "none") over more than
 :data:`DENSE_MAX_HITS` hits runs with grid clustering and the packed backend instead, with a
 one-line notice naming the options that keep full attention.
@@ -257,8 +261,10 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
 
     model: a :class:`trackstudy.models.heads.TrackModel` (e.g. from ``load_run``).
     hits: the event's hits (hit_id, x, y, z in mm; volume_id when ``pixel_only``); no truth needed.
-    locality: the run config's locality section ({method, params, vertex_scan}); None or method
-        "none" = no clustering (full attention over the event).
+    locality: the run config's locality section ({method, params, vertex_scan, barrel_views}); None or
+        method "none" = no clustering (full attention over the event). With ``barrel_views`` every
+        barrel hit runs once per view (:func:`view_hits`) and the tracks are resolved across the
+        views (:func:`view_tracks`); ``timings["n_rows"]`` then counts the rows through the network.
     device: where to run (None: where the model is; otherwise the model is moved there).
     pixel_only: the model was trained on pixel hits only: only volumes 7, 8, 9 go through it.
     backend: attention backend override (default: the model's ``encoder_cfg.attention``).
@@ -287,6 +293,9 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
         if col not in hits.columns:
             raise DataError(f"predict_event: hits of event {event_id} have no {col!r} column")
     if getattr(model, "family", None) in EDGE_FAMILIES:  # doublet graph -> edge scores -> tracks (its own stages)
+        if locality and check_locality(locality)["barrel_views"]:
+            raise ConfigError(f"barrel views: model family {model.family} builds its own graph and has no "
+                              "locality clusters (give --barrel-views=none, or use a hit-token run)")
         sub, t = predict_graph_event(model, hits, event_id=event_id, device=device, backend=backend, capture=capture)
         return sub, {**dict.fromkeys(STAGES, 0.0), **t}
     loc = check_locality(locality)

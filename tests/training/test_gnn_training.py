@@ -67,6 +67,8 @@ def test_train_predict_evaluate(root, tmp_path, capsys):
     sub, timings = predict_events(model, data, locality=run_config["locality"], progress=False, captures=captures)
     for stage in ("graph_construction", "edge_classification", "track_building", "total"):
         assert (timings[stage] > 0).all(), stage
+    with pytest.raises(ConfigError, match="builds its own graph"):  # barrel views are for hit-token models
+        predict_events(model, data, locality={"method": "dbscan", "barrel_views": [0.0]}, progress=False)
     result = evaluate_submission_file(sub, data)
     assert result.summary["dm_efficiency"] == pytest.approx(summary["validation"]["dm_efficiency"])
     # where its misses were lost, from what the predictions kept: every reconstructable particle once
