@@ -4,6 +4,7 @@
     clustering   dbscan, window, density, grid; ``cluster(projection, method, **params) -> labels``
     measures     reconstructible ratio, cluster DM efficiency, attention reduction, block fraction
     scan         parameter scans, best pick under an attention budget, method comparison table
+    views        the barrel clustered from several vertex z values (overlapping clusters), containment by |vz|
 
 Typical use::
 
