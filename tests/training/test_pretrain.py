@@ -173,6 +173,7 @@ def test_real_hits_without_truth(mini_dir, data_root, tmp_path):
     ({"data": {"sequences": "cluster"}}, "data.sequences"),
     ({"model": {"preset": "huge"}}, "model.preset"),
     ({"train": {"steps": 0}}, "train.steps"),
+    ({"model": {"encoder": {"geo_bias": True}}}, "model.encoder.geo_bias"),  # at load, not at the first forward
 ])
 def test_config_errors_name_the_key(change, match):
     cfg = {"data": {"train": {"n_events": 2}, "val": {"n_events": 1}}}

@@ -162,6 +162,9 @@ def resolve_pretrain_config(config: dict | str | os.PathLike | None) -> dict:
             raise ConfigError(f"model.{key}: expected a mapping, got {m[key]!r}")
     if "attention" in m["encoder"]:
         raise ConfigError("model.encoder.attention: set the attention backend with model.backend")
+    if m["encoder"].get("geo_bias"):  # at load, not at the first forward
+        raise ConfigError("model.encoder.geo_bias: an option of the track models of the hit-token families; the "
+                          "pretraining encoders attach no hit geometry (remove it)")
     doublets = d["tokens"] == "doublets"
     try:
         feats = FeatureConfig(**m["features"])
