@@ -58,7 +58,7 @@ from trackstudy.errors import ConfigError, DataError
 from trackstudy.kinematics import MIN_R_MM, hit_eta_phi
 from trackstudy.locality.clustering import METHODS, cluster_xyz, resolve_params, vertex_scan_regions
 from trackstudy.locality.torch_clustering import TORCH_METHODS, cluster_xyz_torch
-from trackstudy.locality.views import ViewClusters, check_views, view_clusters
+from trackstudy.locality.views import ViewClusters, check_view_scan, check_views, view_clusters
 from trackstudy.models.attention import AttentionContext, build_masks, get_backend
 from trackstudy.models.features import feature_tensor, hit_features
 from trackstudy.models.heads import EDGE_FAMILIES
@@ -110,9 +110,9 @@ def check_locality(locality: Mapping | None) -> dict:
         if method not in METHODS:
             raise ConfigError(f"locality.method={method!r}: expected 'none' or one of {', '.join(METHODS)}")
         resolve_params(method, params)
-        if "barrel" in vertex_scan_regions(vertex_scan) and views:
-            raise ConfigError(f"locality.vertex_scan={vertex_scan!r} with barrel_views: the views replace the "
-                              "barrel's vertex-z scan; use vertex_scan: endcap (or true)")
+        vertex_scan_regions(vertex_scan)
+        if views:
+            check_view_scan(vertex_scan)
     elif params:
         raise ConfigError("locality.params given but locality.method is 'none'")
     elif views:

@@ -50,6 +50,8 @@ def test_rows_labels_and_endcap_hits_once():
     base = cluster_xyz(x, y, z, "dbscan", vertex_scan=True)
     end = vc.view < 0
     assert len(np.unique(vc.labels[end])) == len(np.unique(base[4:]))
+    pairs = np.unique(np.stack([vc.labels[end], base[vc.rows[end]]]), axis=1)  # the same grouping
+    assert pairs.shape[1] == len(np.unique(base[4:]))
 
 
 def test_check_views():

@@ -72,6 +72,13 @@ def check_views(barrel_views) -> np.ndarray:
     return np.sort(z)
 
 
+def check_view_scan(vertex_scan) -> None:
+    """Refuse a ``vertex_scan`` that refines the barrel next to barrel views (the views replace it)."""
+    if "barrel" in vertex_scan_regions(vertex_scan):
+        raise ConfigError(f"locality.vertex_scan={vertex_scan!r} with barrel_views: the views replace the "
+                          "barrel's vertex-z scan; use vertex_scan: endcap (or true)")
+
+
 def parse_views(text: str, option: str = "--barrel-views") -> list[float]:
     """A command line's views: ``"-15,-7.5,0,7.5,15"`` -> [-15.0, -7.5, 0.0, 7.5, 15.0]; ``"none"``
     (or "") -> [] (views off). ConfigError naming ``option`` on anything else."""
@@ -101,12 +108,9 @@ def view_clusters(x, y, z, method: str, *, barrel_views, vertex_scan: bool | str
     vertices = check_views(barrel_views)
     if len(vertices) == 0:
         raise ConfigError("view_clusters: barrel_views is empty (give the vertex z values of the views, in mm)")
-    if "barrel" in vertex_scan_regions(vertex_scan):
-        raise ConfigError(f"locality.vertex_scan={vertex_scan!r} with barrel_views: the views replace the "
-                          "barrel's vertex-z scan; use vertex_scan: endcap (or true)")
+    check_view_scan(vertex_scan)
     barrel_params, _ = resolve_params(method, params)
     proj = project(x, y, z)
-    base = cluster(proj, method, vertex_scan=vertex_scan, **params)
     bar = np.flatnonzero(proj.surface == BARREL)
     end = np.flatnonzero(proj.surface != BARREL)
     rows, labels, view = [], [], []
@@ -121,9 +125,11 @@ def view_clusters(x, y, z, method: str, *, barrel_views, vertex_scan: bool | str
         view.append(np.full(len(bar), k, dtype=np.int64))
         offset += int(lab.max()) + 1
     if len(end):
-        _, lab = np.unique(base[end], return_inverse=True)
+        # the endcap hits alone: each surface is clustered (and refined) on its own, so these are the
+        # endcap clusters of the whole event, without clustering the barrel from the origin as well
+        lab = cluster(project(proj.x[end], proj.y[end], proj.z[end]), method, vertex_scan=vertex_scan, **params)
         rows.append(end)
-        labels.append(lab.astype(np.int64).ravel() + offset)
+        labels.append(lab + offset)
         view.append(np.full(len(end), -1, dtype=np.int64))
     if not rows:
         return ViewClusters(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), vertices)
@@ -164,11 +170,10 @@ def view_containment(event, method: str = "dbscan", *, barrel_views, vertex_scan
 
     ref = contained(base)
     ref = ref[ref["selected"] & (ref["region"] == "barrel")]
-    end = views.view < 0
     per_view = []
     for k in range(len(views.vertices)):
         labels = np.empty(len(hits), dtype=np.int64)
-        rows = (views.view == k) | end
+        rows = views.view_rows(k)
         labels[views.rows[rows]] = views.labels[rows]
         per_view.append(contained(labels)["contained"].reindex(ref.index).to_numpy())
     per_view = np.stack(per_view) if per_view else np.zeros((0, len(ref)), dtype=bool)
@@ -191,4 +196,4 @@ def _containment_row(name: str, sel: pd.DataFrame) -> dict:
             "contained_home_view": mean("home"), "contained_any_view": mean("any")}
 
 
-__all__ = ["VZ_EDGES", "ViewClusters", "check_views", "parse_views", "view_clusters", "view_containment"]
+__all__ = ["VZ_EDGES", "ViewClusters", "check_view_scan", "check_views", "parse_views", "view_clusters", "view_containment"]
