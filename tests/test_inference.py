@@ -208,3 +208,47 @@ def test_barrel_views_options_are_checked():
         check_locality({"method": "none", "barrel_views": [0.0]})
     with pytest.raises(ConfigError, match="barrel_views"):
         check_locality({**VIEWS, "barrel_views": ["left"]})
+
+
+def _nhits_scorer(threshold=0.5):
+    """A track-quality scorer whose logit is nhits - 3: at threshold 0.5 it keeps tracks of >= 3 hits."""
+    from trackstudy.postprocessing.quality import FEATURES, TrackQuality
+
+    w = np.zeros((len(FEATURES), 1))
+    w[FEATURES.index("nhits"), 0] = 1.0
+    return TrackQuality(mean=np.zeros(len(FEATURES)), scale=np.ones(len(FEATURES)), weights=[w], biases=[[-3.0]],
+                        threshold=threshold)
+
+
+def test_track_quality_scorer_keeps_the_tracks_it_scores_high(hits, tmp_path):
+    pix = hits[hits["volume_id"].isin(PIXEL_VOLUMES)].iloc[:3000]
+    model = _model(seed=2)
+    capture = {}
+    base, _ = predict_event(model, pix, locality=DBSCAN, event_id=1, capture=capture)
+    cand = capture["candidates"]
+    assert cand["features"].shape[0] == cand["track"].max() + 1 and len(cand["rows"]) == len(pix)
+    _, lab = np.unique(base["track_id"].to_numpy(), return_inverse=True)
+    lab = lab.ravel()
+    size = np.bincount(lab)[lab]
+    assert (size >= 3).sum() > 100 and ((size == 2).sum() > 0)  # both kinds occur
+    expected = np.where(size >= 3, lab, lab.max() + 1 + np.arange(len(lab)))  # tracks of 2 hits dissolved
+    model.track_quality = _nhits_scorer()
+    scored, _ = predict_event(model, pix, locality=DBSCAN, event_id=1)
+    assert _same_partition(scored["track_id"].to_numpy(), expected)
+    off, _ = predict_event(model, pix, locality=DBSCAN, event_id=1, quality=False)
+    pd.testing.assert_frame_equal(off, base)
+    # with barrel views the scorer chooses among the views' candidates: every hit once
+    views, t = predict_event(model, pix, locality={**VIEWS, "barrel_views": [-10.0, 0.0, 10.0]}, event_id=1)
+    assert len(views) == len(pix) and t["n_rows"] > len(pix)
+    sizes = views["track_id"].value_counts()  # (a 3-hit candidate may take 2 free hits)
+    assert sizes.max() > 2 and (sizes >= 3).sum() > 50
+    # a run directory with track_quality.npz: load_run attaches the scorer
+    save_model(tmp_path, model, {"locality": DBSCAN, "data": {"train": {"pixel_only": True}}}, step=1)
+    model.track_quality.save(tmp_path / "track_quality.npz")
+    loaded, _ = load_run(tmp_path, device="cpu")
+    assert loaded.track_quality.threshold == 0.5
+    again, _ = predict_event(loaded, pix, locality=DBSCAN, event_id=1)
+    pd.testing.assert_frame_equal(again, scored)
+    # hits without the layer columns: a clear error naming the column
+    with pytest.raises(DataError, match="layer_id"):
+        predict_event(model, pix.drop(columns=["layer_id"]), locality=DBSCAN, event_id=1)

@@ -63,6 +63,7 @@ from trackstudy.models.attention import AttentionContext, build_masks, get_backe
 from trackstudy.models.features import feature_tensor, hit_features
 from trackstudy.models.heads import EDGE_FAMILIES
 from trackstudy.postprocessing.gnn_tracks import predict_graph_event
+from trackstudy.postprocessing.quality import candidates_features, hit_columns, select_candidates
 from trackstudy.postprocessing.torch_tracks import device_track_formation, tracks_from_embeddings_torch
 from trackstudy.postprocessing.track_formation import form_tracks, labels_to_track_ids, model_params, submission
 from trackstudy.postprocessing.views import resolve_views
@@ -156,10 +157,13 @@ def view_hits(hits: pd.DataFrame, locality: Mapping) -> ViewClusters:
 
 
 def view_tracks(former, outputs: Mapping, hits: pd.DataFrame, views: ViewClusters, *, event_id: int = 0,
-                params=None) -> tuple[pd.DataFrame, np.ndarray]:
+                params=None, quality=None, capture: dict | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """Tracks of one event from outputs over the rows of ``views``: ``former`` (form_tracks or its
     device version) in each view over its barrel rows and every endcap row, the candidates
-    resolved into one partition (:func:`trackstudy.postprocessing.views.resolve_views`).
+    resolved into one partition: by the track-quality scorer ``quality``
+    (:class:`trackstudy.postprocessing.quality.TrackQuality`) when given, else by the line-fit
+    rules of :func:`trackstudy.postprocessing.views.resolve_views`. ``capture`` receives the
+    candidates (:func:`quality_candidates`).
     Returns the submission (one row per hit of ``hits``, input order) and the row each hit's
     outputs are taken from (the copy in the view of its track; the view nearest z = 0 for a
     barrel hit no track took)."""
@@ -183,14 +187,46 @@ def view_tracks(former, outputs: Mapping, hits: pd.DataFrame, views: ViewCluster
         view.append(np.full(len(idx), k, dtype=np.int64))
         offset += int(lab.max()) + 1
     cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int64))
-    labels, chosen = resolve_views(n, cat(rows), cat(track), cat(view), views.vertices,
-                                   np.hypot(xyz[:, 0], xyz[:, 1]), xyz[:, 2])
+    rows, track, view = cat(rows), cat(track), cat(view)
+    if quality is not None or capture is not None:
+        labels, chosen = quality_candidates(quality, hits, rows, track, view, views.vertices, event_id=event_id,
+                                            capture=capture)
+    if quality is None:
+        labels, chosen = resolve_views(n, rows, track, view, views.vertices, np.hypot(xyz[:, 0], xyz[:, 1]), xyz[:, 2])
     # the row of each hit's outputs: its copy in the chosen view, else in the view nearest z = 0
     home = np.where(chosen >= 0, chosen, int(np.argmin(np.abs(views.vertices))))
     key = np.full((len(views.vertices) + 1, n), -1, dtype=np.int64)  # view + 1 (0: endcap rows), hit -> row
     key[views.view + 1, views.rows] = np.arange(len(views))
     source = np.where(key[0] >= 0, key[0], key[home + 1, np.arange(n)])
     return submission(event_id, hits["hit_id"].to_numpy(), labels_to_track_ids(labels)), source
+
+
+def quality_candidates(quality, hits: pd.DataFrame, rows, track, view=None, vertices=None, *, event_id: int = 0,
+                       capture: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The partition of one event's hits (rows of ``hits``) chosen among track candidates by a
+    track-quality scorer (:func:`trackstudy.postprocessing.quality.select_candidates` with its
+    threshold): rows (M,) the hit of each candidate row, track (M,) its candidate, view (M,) the
+    view it was formed in (index into ``vertices``; None without barrel views). ``capture``
+    receives ``candidates``: {rows, track (0..T-1), features (T, F)} for fitting a scorer.
+    Returns ``(labels, chosen)``: (N,) track labels and the view of each hit's track (-1: none).
+    With ``quality`` None (capture only) the labels are those of ``track`` as given."""
+    if quality is None:  # capture only (a table without volume_id / layer_id captures no candidates)
+        labels = np.full(len(hits), -1, dtype=np.int64)
+        _, labels[np.asarray(rows, dtype=np.int64)] = np.unique(np.asarray(track), return_inverse=True)
+        if capture is not None and {"volume_id", "layer_id"} <= set(hits.columns):
+            t, feats = candidates_features(hit_columns(hits), rows, track, view, vertices)
+            capture["candidates"] = {"rows": np.asarray(rows, dtype=np.int64), "track": t, "features": feats}
+        return labels, np.full(len(hits), -1, dtype=np.int64)
+    t, feats = candidates_features(hit_columns(hits, source=f"event {event_id} hits"), rows, track, view, vertices)
+    if capture is not None:
+        capture["candidates"] = {"rows": np.asarray(rows, dtype=np.int64), "track": t, "features": feats}
+    labels, claimed = select_candidates(len(hits), rows, t, quality.score(feats), quality.threshold)
+    chosen = np.full(len(hits), -1, dtype=np.int64)
+    if view is not None:
+        cand_view = np.zeros(int(t.max()) + 1 if len(t) else 0, dtype=np.int64)
+        cand_view[t] = np.asarray(view, dtype=np.int64)
+        chosen = np.where(claimed >= 0, cand_view[np.maximum(claimed, 0)], -1)
+    return labels, chosen
 
 
 def torch_clusterable(locality: Mapping | None) -> bool:
@@ -255,8 +291,8 @@ def _model_device(model) -> torch.device:
 def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_id: int = 0, device=None,
                   pixel_only: bool = False, backend: str | None = None, max_dense_hits: int | None = DENSE_MAX_HITS,
                   notify=None, device_clustering: bool | None = None,
-                  device_tracks: bool | None = None, compiled=None, capture: dict | None = None
-                  ) -> tuple[pd.DataFrame, dict]:
+                  device_tracks: bool | None = None, compiled=None, capture: dict | None = None,
+                  quality: bool = True) -> tuple[pd.DataFrame, dict]:
     """Run one event through the whole pipeline; returns ``(submission, timings)``.
 
     model: a :class:`trackstudy.models.heads.TrackModel` (e.g. from ``load_run``).
@@ -281,7 +317,11 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
     capture: a dict to receive what track formation saw, for diagnostics (:mod:`trackstudy.study.misses`):
         of hit-token models ``hit_ids`` (N,) of the hits through the network, ``outputs`` (name ->
         numpy array, one row per hit) and ``cluster`` (N,) locality labels or None; of edge models
-        ``hit_ids`` and ``edges`` (the edges of each graph stage: ``predict_graph_event``).
+        ``hit_ids`` and ``edges`` (the edges of each graph stage: ``predict_graph_event``); of
+        hit-token models also ``candidates`` (the track candidates before selection, with their
+        track-quality features: :func:`quality_candidates`).
+    quality: choose the tracks with the run's track-quality scorer (``model.track_quality``, from
+        the run's ``track_quality.npz``) when it has one; False: the candidates as formed.
 
     submission: DataFrame [event_id, hit_id, track_id] (int64), one row per input hit, input order.
     timings: seconds per stage of :data:`STAGES`, "total" (wall time of the whole call) and "n_hits"
@@ -358,11 +398,19 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
             ev_out, params = model.event_outputs(out), model_params(model)
             former = tracks_on_device if (dev.type == "cuda" if device_tracks is None else device_tracks) \
                 and device_track_formation(ev_out, params) else form_tracks
+            scorer = getattr(model, "track_quality", None) if quality else None
             if views is not None:
-                sub, source = view_tracks(former, ev_out, sel, views, event_id=event_id, params=params)
+                sub, source = view_tracks(former, ev_out, sel, views, event_id=event_id, params=params,
+                                          quality=scorer, capture=capture)
             else:
                 sub = former(ev_out, sel["hit_id"].to_numpy(), event_id=event_id, cluster=labels, params=params,
                              xyz=xyz.T if xyz is not None else sel[["x", "y", "z"]].to_numpy(np.float64))
+                if scorer is not None or capture is not None:  # every hit in one candidate: keep or dissolve
+                    ids = sub["track_id"].to_numpy()
+                    chosen, _ = quality_candidates(scorer, sel, np.arange(len(sel)), ids, event_id=event_id,
+                                                   capture=capture)
+                    if scorer is not None:
+                        sub = submission(event_id, sel["hit_id"].to_numpy(), labels_to_track_ids(chosen))
             if keep is not None and not keep.all():
                 # hits the model never saw: one-hit tracks with fresh ids, rows in input order
                 track = np.empty(len(hits), dtype=np.int64)
@@ -409,14 +457,15 @@ def _iter_inputs(events) -> Iterable[tuple[int, pd.DataFrame]]:
 def predict_events(model, events, *, locality: Mapping | None, device=None, pixel_only: bool = False,
                    backend: str | None = None, n_events: int | None = None, progress: bool = True,
                    max_dense_hits: int | None = DENSE_MAX_HITS, notify=None,
-                   captures: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   captures: dict | None = None, quality: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`predict_event` over many events with a progress bar.
 
     events: a folder of TrackML events (hits are read, nothing else), or an iterable of
     :class:`~trackstudy.data.io.Event`, hits DataFrames (event id = position) or (event_id, hits)
     pairs; at most ``n_events`` of them. Returns ``(submission of all events, timings)`` with one
     timings row per event (event_id, the stages, total, n_hits). ``captures``: a dict to receive,
-    per event id, what :func:`predict_event`'s ``capture`` holds.
+    per event id, what :func:`predict_event`'s ``capture`` holds. quality: use the run's
+    track-quality scorer when it has one (:func:`predict_event`).
     """
     from itertools import islice
 
@@ -433,7 +482,7 @@ def predict_events(model, events, *, locality: Mapping | None, device=None, pixe
         capture = {} if captures is not None else None
         sub, t = predict_event(model, hits, locality=loc, event_id=event_id, device=device,
                                pixel_only=pixel_only, backend=backend, max_dense_hits=max_dense_hits,
-                               notify=notify, capture=capture)
+                               notify=notify, capture=capture, quality=quality)
         if capture:
             captures[event_id] = capture
         subs.append(sub)

@@ -24,7 +24,7 @@ from trackstudy.errors import TrackstudyError
 #: are taken from the working directory (the library resolves them from the project root).
 PATH_OPTIONS = {"path": "PATH", "paths": "PATH", "data": "--data", "out": "--out", "submission": "--submission",
                 "run": "--run", "config": "--config", "params": "--params", "particles_from": "--particles-from",
-                "event": "--event", "init_from": "--init-from"}
+                "event": "--event", "init_from": "--init-from", "val_data": "--val-data"}
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -36,6 +36,9 @@ def register(sub) -> None:
                    help="a run with full attention (locality none) runs events of more than N hits (default "
                         "10000) on the sparse path (grid clustering, packed backend) with a notice; naming "
                         "--locality or --backend keeps what they say")
+    p.add_argument("--no-quality", action="store_true",
+                   help="keep the track candidates as formed, without the run's track-quality scorer "
+                        "(track_quality.npz of `trackstudy quality`)")
     p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -92,7 +95,8 @@ def run(args) -> int:
     sub, timings = inference.predict_events(
         model, data, locality=locality, pixel_only=pixel_only, backend=args.backend, n_events=args.events,
         progress=not args.quiet and sys.stderr.isatty(), notify=notice_once("trackstudy predict"),
-        max_dense_hits=None if explicit else (args.max_dense_hits or inference.DENSE_MAX_HITS))
+        max_dense_hits=None if explicit else (args.max_dense_hits or inference.DENSE_MAX_HITS),
+        quality=not args.no_quality)
     write_submission(sub, out, force=True)  # checked above: --force given, or nothing there
     out = Path(args.out)
     n = len(timings)
@@ -100,7 +104,10 @@ def run(args) -> int:
           f"({model.family}, backend {args.backend or getattr(getattr(model, 'encoder_cfg', None), 'attention', 'graph')}, "
           f"{next(model.parameters()).device})"
           + (f"; barrel views from z = {', '.join(f'{v:g}' for v in locality['barrel_views'])} mm: "
-             f"{int(timings['n_rows'].sum())} rows" if "n_rows" in timings.columns else ""))
+             f"{int(timings['n_rows'].sum())} rows" if "n_rows" in timings.columns else "")
+          + ("; tracks chosen by the run's track-quality scorer (threshold "
+             f"{model.track_quality.threshold:g})" if getattr(model, "track_quality", None) is not None
+             and not args.no_quality else ""))
     print("seconds per event (mean):")
     ran = GNN_STAGES if set(GNN_STAGES) <= set(timings.columns) else STAGES  # an edge model has its own stages
     for stage in (*ran, "total"):

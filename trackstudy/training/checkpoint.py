@@ -36,6 +36,7 @@ from trackstudy.errors import ConfigError, DataError
 from trackstudy.models.gnn import EdgeModel
 from trackstudy.models.heads import TrackModel, model_from_config
 from trackstudy.postprocessing.gnn_tracks import GNNTrackParams
+from trackstudy.postprocessing.quality import QUALITY_FILE, TrackQuality
 from trackstudy.postprocessing.track_formation import model_params, params_from_record, params_record
 from trackstudy.training.run_config import diff_keys
 
@@ -234,5 +235,8 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "auto", *,
         model.load_state_dict(state_dict)
     except (RuntimeError, TypeError, AttributeError) as exc:
         raise DataError(f"{source}: its weights do not match its model config ({_first_mismatch(exc)})") from None
+    quality_file = run_dir / QUALITY_FILE
+    if quality_file.is_file():  # the run's track-quality scorer (plain arrays: nothing is executed)
+        model.track_quality = TrackQuality.load(quality_file)
     dev = resolve_device(device)
     return model.to(dev).eval(), dict(run_config)

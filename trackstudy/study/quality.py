@@ -1,0 +1,150 @@
+"""A run's track-quality scorer (:mod:`trackstudy.postprocessing.quality`), fitted and tuned.
+
+:func:`fit_run_quality` runs a trained model with the run's locality (barrel views included)
+over simulated events with truth that it was not trained on, keeps every track candidate before
+selection with its features and whether it is a double-majority match, fits the scorer, then
+chooses the threshold on other events (validation events: not the held-out ones) for a metric
+of the full events, by default DM efficiency minus fake rate (the full-event targets bound both).
+The scorer is written to the run as ``track_quality.npz``; from then on ``load_run`` attaches it
+and ``predict`` / ``bench latency`` / the held-out benchmark choose tracks with it
+(``--no-quality``: without).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from trackstudy.config import resolve_path
+from trackstudy.data.io import atomic_write_bytes, iter_events
+from trackstudy.errors import ConfigError, DataError
+from trackstudy.inference import check_locality, predict_event, select_pixel_hits
+from trackstudy.metrics import evaluate_event
+from trackstudy.postprocessing.quality import (
+    QUALITY_FILE,
+    candidate_labels,
+    fit_track_quality,
+    select_candidates,
+)
+from trackstudy.postprocessing.track_formation import labels_to_track_ids, submission
+from trackstudy.training.checkpoint import load_run
+
+#: Thresholds tried on the validation events.
+THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+#: Metrics the threshold can be chosen for.
+METRICS = ("dm_minus_fake", "dm_efficiency", "trackml_score")
+#: The JSON report written next to the scorer.
+REPORT_FILE = "track_quality.json"
+
+
+def _candidates(model, event, locality, pixel_only: bool) -> dict:
+    """Run one event (quality off) and keep its candidates, pixel selection and truth."""
+    capture: dict = {}
+    predict_event(model, event.hits, locality=locality, event_id=event.event_id, pixel_only=pixel_only,
+                  capture=capture, quality=False)
+    if "candidates" not in capture:
+        raise DataError(f"event {event.event_id}: no track candidates (the hits need volume_id and layer_id, "
+                        "and the model must form tracks from hit outputs, not edges)")
+    keep = select_pixel_hits(event.hits) if pixel_only else np.ones(len(event.hits), dtype=bool)
+    return {"event": event, "keep": keep, **capture["candidates"]}
+
+
+def _labels(c: dict) -> np.ndarray:
+    ev, keep = c["event"], c["keep"]
+    if ev.truth is None:
+        raise DataError(f"event {ev.event_id}: fitting a track-quality scorer needs truth")
+    sel = ev.hits["hit_id"].to_numpy()[keep]
+    pid_of = ev.truth.set_index("hit_id")["particle_id"]
+    pid = pid_of.reindex(sel).fillna(0).to_numpy(np.int64)
+    ids, counts = np.unique(pid, return_counts=True)
+    return candidate_labels(c["track"], pid[c["rows"]], dict(zip(ids.tolist(), counts.tolist())))
+
+
+def _metrics(c: dict, labels: np.ndarray) -> dict:
+    ev, keep = c["event"], c["keep"]
+    track = np.empty(len(ev.hits), dtype=np.int64)
+    track[keep] = labels
+    track[~keep] = labels.max(initial=-1) + 1 + np.arange(int((~keep).sum()))
+    sub = submission(ev.event_id, ev.hits["hit_id"].to_numpy(), labels_to_track_ids(track))
+    res = evaluate_event(sub, ev.truth, ev.particles, hits=ev.hits)
+    res["dm_minus_fake"] = res["dm_efficiency"] - res["fake_rate"]
+    return {k: float(res[k]) for k in ("dm_efficiency", "fake_rate", "duplicate_rate", "trackml_score",
+                                       "dm_minus_fake")}
+
+
+def fit_run_quality(run_dir: str | os.PathLike, train_data: str | os.PathLike, val_data: str | os.PathLike, *,
+                    n_train: int | None = None, n_val: int | None = None, barrel_views=None,
+                    metric: str = "dm_minus_fake", thresholds: Sequence[float] = THRESHOLDS,
+                    hidden=(32, 32), seed: int = 0, force: bool = False, progress: bool = True,
+                    device: str = "auto") -> dict:
+    """Fit the scorer of ``run_dir`` on the events of ``train_data``, choose its threshold on those
+    of ``val_data`` (both simulated with truth, neither used in training nor held out), write
+    ``track_quality.npz`` and ``track_quality.json`` into the run and return the report
+    (threshold table, candidates, seconds). ``barrel_views`` overrides the run's views (the scorer
+    is fitted on the candidates it will choose among). An existing scorer is replaced only with
+    ``force``."""
+    from tqdm.auto import tqdm
+
+    if metric not in METRICS:
+        raise ConfigError(f"metric={metric!r}: choose from {', '.join(METRICS)}")
+    thresholds = sorted(float(t) for t in thresholds)
+    if not thresholds or thresholds[0] < 0 or thresholds[-1] > 1:
+        raise ConfigError("thresholds: give probabilities in [0, 1]")
+    run_dir = resolve_path(run_dir)
+    target = run_dir / QUALITY_FILE
+    if target.exists() and not force:
+        raise DataError(f"{target}: the run already has a track-quality scorer (give --force to replace it)")
+    t_start = time.perf_counter()
+    model, cfg = load_run(run_dir, device)
+    model.track_quality = None
+    locality = dict(cfg.get("locality") or {"method": "none"})
+    if barrel_views is not None:
+        locality["barrel_views"] = barrel_views
+    locality = check_locality(locality)
+    pixel_only = bool(((cfg.get("data") or {}).get("train") or {}).get("pixel_only", False))
+
+    def collect(folder, n, what):
+        out = []
+        for ev in tqdm(iter_events(folder, n_events=n), desc=what, unit="event", total=n, disable=not progress):
+            out.append(_candidates(model, ev, locality, pixel_only))
+        if not out:
+            raise DataError(f"{folder}: no events")
+        return out
+
+    train = collect(train_data, n_train, "quality: fit events")
+    feats = np.concatenate([c["features"] for c in train])
+    good = np.concatenate([_labels(c) for c in train])
+    t_fit = time.perf_counter()
+    scorer = fit_track_quality(feats, good, hidden=hidden, seed=seed)
+    fit_seconds = time.perf_counter() - t_fit
+    val = collect(val_data, n_val, "quality: threshold events")
+    rows = []
+    scores = [scorer.score(c["features"]) for c in val]
+    for thr in thresholds:  # 0: every candidate, best first (the scorer resolves overlaps only)
+        vals = []
+        for c, s in zip(val, scores):
+            labels, _ = select_candidates(int(c["keep"].sum()), c["rows"], c["track"], s, thr)
+            vals.append(_metrics(c, labels))
+        rows.append({"threshold": thr, **{k: float(np.nanmean([v[k] for v in vals])) for k in vals[0]}})
+    table = pd.DataFrame(rows)
+    best = table.sort_values([metric, "threshold"], ascending=[False, True], kind="stable").iloc[0]
+    scorer.threshold = float(best["threshold"])
+    scorer.save(target, force=True)
+    report = {
+        "run": str(run_dir), "train_data": str(resolve_path(train_data)), "val_data": str(resolve_path(val_data)),
+        "n_train_events": len(train), "n_val_events": len(val), "barrel_views": list(locality["barrel_views"]),
+        "n_candidates": int(len(feats)), "n_candidates_fitted": int((feats[:, 0] >= 2).sum()),
+        "good_fraction": float(good[feats[:, 0] >= 2].mean()), "hidden": list(hidden), "metric": metric,
+        "threshold": scorer.threshold, "fit_seconds": fit_seconds, "seconds": time.perf_counter() - t_start,
+        "table": json.loads(table.to_json(orient="records")),
+    }
+    atomic_write_bytes(run_dir / REPORT_FILE, (json.dumps(report, indent=2) + "\n").encode(), force=True)
+    return report
+
+
+__all__ = ["METRICS", "REPORT_FILE", "THRESHOLDS", "fit_run_quality"]
