@@ -56,6 +56,8 @@ def main(argv=None) -> int:
     p.add_argument("--locality-param", action="append", default=[], metavar="K=V",
                    help="clustering parameter laid over the run's at inference, repeatable, as `trackstudy "
                         "locality --param` (e.g. barrel_max_size=128); the report then carries its own tag")
+    p.add_argument("--no-quality", action="store_true",
+                   help="score without the run's track-quality scorer (track_quality.npz of `trackstudy quality`)")
     p.add_argument("--barrel-views", default=None, metavar="Z,Z,...",
                    help="vertex z values (mm) of barrel views laid over the run's locality at inference "
                         "(trackstudy.locality.views), e.g. --barrel-views=-15,-7.5,0,7.5,15 (the = keeps the "
@@ -91,7 +93,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     report, sub = score_run(out, folder, device=args.device, weights=args.weights, locality_params=overrides,
-                            barrel_views=views)
+                            barrel_views=views, quality=not args.no_quality)
     tag = report.pop("tag") + "".join(f"_{k}{v}" for k, v in overrides.items())
     report = {"config": str(args.config), "heldout_seed": args.seed, "train_seconds": summary["train_seconds"],
               "steps": summary["steps"], "stopped": summary["stopped"], "device": summary["device"],

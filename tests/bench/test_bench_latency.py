@@ -196,3 +196,22 @@ def test_cli_latency_defaults_match_the_benchmark():
 
     assert LATENCY_FAMILY == bench.DEFAULT_FAMILY
     assert benchmark_parser("latency").parse_args(["--preset", "tiny", "--data", "x"]).family == bench.DEFAULT_FAMILY
+
+
+def test_cli_track_quality(run_dir, mini_dir, tmp_path, capsys):
+    # a run with a track-quality scorer is timed with it (its threshold in the report), or without
+    import shutil
+
+    import numpy as np
+
+    from trackstudy.postprocessing.quality import FEATURES, TrackQuality
+
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    TrackQuality(mean=np.zeros(len(FEATURES)), scale=np.ones(len(FEATURES)), weights=[np.ones((len(FEATURES), 1))],
+                 biases=[[0.0]], threshold=0.25).save(run / "track_quality.npz")
+    args = ["bench", "latency", "--run", str(run), "--data", str(mini_dir), "--events", "1", "--warmup", "0",
+            "--no-memory", "--json"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["track_quality"] == {"threshold": 0.25}
+    assert main([*args, "--no-quality"]) == 0
+    assert json.loads(capsys.readouterr().out)["track_quality"] is None

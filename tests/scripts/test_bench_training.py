@@ -67,5 +67,10 @@ def test_bench_training_heldout_with_baseline_and_snapshot(tmp_path):
     views = json.loads((run / "heldout_views3.json").read_text())
     assert views["locality"]["barrel_views"] == [-10.0, 0.0, 10.0] and (run / "heldout_views3.csv").is_file()
     assert 0.0 <= views["dm_efficiency"] <= 1.0 and views["n_events"] == 1
+    # without the run's track-quality scorer: its own report; with none in the run the report says so
+    assert views["track_quality"] is None
+    assert mod.main([str(config), "--out", str(run), "--no-train", "--events", "1", "--seed", "77",
+                     "--no-quality"]) == 0
+    assert json.loads((run / "heldout_noquality.json").read_text())["track_quality"] is None
     with pytest.raises(SystemExit, match="--barrel-views 'x'"):
         mod.main([str(config), "--out", str(run), "--no-train", "--barrel-views", "x"])

@@ -313,6 +313,8 @@ def register_latency(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--barrel-views", default=None, metavar="Z,Z,...",
                         help="vertex z values (mm) of barrel views laid over the locality, e.g. "
                              "--barrel-views=-15,-7.5,0,7.5,15 (trackstudy.locality.views); none: off")
+    parser.add_argument("--no-quality", action="store_true",
+                        help="time without the run's track-quality scorer (track_quality.npz)")
     parser.add_argument("--max-dense-hits", type=int, default=None, metavar="N",
                         help="a run with full attention (locality none) runs events of more than N hits (default "
                              "10000) on the sparse path (grid clustering, packed backend) with a notice; naming "
@@ -373,6 +375,8 @@ def run_latency(args: argparse.Namespace) -> int:
     if args.barrel_views is not None:
         locality = check_locality({**(locality or {}), "barrel_views": parse_views(args.barrel_views)})
     explicit = args.locality is not None or args.backend is not None
+    if args.no_quality:
+        model.track_quality = None
     result = measure_latency(model, events, locality=locality, pixel_only=pixel_only, n_runs=args.events,
                              warmup=args.warmup, memory=not args.no_memory, progress=not args.json,
                              max_dense_hits=None if explicit else (args.max_dense_hits or DENSE_MAX_HITS),
@@ -380,7 +384,9 @@ def run_latency(args: argparse.Namespace) -> int:
                              compiled=BucketedModel(model) if args.compile else None)
     result.info.update(compiled=bool(args.compile), model=how,
                        n_params=int(sum(p.numel() for p in model.parameters())),
-                       data=str(args.data), locality=locality, bench_seconds=time.perf_counter() - t0)
+                       data=str(args.data), locality=locality, bench_seconds=time.perf_counter() - t0,
+                       track_quality=None if getattr(model, "track_quality", None) is None
+                       else {"threshold": model.track_quality.threshold})
     if args.json:
         print(json.dumps(json_safe(result.summary()), indent=2, allow_nan=False))
     else:

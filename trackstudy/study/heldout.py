@@ -123,7 +123,7 @@ def dm_by_cluster_size(data: str | os.PathLike, locality: Mapping, particles: pd
 
 def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = "auto",
               weights: str | os.PathLike | None = None, locality_params: Mapping | None = None,
-              by_cluster_size: bool = True, barrel_views=None) -> tuple[dict, pd.DataFrame]:
+              by_cluster_size: bool = True, barrel_views=None, quality: bool = True) -> tuple[dict, pd.DataFrame]:
     """The report of run ``run`` on the events of ``data`` and its submission.
 
     ``weights``: a training checkpoint of the run (e.g. ``checkpoints/at_15min.pt``) scored instead
@@ -132,7 +132,9 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
     the same weights on smaller barrel clusters). ``barrel_views``: vertex z values (mm) of barrel
     views laid over the run's (:mod:`trackstudy.locality.views`; [] turns them off; the tag then ends in
     ``_views<K>``). The submission is written beside the run as
-    ``heldout.csv`` (``heldout_<checkpoint>.csv``). The report of a contrastive run (DBSCAN or kNN
+    ``heldout.csv`` (``heldout_<checkpoint>.csv``). ``quality``: choose the tracks with the run's
+    track-quality scorer when it has one (``track_quality.npz``; the report's ``track_quality``
+    holds its threshold, None without; False: the tag ends in ``_noquality``). The report of a contrastive run (DBSCAN or kNN
     track formation) or of an edge model also says where the particles it missed were lost
     (``miss_reasons``: :mod:`trackstudy.study.misses`)."""
     run, data = resolve_path(run), resolve_path(data)
@@ -151,12 +153,16 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
                 "weights_train_seconds": float(ck["train_seconds"])}
     if barrel_views is not None:
         tag += f"_views{len(locality['barrel_views'])}"
+    scorer = getattr(model, "track_quality", None) if quality else None
+    if not quality:
+        tag += "_noquality"
     pixel_only = run_config["data"]["train"]["pixel_only"]
     # the predictions keep what track formation saw (a contrastive run's embeddings, an edge model's
     # graph stages): where the misses were lost
     reasons = miss_stages(model)
     captures = {} if reasons else None
-    sub, timings = predict_events(model, data, locality=locality, pixel_only=pixel_only, captures=captures)
+    sub, timings = predict_events(model, data, locality=locality, pixel_only=pixel_only, captures=captures,
+                                  quality=quality)
     write_submission(sub, run / f"{tag}.csv", force=True)
     # the stages the model ran: those of a GNN run (GNN_STAGES) where its timings hold them
     stages = (*(GNN_STAGES if set(GNN_STAGES) <= set(timings.columns) else STAGES), "total")
@@ -164,6 +170,7 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
     s = result.summary
     report = {
         "tag": tag, "run": str(run), "heldout_data": str(data), "n_events": s["n_events"], "locality": locality,
+        "track_quality": None if scorer is None else {"threshold": scorer.threshold},
         **{k: s.get(k) for k in HEADLINE},
         "seconds_per_event": {k: float(timings[k].mean()) for k in stages},
         # the median leaves out the first event's one-time start-up (CUDA context, kernels, caches)
