@@ -29,6 +29,7 @@ Features of a candidate (:data:`FEATURES`), from its hits' x, y, z (mm), volume 
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from trackstudy.config import B_FIELD_T
+from trackstudy.data.io import atomic_write_bytes
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.kinematics import C_LIGHT
 from trackstudy.postprocessing.views import line_fits
@@ -199,14 +201,11 @@ class TrackQuality:
 
     def save(self, path: str | os.PathLike, *, force: bool = True) -> Path:
         """Write the scorer as plain arrays (npz) through a temporary file, then rename."""
-        import io
-
-        from trackstudy.data.io import atomic_write_bytes
         arrays = {"mean": self.mean, "scale": self.scale, "threshold": np.array(self.threshold),
                   "features": np.array(self.features), "n_layers": np.array(len(self.weights))}
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             arrays[f"w{i}"], arrays[f"b{i}"] = w, b
-        buf = io.BytesIO()
+        buf = io.BytesIO()  # npz in memory, then one atomic write
         np.savez(buf, **arrays)
         return atomic_write_bytes(path, buf.getvalue(), force=force)
 
