@@ -220,7 +220,10 @@ def quality_candidates(quality, hits: pd.DataFrame, rows, track, view=None, vert
     t, feats = candidates_features(hit_columns(hits, source=f"event {event_id} hits"), rows, track, view, vertices)
     if capture is not None:
         capture["candidates"] = {"rows": np.asarray(rows, dtype=np.int64), "track": t, "features": feats}
-    labels, claimed = select_candidates(len(hits), rows, t, quality.score(feats), quality.threshold)
+    score = np.zeros(len(feats))
+    multi = feats[:, 0] >= 2  # one-hit candidates are never taken: not scored
+    score[multi] = quality.score(feats[multi])
+    labels, claimed = select_candidates(len(hits), rows, t, score, quality.threshold)
     chosen = np.full(len(hits), -1, dtype=np.int64)
     if view is not None:
         cand_view = np.zeros(int(t.max()) + 1 if len(t) else 0, dtype=np.int64)

@@ -103,9 +103,9 @@ def candidate_features(track, x, y, z, volume, layer, view_z=None, vertices=None
     z0, slope, rz_rms = line_fits(t, r, z)
     nearest = vertices[np.argmin(np.abs(np.nan_to_num(z0, nan=np.inf)[:, None] - vertices[None, :]), axis=1)]
     home = np.isfinite(z0) & (nearest == view_z)
-    key = volume * 1000 + layer
-    pairs = np.unique(np.stack([t, key]), axis=1)
-    layers = np.bincount(pairs[0], minlength=n_t).astype(np.float64)
+    _, key = np.unique(volume * 1000 + layer, return_inverse=True)  # (volume, layer) -> 0..L-1
+    pairs = np.unique(t * (int(key.max()) + 1) + key.ravel())  # one per (candidate, layer)
+    layers = np.bincount(pairs // (int(key.max()) + 1), minlength=n_t).astype(np.float64)
     radius, xy_rms, d0 = _circle_fits(t, x, y, n_t)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_pt = np.log(C_LIGHT * B_FIELD_T * radius / 1000.0)
