@@ -40,7 +40,7 @@ from trackstudy.config import B_FIELD_T
 from trackstudy.data.io import atomic_write_bytes
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.kinematics import C_LIGHT
-from trackstudy.postprocessing.views import line_fits
+from trackstudy.postprocessing.views import claim_in_order, line_fits
 
 FEATURES = ("nhits", "layers", "shared", "rz_rms", "dz0", "home", "xy_rms", "d0", "log_pt", "rmin", "rspan",
             "abs_eta", "barrel")
@@ -283,25 +283,10 @@ def select_candidates(n_hits: int, rows, track, score, threshold: float, *, min_
         raise DataError(f"select_candidates: score needs one value per candidate ({n_t}), got {len(score)}")
     if min_free < 1:
         raise ConfigError(f"select_candidates: min_free={min_free} must be >= 1")
-    labels = np.full(n_hits, -1, dtype=np.int64)
-    claimed = np.full(n_hits, -1, dtype=np.int64)
-    if n_t:
-        size = np.bincount(t, minlength=n_t)
-        order = np.lexsort((np.arange(n_t), -score))
-        order = order[(score[order] >= threshold) & (size[order] >= min_free)]
-        by_track = np.argsort(t, kind="stable")
-        starts = np.concatenate([[0], np.cumsum(size)])
-        next_label = 0
-        for c in order:
-            hits = rows[by_track[starts[c]:starts[c + 1]]]
-            free = hits[labels[hits] < 0]
-            if len(free) >= min_free and 2 * len(free) > len(hits):
-                labels[free] = next_label
-                claimed[free] = c
-                next_label += 1
-    alone = labels < 0
-    labels[alone] = labels.max(initial=-1) + 1 + np.arange(int(alone.sum()))
-    return labels, claimed
+    size = np.bincount(t, minlength=n_t)
+    order = np.lexsort((np.arange(n_t), -score))
+    order = order[(score[order] >= threshold) & (size[order] >= min_free)]
+    return claim_in_order(n_hits, rows, t, order, min_free=min_free)
 
 
 def hit_columns(hits, *, source: str = "hits") -> dict:

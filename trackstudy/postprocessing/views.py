@@ -99,7 +99,6 @@ def resolve_views(n_hits: int, rows, track, view, vertices, r, z, *, min_free: i
         raise ConfigError(f"resolve_views: min_free={min_free} must be >= 1")
     if not max_rms > 0:
         raise ConfigError(f"resolve_views: max_rms={max_rms} must be a positive number of mm (inf: no cut)")
-    labels = np.full(n_hits, -1, dtype=np.int64)
     chosen = np.full(n_hits, -1, dtype=np.int64)
     if len(rows):
         _, t = np.unique(track, return_inverse=True)
@@ -114,6 +113,24 @@ def resolve_views(n_hits: int, rows, track, view, vertices, r, z, *, min_free: i
         order = np.lexsort((np.arange(n_t), rms, ~home, -size))
         order = order[(size[order] >= min_free) & (rms[order] <= max_rms)
                       & (home[order] | (size[order] >= min_hits_away))]
+        labels, claimed = claim_in_order(n_hits, rows, t, order, min_free=min_free)
+        chosen = np.where(claimed >= 0, cand_view[np.maximum(claimed, 0)], -1)
+    else:
+        labels = claim_in_order(n_hits, rows, np.zeros(0, np.int64), np.zeros(0, np.int64), min_free=min_free)[0]
+    return labels, chosen
+
+
+def claim_in_order(n_hits: int, rows: np.ndarray, t: np.ndarray, order, *, min_free: int = 2
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The greedy pass of every resolution: the candidates ``order`` (labels 0..T-1 of ``t``, the
+    candidate of each row; ``rows`` the hit of each row) claim, in turn, their still free hits when
+    at least ``min_free`` of them, and more than half of the candidate's hits, are free. Returns
+    ``(labels, claimed)``: (n_hits,) consecutive track labels (unclaimed hits alone) and the
+    candidate each hit went to (-1: none)."""
+    labels = np.full(n_hits, -1, dtype=np.int64)
+    claimed = np.full(n_hits, -1, dtype=np.int64)
+    if len(t):
+        size = np.bincount(t)
         by_track = np.argsort(t, kind="stable")
         starts = np.concatenate([[0], np.cumsum(size)])
         next_label = 0
@@ -122,11 +139,11 @@ def resolve_views(n_hits: int, rows, track, view, vertices, r, z, *, min_free: i
             free = hits[labels[hits] < 0]
             if len(free) >= min_free and 2 * len(free) > len(hits):
                 labels[free] = next_label
-                chosen[free] = cand_view[c]
+                claimed[free] = c
                 next_label += 1
     alone = labels < 0
     labels[alone] = labels.max(initial=-1) + 1 + np.arange(int(alone.sum()))
-    return labels, chosen
+    return labels, claimed
 
 
-__all__ = ["MAX_RMS_MM", "MIN_HITS_AWAY", "MIN_LEVER_MM", "line_fits", "resolve_views"]
+__all__ = ["MAX_RMS_MM", "MIN_HITS_AWAY", "MIN_LEVER_MM", "claim_in_order", "line_fits", "resolve_views"]
