@@ -63,7 +63,7 @@ from trackstudy.models.attention import AttentionContext, build_masks, get_backe
 from trackstudy.models.features import feature_tensor, hit_features
 from trackstudy.models.heads import EDGE_FAMILIES
 from trackstudy.postprocessing.gnn_tracks import predict_graph_event
-from trackstudy.postprocessing.quality import candidates_features, hit_columns, select_candidates
+from trackstudy.postprocessing.quality import apply_variants, candidates_features, hit_columns, select_candidates
 from trackstudy.postprocessing.torch_tracks import device_track_formation, tracks_from_embeddings_torch
 from trackstudy.postprocessing.track_formation import form_tracks, labels_to_track_ids, model_params, submission
 from trackstudy.postprocessing.views import resolve_views
@@ -157,13 +157,16 @@ def view_hits(hits: pd.DataFrame, locality: Mapping) -> ViewClusters:
 
 
 def view_tracks(former, outputs: Mapping, hits: pd.DataFrame, views: ViewClusters, *, event_id: int = 0,
-                params=None, quality=None, capture: dict | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+                params=None, quality=None, capture: dict | None = None, variants=None
+                ) -> tuple[pd.DataFrame, np.ndarray]:
     """Tracks of one event from outputs over the rows of ``views``: ``former`` (form_tracks or its
     device version) in each view over its barrel rows and every endcap row, the candidates
     resolved into one partition: by the track-quality scorer ``quality``
     (:class:`trackstudy.postprocessing.quality.TrackQuality`) when given, else by the line-fit
     rules of :func:`trackstudy.postprocessing.views.resolve_views`. ``capture`` receives the
-    candidates (:func:`quality_candidates`).
+    candidates (:func:`quality_candidates`); ``variants``: track-formation parameter overrides
+    whose candidates are pooled in every view (:func:`trackstudy.postprocessing.quality.apply_variants`;
+    default: those of ``quality``).
     Returns the submission (one row per hit of ``hits``, input order) and the row each hit's
     outputs are taken from (the copy in the view of its track; the view nearest z = 0 for a
     barrel hit no track took)."""
@@ -171,6 +174,8 @@ def view_tracks(former, outputs: Mapping, hits: pd.DataFrame, views: ViewCluster
     n = len(hits)
     rows, track, view = [], [], []
     offset = 0
+    if variants is None and quality is not None:
+        variants = quality.variants
     for k in range(len(views.vertices)):
         idx = views.view_rows(k)
         if len(idx) == 0:
@@ -178,14 +183,14 @@ def view_tracks(former, outputs: Mapping, hits: pd.DataFrame, views: ViewCluster
         sel = torch.from_numpy(idx)
         part = {name: (v[sel.to(v.device)] if isinstance(v, torch.Tensor) else np.asarray(v)[idx])
                 for name, v in outputs.items()}
-        sub = former(part, np.arange(len(idx)), event_id=event_id, cluster=views.labels[idx], params=params,
-                     xyz=xyz[views.rows[idx]])
-        ids = sub["track_id"].to_numpy()
-        _, lab = np.unique(ids, return_inverse=True)
-        rows.append(views.rows[idx])
-        track.append(lab.ravel() + offset)
-        view.append(np.full(len(idx), k, dtype=np.int64))
-        offset += int(lab.max()) + 1
+        for p in apply_variants(params, variants):
+            sub = former(part, np.arange(len(idx)), event_id=event_id, cluster=views.labels[idx], params=p,
+                         xyz=xyz[views.rows[idx]])
+            _, lab = np.unique(sub["track_id"].to_numpy(), return_inverse=True)
+            rows.append(views.rows[idx])
+            track.append(lab.ravel() + offset)
+            view.append(np.full(len(idx), k, dtype=np.int64))
+            offset += int(lab.max()) + 1
     cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int64))
     rows, track, view = cat(rows), cat(track), cat(view)
     if quality is not None or capture is not None:
@@ -295,7 +300,7 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
                   pixel_only: bool = False, backend: str | None = None, max_dense_hits: int | None = DENSE_MAX_HITS,
                   notify=None, device_clustering: bool | None = None,
                   device_tracks: bool | None = None, compiled=None, capture: dict | None = None,
-                  quality: bool = True) -> tuple[pd.DataFrame, dict]:
+                  quality: bool = True, variants=None) -> tuple[pd.DataFrame, dict]:
     """Run one event through the whole pipeline; returns ``(submission, timings)``.
 
     model: a :class:`trackstudy.models.heads.TrackModel` (e.g. from ``load_run``).
@@ -325,6 +330,9 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
         track-quality features: :func:`quality_candidates`).
     quality: choose the tracks with the run's track-quality scorer (``model.track_quality``, from
         the run's ``track_quality.npz``) when it has one; False: the candidates as formed.
+        The scorer chooses among the candidates of its track-formation ``variants`` pooled.
+    variants: track-formation parameter overrides whose candidates are pooled (for fitting a
+        scorer: with ``quality=False`` and ``capture``); default: the scorer's.
 
     submission: DataFrame [event_id, hit_id, track_id] (int64), one row per input hit, input order.
     timings: seconds per stage of :data:`STAGES`, "total" (wall time of the whole call) and "n_hits"
@@ -402,16 +410,22 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
             former = tracks_on_device if (dev.type == "cuda" if device_tracks is None else device_tracks) \
                 and device_track_formation(ev_out, params) else form_tracks
             scorer = getattr(model, "track_quality", None) if quality else None
+            if variants is None and scorer is not None:
+                variants = scorer.variants
             if views is not None:
                 sub, source = view_tracks(former, ev_out, sel, views, event_id=event_id, params=params,
-                                          quality=scorer, capture=capture)
+                                          quality=scorer, capture=capture, variants=variants)
             else:
-                sub = former(ev_out, sel["hit_id"].to_numpy(), event_id=event_id, cluster=labels, params=params,
-                             xyz=xyz.T if xyz is not None else sel[["x", "y", "z"]].to_numpy(np.float64))
-                if scorer is not None or capture is not None:  # every hit in one candidate: keep or dissolve
-                    ids = sub["track_id"].to_numpy()
-                    chosen, _ = quality_candidates(scorer, sel, np.arange(len(sel)), ids, event_id=event_id,
-                                                   capture=capture)
+                pos = xyz.T if xyz is not None else sel[["x", "y", "z"]].to_numpy(np.float64)
+                subs = [former(ev_out, sel["hit_id"].to_numpy(), event_id=event_id, cluster=labels, params=p, xyz=pos)
+                        for p in apply_variants(params, variants)]
+                sub = subs[0]
+                if scorer is not None or capture is not None:  # the candidates of every variant, scored
+                    ids = [np.unique(v["track_id"].to_numpy(), return_inverse=True)[1].ravel() for v in subs]
+                    offsets = np.cumsum([0] + [int(i.max()) + 1 for i in ids[:-1]])
+                    chosen, _ = quality_candidates(scorer, sel, np.tile(np.arange(len(sel)), len(subs)),
+                                                   np.concatenate([i + o for i, o in zip(ids, offsets)]),
+                                                   event_id=event_id, capture=capture)
                     if scorer is not None:
                         sub = submission(event_id, sel["hit_id"].to_numpy(), labels_to_track_ids(chosen))
             if keep is not None and not keep.all():

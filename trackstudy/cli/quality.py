@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from trackstudy.errors import DataError
+from trackstudy.errors import ConfigError, DataError
 
 
 def register(sub) -> None:
@@ -28,6 +28,10 @@ def register(sub) -> None:
     p.add_argument("--val-events", type=int, default=None, metavar="N", help="at most N events of --val-data")
     p.add_argument("--barrel-views", default=None, metavar="Z,Z,...",
                    help="barrel views (mm) to fit with, e.g. --barrel-views=-15,0,15; none: off; default: the run's")
+    p.add_argument("--vary", action="append", default=[], metavar="NAME=V,V,...",
+                   help="a track-formation parameter to vary, repeatable (e.g. --vary eps=0.15,0.2,0.25,0.3,0.35 "
+                        "--vary min_track_pt=0): the candidates of every combination are pooled and the scorer "
+                        "chooses among them (also in predict); default: the run's formation alone")
     p.add_argument("--metric", default="dm_minus_fake", choices=("dm_minus_fake", "dm_efficiency", "trackml_score"),
                    help="what the threshold maximises on --val-data (default dm_minus_fake)")
     p.add_argument("--device", default="auto", metavar="DEV", help="auto (default), cpu, cuda")
@@ -35,6 +39,28 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace the run's scorer if it has one")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def parse_vary(items) -> dict:
+    """``["eps=0.15,0.25", "min_track_pt=0"]`` -> ``{"eps": [0.15, 0.25], "min_track_pt": [0.0]}``
+    (numbers where they parse, else strings); a ConfigError naming --vary otherwise."""
+    out = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        name = name.strip()
+        if not sep or not name or not values.strip():
+            raise ConfigError(f"--vary {item!r}: expected NAME=V1,V2,... (e.g. --vary eps=0.15,0.25)")
+        if name in out:
+            raise ConfigError(f"--vary {name}: given twice")
+        vals = []
+        for v in values.split(","):
+            v = v.strip()
+            try:
+                vals.append(int(v) if v.lstrip("-").isdigit() else float(v))
+            except ValueError:
+                vals.append(v)
+        out[name] = vals
+    return out
 
 
 def run(args) -> int:
@@ -50,10 +76,14 @@ def run(args) -> int:
     views = None if args.barrel_views is None else parse_views(args.barrel_views)
     report = fit_run_quality(args.run, args.data, args.val_data, n_train=args.events, n_val=args.val_events,
                              barrel_views=views, metric=args.metric, force=args.force, device=args.device,
-                             progress=not args.quiet and sys.stderr.isatty())
+                             progress=not args.quiet and sys.stderr.isatty(), vary=parse_vary(args.vary))
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
+    if report["variants"]:
+        print(f"candidates pooled from {len(report['variants'])} track-formation variants: "
+              + "; ".join(", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in var.items())
+                          for var in report["variants"]))
     print(f"fitted on {report['n_candidates_fitted']} candidates of >= 2 hits from {report['n_train_events']} "
           f"events ({100 * report['good_fraction']:.1f}% DM matches) in {report['fit_seconds']:.1f} s")
     print(f"threshold on {report['n_val_events']} events (by {report['metric']}):")

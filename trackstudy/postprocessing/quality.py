@@ -30,8 +30,9 @@ Features of a candidate (:data:`FEATURES`), from its hits' x, y, z (mm), volume 
 from __future__ import annotations
 
 import io
+import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -153,10 +154,48 @@ def candidate_labels(track, particle_id, particle_nhits: dict | None = None) -> 
     return good
 
 
+def check_variants(variants) -> list[dict]:
+    """Track-formation variants as a list of {parameter name: number or string} dicts (checked
+    against the run's parameters where they are applied: :func:`apply_variants`)."""
+    if variants is None:
+        return []
+    if not isinstance(variants, (list, tuple)) or not all(isinstance(v, dict) for v in variants):
+        raise ConfigError(f"track quality: variants must be a list of parameter dicts, got {variants!r}")
+    out = []
+    for v in variants:
+        for k, x in v.items():
+            if not isinstance(k, str) or isinstance(x, bool) or not isinstance(x, (int, float, str)):
+                raise ConfigError(f"track quality: variant {v!r}: names map to numbers or strings")
+        out.append(dict(v))
+    return out
+
+
+def apply_variants(params, variants) -> list:
+    """The track-formation parameters of each variant: ``params`` (a dataclass such as
+    EmbeddingTrackParams) with each variant's overrides; ``[params]`` without variants. An unknown
+    parameter name is a ConfigError naming it."""
+    variants = check_variants(variants)
+    if not variants:
+        return [params]
+    names = {f.name for f in fields(params)}
+    out = []
+    for v in variants:
+        unknown = sorted(set(v) - names)
+        if unknown:
+            raise ConfigError(f"track quality: {type(params).__name__} has no parameter {unknown[0]!r} "
+                              f"(variants vary: {', '.join(sorted(names))})")
+        out.append(replace(params, **v))
+    return out
+
+
 @dataclass
 class TrackQuality:
     """A fitted candidate scorer: standardisation, the perceptron's layers (ReLU between them,
-    logistic at the end) and the threshold a candidate's score must reach to be kept."""
+    logistic at the end), the threshold a candidate's score must reach to be kept, and the
+    track-formation ``variants`` it chooses among: parameter overrides of the run's track
+    formation (e.g. ``[{"eps": 0.15, "min_track_pt": 0.0}, {"eps": 0.25, ...}]``) whose candidates
+    are pooled before scoring (empty: the run's formation alone). The scorer is fitted on the
+    candidates of the same variants (:func:`trackstudy.study.quality.fit_run_quality`)."""
 
     mean: np.ndarray
     scale: np.ndarray
@@ -164,6 +203,7 @@ class TrackQuality:
     biases: list = field(default_factory=list)
     threshold: float = 0.5
     features: tuple = FEATURES
+    variants: list = field(default_factory=list)
 
     def __post_init__(self):
         self.mean = np.asarray(self.mean, dtype=np.float64).ravel()
@@ -186,6 +226,7 @@ class TrackQuality:
         if not 0.0 <= float(self.threshold) <= 1.0:
             raise ConfigError(f"track quality: threshold={self.threshold} must be a probability in [0, 1]")
         self.threshold = float(self.threshold)
+        self.variants = check_variants(self.variants)
 
     def score(self, feats: np.ndarray) -> np.ndarray:
         """Probability (T,) that each candidate (rows of :func:`candidate_features`) is a DM match."""
@@ -202,7 +243,8 @@ class TrackQuality:
     def save(self, path: str | os.PathLike, *, force: bool = True) -> Path:
         """Write the scorer as plain arrays (npz) through a temporary file, then rename."""
         arrays = {"mean": self.mean, "scale": self.scale, "threshold": np.array(self.threshold),
-                  "features": np.array(self.features), "n_layers": np.array(len(self.weights))}
+                  "features": np.array(self.features), "n_layers": np.array(len(self.weights)),
+                  "variants": np.array(json.dumps(self.variants))}  # a JSON string: read without pickle
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             arrays[f"w{i}"], arrays[f"b{i}"] = w, b
         buf = io.BytesIO()  # npz in memory, then one atomic write
@@ -218,10 +260,11 @@ class TrackQuality:
                 n = int(f["n_layers"])
                 obj = cls(mean=f["mean"], scale=f["scale"], threshold=float(f["threshold"]),
                           features=tuple(f["features"].tolist()),
-                          weights=[f[f"w{i}"] for i in range(n)], biases=[f[f"b{i}"] for i in range(n)])
+                          weights=[f[f"w{i}"] for i in range(n)], biases=[f[f"b{i}"] for i in range(n)],
+                          variants=json.loads(str(f["variants"])) if "variants" in f.files else [])
         except FileNotFoundError:
             raise DataError(f"{path}: no such track-quality file") from None
-        except (KeyError, ValueError, OSError) as exc:
+        except (KeyError, ValueError, OSError, TypeError) as exc:
             raise DataError(f"{path}: not a track-quality file ({exc})") from None
         except (DataError, ConfigError) as exc:
             raise DataError(f"{path}: {exc}") from None
@@ -317,5 +360,6 @@ def candidates_features(cols: dict, rows, track, view=None, vertices=None) -> tu
     return t, feats
 
 
-__all__ = ["FEATURES", "QUALITY_FILE", "TrackQuality", "candidate_features", "candidate_labels",
+__all__ = ["FEATURES", "QUALITY_FILE", "TrackQuality", "apply_variants", "candidate_features", "candidate_labels",
+           "check_variants",
            "candidates_features", "fit_track_quality", "hit_columns", "select_candidates"]

@@ -12,10 +12,11 @@ and ``predict`` / ``bench latency`` / the held-out benchmark choose tracks with 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,11 +28,12 @@ from trackstudy.inference import check_locality, predict_event, select_pixel_hit
 from trackstudy.metrics import evaluate_event
 from trackstudy.postprocessing.quality import (
     QUALITY_FILE,
+    apply_variants,
     candidate_labels,
     fit_track_quality,
     select_candidates,
 )
-from trackstudy.postprocessing.track_formation import labels_to_track_ids, submission
+from trackstudy.postprocessing.track_formation import labels_to_track_ids, model_params, submission
 from trackstudy.training.checkpoint import load_run
 
 #: Thresholds tried on the validation events.
@@ -42,11 +44,24 @@ METRICS = ("dm_minus_fake", "dm_efficiency", "trackml_score")
 REPORT_FILE = "track_quality.json"
 
 
-def _candidates(model, event, locality, pixel_only: bool) -> dict:
+def vary_variants(vary: Mapping | None) -> list[dict]:
+    """Track-formation variants from ``{name: [values]}``: every combination of the values (e.g.
+    ``{"eps": [0.15, 0.25], "min_track_pt": [0.0]}`` -> two variants); [] for none."""
+    if not vary:
+        return []
+    names = list(vary)
+    for name in names:
+        values = vary[name]
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ConfigError(f"vary {name}: give a non-empty list of values")
+    return [dict(zip(names, combo)) for combo in itertools.product(*(list(vary[n]) for n in names))]
+
+
+def _candidates(model, event, locality, pixel_only: bool, variants) -> dict:
     """Run one event (quality off) and keep its candidates, pixel selection and truth."""
     capture: dict = {}
     predict_event(model, event.hits, locality=locality, event_id=event.event_id, pixel_only=pixel_only,
-                  capture=capture, quality=False)
+                  capture=capture, quality=False, variants=variants)
     if "candidates" not in capture:
         raise DataError(f"event {event.event_id}: no track candidates (the hits need volume_id and layer_id, "
                         "and the model must form tracks from hit outputs, not edges)")
@@ -81,13 +96,16 @@ def fit_run_quality(run_dir: str | os.PathLike, train_data: str | os.PathLike, v
                     n_train: int | None = None, n_val: int | None = None, barrel_views=None,
                     metric: str = "dm_minus_fake", thresholds: Sequence[float] = THRESHOLDS,
                     hidden=(32, 32), seed: int = 0, force: bool = False, progress: bool = True,
-                    device: str = "auto") -> dict:
+                    device: str = "auto", vary: Mapping | None = None) -> dict:
     """Fit the scorer of ``run_dir`` on the events of ``train_data``, choose its threshold on those
     of ``val_data`` (both simulated with truth, neither used in training nor held out), write
     ``track_quality.npz`` and ``track_quality.json`` into the run and return the report
     (threshold table, candidates, seconds). ``barrel_views`` overrides the run's views (the scorer
-    is fitted on the candidates it will choose among). An existing scorer is replaced only with
-    ``force``."""
+    is fitted on the candidates it will choose among). ``vary``: track-formation parameters to vary,
+    ``{name: [values]}`` (e.g. ``{"eps": [0.15, 0.2, 0.25, 0.3, 0.35], "min_track_pt": [0.0]}``):
+    the candidates of every combination are pooled, here and wherever the scorer runs, so the
+    scorer chooses among alternative tracks of the same hits. An existing scorer is replaced only
+    with ``force``."""
     from tqdm.auto import tqdm
 
     if metric not in METRICS:
@@ -95,6 +113,7 @@ def fit_run_quality(run_dir: str | os.PathLike, train_data: str | os.PathLike, v
     thresholds = sorted(float(t) for t in thresholds)
     if not thresholds or thresholds[0] < 0 or thresholds[-1] > 1:
         raise ConfigError("thresholds: give probabilities in [0, 1]")
+    variants = vary_variants(vary)
     run_dir = resolve_path(run_dir)
     target = run_dir / QUALITY_FILE
     if target.exists() and not force:
@@ -107,11 +126,12 @@ def fit_run_quality(run_dir: str | os.PathLike, train_data: str | os.PathLike, v
         locality["barrel_views"] = barrel_views
     locality = check_locality(locality)
     pixel_only = bool(((cfg.get("data") or {}).get("train") or {}).get("pixel_only", False))
+    apply_variants(model_params(model), variants)  # an unknown parameter fails here, before any event runs
 
     def collect(folder, n, what):
         out = []
         for ev in tqdm(iter_events(folder, n_events=n), desc=what, unit="event", total=n, disable=not progress):
-            out.append(_candidates(model, ev, locality, pixel_only))
+            out.append(_candidates(model, ev, locality, pixel_only, variants))
         if not out:
             raise DataError(f"{folder}: no events")
         return out
@@ -121,6 +141,7 @@ def fit_run_quality(run_dir: str | os.PathLike, train_data: str | os.PathLike, v
     good = np.concatenate([_labels(c) for c in train])
     t_fit = time.perf_counter()
     scorer = fit_track_quality(feats, good, hidden=hidden, seed=seed)
+    scorer.variants = variants
     fit_seconds = time.perf_counter() - t_fit
     val = collect(val_data, n_val, "quality: threshold events")
     rows = []
@@ -138,6 +159,7 @@ def fit_run_quality(run_dir: str | os.PathLike, train_data: str | os.PathLike, v
     report = {
         "run": str(run_dir), "train_data": str(resolve_path(train_data)), "val_data": str(resolve_path(val_data)),
         "n_train_events": len(train), "n_val_events": len(val), "barrel_views": list(locality["barrel_views"]),
+        "variants": variants,
         "n_candidates": int(len(feats)), "n_candidates_fitted": int((feats[:, 0] >= 2).sum()),
         "good_fraction": float(good[feats[:, 0] >= 2].mean()), "hidden": list(hidden), "metric": metric,
         "threshold": scorer.threshold, "fit_seconds": fit_seconds, "seconds": time.perf_counter() - t_start,
@@ -147,4 +169,4 @@ def fit_run_quality(run_dir: str | os.PathLike, train_data: str | os.PathLike, v
     return report
 
 
-__all__ = ["METRICS", "REPORT_FILE", "THRESHOLDS", "fit_run_quality"]
+__all__ = ["METRICS", "REPORT_FILE", "THRESHOLDS", "fit_run_quality", "vary_variants"]
