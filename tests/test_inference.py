@@ -249,6 +249,15 @@ def test_track_quality_scorer_keeps_the_tracks_it_scores_high(hits, tmp_path):
     assert loaded.track_quality.threshold == 0.5
     again, _ = predict_event(loaded, pix, locality=DBSCAN, event_id=1)
     pd.testing.assert_frame_equal(again, scored)
+    # variants of the track formation: their candidates pooled, the scorer choosing among them
+    pooled = {}
+    predict_event(model, pix, locality=DBSCAN, event_id=1, capture=pooled, quality=False,
+                  variants=[{"eps": 0.1}, {"eps": 0.3}])
+    assert len(pooled["candidates"]["rows"]) == 2 * len(pix)
+    model.track_quality.variants = [{"eps": 0.1}, {"eps": 0.3}]
+    chosen, _ = predict_event(model, pix, locality=DBSCAN, event_id=1)
+    assert len(chosen) == len(pix) and chosen["track_id"].value_counts().max() > 2
+    model.track_quality.variants = []
     # hits without the layer columns: a clear error naming the column
     with pytest.raises(DataError, match="layer_id"):
         predict_event(model, pix.drop(columns=["layer_id"]), locality=DBSCAN, event_id=1)

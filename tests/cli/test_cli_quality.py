@@ -59,6 +59,11 @@ def test_quality_fits_writes_and_is_used(folders, tmp_path, capsys):
     assert main([*args, "--force", "--metric", "dm_efficiency"]) == 0
     out = capsys.readouterr().out
     assert "threshold on 1 events (by dm_efficiency)" in out and "<-" in out
+    # variants of the track formation: stored with the scorer, named in the report
+    assert main([*args, "--force", "--vary", "eps=0.1,0.3", "--vary", "min_track_pt=0", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["variants"] == [{"eps": 0.1, "min_track_pt": 0}, {"eps": 0.3, "min_track_pt": 0}]
+    assert TrackQuality.load(run / "track_quality.npz").variants == report["variants"]
     # predict with and without it
     subs = {}
     for flag in ([], ["--no-quality"]):
@@ -77,3 +82,7 @@ def test_quality_errors(folders, tmp_path, capsys):
     assert main(["quality", "--run", str(run), "--data", str(folders / "fit"), "--val-data",
                  str(folders / "val"), "--events", "0"]) == 2
     assert "--events" in capsys.readouterr().err
+    for bad, message in (("eps", "NAME=V1,V2"), ("epsilon=0.1", "no parameter 'epsilon'")):
+        assert main(["quality", "--run", str(run), "--data", str(folders / "fit"), "--val-data",
+                     str(folders / "val"), "--vary", bad]) == 2
+        assert message in capsys.readouterr().err

@@ -144,3 +144,21 @@ def test_fit_learns_a_rule_it_can_see():
     assert good.mean() < 0.5 and acc > 0.9  # a constant guess is right for fewer than 55%
     with pytest.raises(DataError, match="both good and fake"):
         fit_track_quality(feats, np.ones(n, dtype=bool))
+
+
+def test_variants_are_stored_and_applied(tmp_path):
+    from trackstudy.postprocessing.quality import apply_variants
+    from trackstudy.postprocessing.track_formation import EmbeddingTrackParams
+
+    q = _linear_scorer()
+    q.variants = [{"eps": 0.15, "min_track_pt": 0.0}, {"eps": 0.3, "min_track_pt": 0.0}]
+    back = TrackQuality.load(q.save(tmp_path / "q.npz"))
+    assert back.variants == q.variants
+    base = EmbeddingTrackParams(eps=0.25, min_track_pt=0.4)
+    got = apply_variants(base, back.variants)
+    assert [(p.eps, p.min_track_pt) for p in got] == [(0.15, 0.0), (0.3, 0.0)] and got[0].max_hits == base.max_hits
+    assert apply_variants(base, []) == [base]
+    with pytest.raises(ConfigError, match="no parameter 'epsilon'"):
+        apply_variants(base, [{"epsilon": 0.1}])
+    with pytest.raises(ConfigError, match="variants"):
+        TrackQuality(mean=q.mean, scale=q.scale, weights=q.weights, biases=q.biases, variants={"eps": 0.1})
