@@ -66,7 +66,7 @@ from trackstudy.postprocessing.gnn_tracks import predict_graph_event
 from trackstudy.postprocessing.quality import apply_variants, candidates_features, hit_columns, select_candidates
 from trackstudy.postprocessing.torch_tracks import device_track_formation, tracks_from_embeddings_torch
 from trackstudy.postprocessing.track_formation import form_tracks, labels_to_track_ids, model_params, submission
-from trackstudy.postprocessing.views import resolve_views
+from trackstudy.postprocessing.views import line_fits, resolve_views
 
 #: Stages timed by :func:`predict_event`, in pipeline order (plus "total").
 STAGES = ("clustering", "features", "masks", "encoder", "track_formation")
@@ -160,7 +160,9 @@ def view_tracks(former, outputs: Mapping, hits: pd.DataFrame, views: ViewCluster
                 params=None, quality=None, capture: dict | None = None, variants=None
                 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Tracks of one event from outputs over the rows of ``views``: ``former`` (form_tracks or its
-    device version) in each view over its barrel rows and every endcap row, the candidates
+    device version) in each view over its barrel rows, and once over the endcap rows (their
+    clusters and outputs are the same in every view; an endcap candidate is given the view nearest
+    the z0 of its line fit), the candidates
     resolved into one partition: by the track-quality scorer ``quality``
     (:class:`trackstudy.postprocessing.quality.TrackQuality`) when given, else by the line-fit
     rules of :func:`trackstudy.postprocessing.views.resolve_views`. ``capture`` receives the
@@ -176,8 +178,11 @@ def view_tracks(former, outputs: Mapping, hits: pd.DataFrame, views: ViewCluster
     offset = 0
     if variants is None and quality is not None:
         variants = quality.variants
-    for k in range(len(views.vertices)):
-        idx = views.view_rows(k)
+    r_hit = np.hypot(xyz[:, 0], xyz[:, 1])
+    # each view's barrel rows, then the endcap rows once (the same clusters and outputs in every view)
+    blocks = [(k, np.flatnonzero(views.view == k)) for k in range(len(views.vertices))]
+    blocks.append((-1, np.flatnonzero(views.view < 0)))
+    for k, idx in blocks:
         if len(idx) == 0:
             continue
         sel = torch.from_numpy(idx)
@@ -187,9 +192,16 @@ def view_tracks(former, outputs: Mapping, hits: pd.DataFrame, views: ViewCluster
             sub = former(part, np.arange(len(idx)), event_id=event_id, cluster=views.labels[idx], params=p,
                          xyz=xyz[views.rows[idx]])
             _, lab = np.unique(sub["track_id"].to_numpy(), return_inverse=True)
-            rows.append(views.rows[idx])
-            track.append(lab.ravel() + offset)
-            view.append(np.full(len(idx), k, dtype=np.int64))
+            lab = lab.ravel()
+            hit = views.rows[idx]
+            if k >= 0:
+                v = np.full(len(idx), k, dtype=np.int64)
+            else:  # an endcap candidate belongs to the view nearest the z0 of its line (z = 0 without one)
+                z0 = np.nan_to_num(line_fits(lab, r_hit[hit], xyz[hit, 2])[0], nan=0.0)
+                v = np.argmin(np.abs(z0[:, None] - views.vertices[None, :]), axis=1)[lab]
+            rows.append(hit)
+            track.append(lab + offset)
+            view.append(v)
             offset += int(lab.max()) + 1
     cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int64))
     rows, track, view = cat(rows), cat(track), cat(view)
