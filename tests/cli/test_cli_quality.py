@@ -86,3 +86,20 @@ def test_quality_errors(folders, tmp_path, capsys):
         assert main(["quality", "--run", str(run), "--data", str(folders / "fit"), "--val-data",
                      str(folders / "val"), "--vary", bad]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_parse_vary_and_combinations():
+    from trackstudy.errors import ConfigError
+    from trackstudy.study.quality import parse_vary, vary_variants
+
+    vary = parse_vary("eps=0.1,0.2 min_track_pt:0  method=dbscan")
+    assert vary == {"eps": [0.1, 0.2], "min_track_pt": [0], "method": ["dbscan"]}
+    assert parse_vary(["eps=0.1", "max_hits=12,20"]) == {"eps": [0.1], "max_hits": [12, 20]}
+    assert vary_variants({"eps": [0.1, 0.2], "max_hits": [12, 20]}) == [
+        {"eps": 0.1, "max_hits": 12}, {"eps": 0.1, "max_hits": 20}, {"eps": 0.2, "max_hits": 12},
+        {"eps": 0.2, "max_hits": 20}]
+    assert vary_variants(None) == [] and parse_vary("") == {}
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_vary(["eps=0.1", "eps=0.2"])
+    with pytest.raises(ConfigError, match="non-empty"):
+        vary_variants({"eps": []})

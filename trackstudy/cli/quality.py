@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from trackstudy.errors import ConfigError, DataError
+from trackstudy.errors import DataError
 
 
 def register(sub) -> None:
@@ -41,32 +41,10 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def parse_vary(items) -> dict:
-    """``["eps=0.15,0.25", "min_track_pt=0"]`` -> ``{"eps": [0.15, 0.25], "min_track_pt": [0.0]}``
-    (numbers where they parse, else strings); a ConfigError naming --vary otherwise."""
-    out = {}
-    for item in items:
-        name, sep, values = item.partition("=")
-        name = name.strip()
-        if not sep or not name or not values.strip():
-            raise ConfigError(f"--vary {item!r}: expected NAME=V1,V2,... (e.g. --vary eps=0.15,0.25)")
-        if name in out:
-            raise ConfigError(f"--vary {name}: given twice")
-        vals = []
-        for v in values.split(","):
-            v = v.strip()
-            try:
-                vals.append(int(v) if v.lstrip("-").isdigit() else float(v))
-            except ValueError:
-                vals.append(v)
-        out[name] = vals
-    return out
-
-
 def run(args) -> int:
     from trackstudy.cli.evaluate import check_count
     from trackstudy.locality.views import parse_views
-    from trackstudy.study.quality import fit_run_quality
+    from trackstudy.study.quality import fit_run_quality, parse_vary
 
     check_count(args.events, "--events")
     check_count(args.val_events, "--val-events")

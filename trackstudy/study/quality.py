@@ -44,6 +44,32 @@ METRICS = ("dm_minus_fake", "dm_efficiency", "trackml_score")
 REPORT_FILE = "track_quality.json"
 
 
+def parse_vary(items) -> dict:
+    """``["eps=0.15,0.25", "min_track_pt=0"]`` (or one string of them joined by spaces; NAME:VALUES
+    as well, which papermill's parameter cells can hold) ->
+    ``{"eps": [0.15, 0.25], "min_track_pt": [0]}`` (numbers where they parse, else strings); a
+    ConfigError naming --vary otherwise."""
+    if isinstance(items, str):
+        items = items.split()
+    out = {}
+    for item in items:
+        name, sep, values = item.partition("=") if "=" in item else item.partition(":")
+        name = name.strip()
+        if not sep or not name or not values.strip():
+            raise ConfigError(f"--vary {item!r}: expected NAME=V1,V2,... (e.g. --vary eps=0.15,0.25)")
+        if name in out:
+            raise ConfigError(f"--vary {name}: given twice")
+        vals = []
+        for v in values.split(","):
+            v = v.strip()
+            try:
+                vals.append(int(v) if v.lstrip("-").isdigit() else float(v))
+            except ValueError:
+                vals.append(v)
+        out[name] = vals
+    return out
+
+
 def vary_variants(vary: Mapping | None) -> list[dict]:
     """Track-formation variants from ``{name: [values]}``: every combination of the values (e.g.
     ``{"eps": [0.15, 0.25], "min_track_pt": [0.0]}`` -> two variants); [] for none."""
@@ -169,4 +195,4 @@ def fit_run_quality(run_dir: str | os.PathLike, train_data: str | os.PathLike, v
     return report
 
 
-__all__ = ["METRICS", "REPORT_FILE", "THRESHOLDS", "fit_run_quality", "vary_variants"]
+__all__ = ["METRICS", "REPORT_FILE", "THRESHOLDS", "fit_run_quality", "parse_vary", "vary_variants"]
