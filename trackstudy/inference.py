@@ -66,7 +66,7 @@ from trackstudy.postprocessing.gnn_tracks import predict_graph_event
 from trackstudy.postprocessing.quality import apply_variants, candidates_features, hit_columns, select_candidates
 from trackstudy.postprocessing.torch_tracks import device_track_formation, tracks_from_embeddings_torch
 from trackstudy.postprocessing.track_formation import form_tracks, labels_to_track_ids, model_params, submission
-from trackstudy.postprocessing.views import line_fits, resolve_views
+from trackstudy.postprocessing.views import line_fits, nearest_view, resolve_views
 
 #: Stages timed by :func:`predict_event`, in pipeline order (plus "total").
 STAGES = ("clustering", "features", "masks", "encoder", "track_formation")
@@ -197,8 +197,7 @@ def view_tracks(former, outputs: Mapping, hits: pd.DataFrame, views: ViewCluster
             if k >= 0:
                 v = np.full(len(idx), k, dtype=np.int64)
             else:  # an endcap candidate belongs to the view nearest the z0 of its line (z = 0 without one)
-                z0 = np.nan_to_num(line_fits(lab, r_hit[hit], xyz[hit, 2])[0], nan=0.0)
-                v = np.argmin(np.abs(z0[:, None] - views.vertices[None, :]), axis=1)[lab]
+                v = nearest_view(line_fits(lab, r_hit[hit], xyz[hit, 2])[0], views.vertices)[lab]
             rows.append(hit)
             track.append(lab + offset)
             view.append(v)
@@ -216,6 +215,15 @@ def view_tracks(former, outputs: Mapping, hits: pd.DataFrame, views: ViewCluster
     key[views.view + 1, views.rows] = np.arange(len(views))
     source = np.where(key[0] >= 0, key[0], key[home + 1, np.arange(n)])
     return submission(event_id, hits["hit_id"].to_numpy(), labels_to_track_ids(labels)), source
+
+
+def with_unseen(track: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Track ids of every hit of an event from those of the hits that went through the model
+    (``track``, one per True of ``keep``): each other hit a one-hit track with a fresh id, input order."""
+    out = np.empty(len(keep), dtype=np.int64)
+    out[keep] = track
+    out[~keep] = np.max(track, initial=-1) + 1 + np.arange(int((~keep).sum()))
+    return out
 
 
 def quality_candidates(quality, hits: pd.DataFrame, rows, track, view=None, vertices=None, *, event_id: int = 0,
@@ -237,10 +245,7 @@ def quality_candidates(quality, hits: pd.DataFrame, rows, track, view=None, vert
     t, feats = candidates_features(hit_columns(hits, source=f"event {event_id} hits"), rows, track, view, vertices)
     if capture is not None:
         capture["candidates"] = {"rows": np.asarray(rows, dtype=np.int64), "track": t, "features": feats}
-    score = np.zeros(len(feats))
-    multi = feats[:, 0] >= 2  # one-hit candidates are never taken: not scored
-    score[multi] = quality.score(feats[multi])
-    labels, claimed = select_candidates(len(hits), rows, t, score, quality.threshold)
+    labels, claimed = select_candidates(len(hits), rows, t, quality.candidate_scores(feats), quality.threshold)
     chosen = np.full(len(hits), -1, dtype=np.int64)
     if view is not None:
         cand_view = np.zeros(int(t.max()) + 1 if len(t) else 0, dtype=np.int64)
@@ -440,13 +445,8 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
                                                    event_id=event_id, capture=capture)
                     if scorer is not None:
                         sub = submission(event_id, sel["hit_id"].to_numpy(), labels_to_track_ids(chosen))
-            if keep is not None and not keep.all():
-                # hits the model never saw: one-hit tracks with fresh ids, rows in input order
-                track = np.empty(len(hits), dtype=np.int64)
-                track[keep] = sub["track_id"].to_numpy()
-                n_other = int((~keep).sum())
-                track[~keep] = int(sub["track_id"].max()) + 1 + np.arange(n_other)
-                sub = submission(event_id, hits["hit_id"].to_numpy(), track)
+            if keep is not None and not keep.all():  # hits the model never saw: one-hit tracks
+                sub = submission(event_id, hits["hit_id"].to_numpy(), with_unseen(sub["track_id"].to_numpy(), keep))
     finally:
         model.train(was_training)
     synchronize(dev)
@@ -523,4 +523,4 @@ def predict_events(model, events, *, locality: Mapping | None, device=None, pixe
 
 __all__ = ["DENSE_MAX_HITS", "LOCALITY_KEYS", "SPARSE_PATH", "STAGES", "SparsePathWarning", "build_masks",
            "check_locality", "cluster_hits", "guard_dense", "hit_angles", "predict_event", "predict_events",
-           "select_pixel_hits", "torch_clusterable", "view_hits", "view_tracks"]
+           "select_pixel_hits", "torch_clusterable", "view_hits", "view_tracks", "with_unseen"]

@@ -41,10 +41,13 @@ from trackstudy.config import B_FIELD_T
 from trackstudy.data.io import atomic_write_bytes
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.kinematics import C_LIGHT
-from trackstudy.postprocessing.views import claim_in_order, line_fits
+from trackstudy.postprocessing.views import claim_in_order, line_fits, nearest_view
 
 FEATURES = ("nhits", "layers", "shared", "rz_rms", "dz0", "home", "xy_rms", "d0", "log_pt", "rmin", "rspan",
             "abs_eta", "barrel")
+#: Candidates of fewer hits are never kept as tracks (the selection's ``min_free``): neither
+#: fitted nor scored.
+MIN_TRACK_HITS = 2
 #: The file of a run that holds its scorer.
 QUALITY_FILE = "track_quality.npz"
 #: Feature values are clipped to this magnitude (degenerate fits give inf).
@@ -102,8 +105,7 @@ def candidate_features(track, x, y, z, volume, layer, view_z=None, vertices=None
     r = np.hypot(x, y)
     size = np.bincount(t, minlength=n_t).astype(np.float64)
     z0, slope, rz_rms = line_fits(t, r, z)
-    nearest = vertices[np.argmin(np.abs(np.nan_to_num(z0, nan=np.inf)[:, None] - vertices[None, :]), axis=1)]
-    home = np.isfinite(z0) & (nearest == view_z)
+    home = np.isfinite(z0) & (vertices[nearest_view(z0, vertices)] == view_z)
     _, key = np.unique(volume * 1000 + layer, return_inverse=True)  # (volume, layer) -> 0..L-1
     pairs = np.unique(t * (int(key.max()) + 1) + key.ravel())  # one per (candidate, layer)
     layers = np.bincount(pairs // (int(key.max()) + 1), minlength=n_t).astype(np.float64)
@@ -240,6 +242,16 @@ class TrackQuality:
                 h = np.maximum(h, 0.0)
         return 1.0 / (1.0 + np.exp(-np.clip(h[:, 0], -50, 50)))
 
+    def candidate_scores(self, feats: np.ndarray) -> np.ndarray:
+        """:meth:`score` of the candidates that can be kept (>= :data:`MIN_TRACK_HITS` hits), 0 for
+        the others (most candidates of an event are one-hit leftovers: not worth the forward pass)."""
+        feats = np.asarray(feats, dtype=np.float64)
+        out = np.zeros(len(feats))
+        keep = feats[:, 0] >= MIN_TRACK_HITS if feats.ndim == 2 and len(feats) else np.zeros(len(feats), bool)
+        if keep.any():
+            out[keep] = self.score(feats[keep])
+        return out
+
     def save(self, path: str | os.PathLike, *, force: bool = True) -> Path:
         """Write the scorer as plain arrays (npz) through a temporary file, then rename."""
         arrays = {"mean": self.mean, "scale": self.scale, "threshold": np.array(self.threshold),
@@ -273,13 +285,13 @@ class TrackQuality:
         return obj
 
 
-def fit_track_quality(feats: np.ndarray, good: np.ndarray, *, hidden=(32, 32), min_hits: int = 2,
+def fit_track_quality(feats: np.ndarray, good: np.ndarray, *, hidden=(32, 32), min_hits: int = MIN_TRACK_HITS,
                       max_samples: int = 300_000, seed: int = 0) -> TrackQuality:
     """Fit the scorer on candidates with truth (rows of :func:`candidate_features`, DM labels of
     :func:`candidate_labels`) with scikit-learn's ``MLPClassifier`` (Adam, early stopping on a
     tenth of the rows). Candidates of fewer than ``min_hits`` hits (never kept as tracks) are left
     out; at most ``max_samples`` of the rest, drawn at random with ``seed``. The threshold is 0.5
-    until :func:`tune_threshold` sets it."""
+    until :func:`trackstudy.study.quality.fit_run_quality` chooses it."""
     from sklearn.neural_network import MLPClassifier
 
     feats = np.asarray(feats, dtype=np.float64)
@@ -302,7 +314,7 @@ def fit_track_quality(feats: np.ndarray, good: np.ndarray, *, hidden=(32, 32), m
     return TrackQuality(mean=mean, scale=scale, weights=list(clf.coefs_), biases=list(clf.intercepts_))
 
 
-def select_candidates(n_hits: int, rows, track, score, threshold: float, *, min_free: int = 2
+def select_candidates(n_hits: int, rows, track, score, threshold: float, *, min_free: int = MIN_TRACK_HITS
                       ) -> tuple[np.ndarray, np.ndarray]:
     """One partition of the hits from scored candidates that may share hits: the candidates scored
     >= ``threshold`` are taken best first, each claiming its still free hits when at least
@@ -360,6 +372,6 @@ def candidates_features(cols: dict, rows, track, view=None, vertices=None) -> tu
     return t, feats
 
 
-__all__ = ["FEATURES", "QUALITY_FILE", "TrackQuality", "apply_variants", "candidate_features", "candidate_labels",
+__all__ = ["FEATURES", "MIN_TRACK_HITS", "QUALITY_FILE", "TrackQuality", "apply_variants", "candidate_features", "candidate_labels",
            "check_variants",
            "candidates_features", "fit_track_quality", "hit_columns", "select_candidates"]

@@ -108,16 +108,23 @@ def resolve_views(n_hits: int, rows, track, view, vertices, r, z, *, min_free: i
         cand_view = np.zeros(n_t, dtype=np.int64)
         cand_view[t] = view
         z0, _, rms = line_fits(t, r[rows], z[rows])
-        nearest = np.argmin(np.abs(np.nan_to_num(z0, nan=np.inf)[:, None] - vertices[None, :]), axis=1)
-        home = np.isfinite(z0) & (nearest == cand_view)
+        home = np.isfinite(z0) & (nearest_view(z0, vertices) == cand_view)
         order = np.lexsort((np.arange(n_t), rms, ~home, -size))
         order = order[(size[order] >= min_free) & (rms[order] <= max_rms)
                       & (home[order] | (size[order] >= min_hits_away))]
         labels, claimed = claim_in_order(n_hits, rows, t, order, min_free=min_free)
         chosen = np.where(claimed >= 0, cand_view[np.maximum(claimed, 0)], -1)
-    else:
-        labels = claim_in_order(n_hits, rows, np.zeros(0, np.int64), np.zeros(0, np.int64), min_free=min_free)[0]
+    else:  # no candidates: every hit alone
+        labels = np.arange(n_hits, dtype=np.int64)
     return labels, chosen
+
+
+def nearest_view(z0, vertices) -> np.ndarray:
+    """Index of the view vertex nearest each z0 (mm); a candidate without a line fit (NaN) goes
+    to the view nearest z = 0."""
+    z0 = np.nan_to_num(np.asarray(z0, dtype=np.float64), nan=0.0)
+    vertices = np.asarray(vertices, dtype=np.float64)
+    return np.argmin(np.abs(z0[:, None] - vertices[None, :]), axis=1)
 
 
 def claim_in_order(n_hits: int, rows: np.ndarray, t: np.ndarray, order, *, min_free: int = 2
@@ -146,4 +153,5 @@ def claim_in_order(n_hits: int, rows: np.ndarray, t: np.ndarray, order, *, min_f
     return labels, claimed
 
 
-__all__ = ["MAX_RMS_MM", "MIN_HITS_AWAY", "MIN_LEVER_MM", "claim_in_order", "line_fits", "resolve_views"]
+__all__ = ["MAX_RMS_MM", "MIN_HITS_AWAY", "MIN_LEVER_MM", "claim_in_order", "line_fits", "nearest_view",
+           "resolve_views"]

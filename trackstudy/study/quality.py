@@ -24,9 +24,10 @@ import pandas as pd
 from trackstudy.config import resolve_path
 from trackstudy.data.io import atomic_write_bytes, iter_events
 from trackstudy.errors import ConfigError, DataError
-from trackstudy.inference import check_locality, predict_event, select_pixel_hits
+from trackstudy.inference import check_locality, predict_event, select_pixel_hits, with_unseen
 from trackstudy.metrics import evaluate_event
 from trackstudy.postprocessing.quality import (
+    MIN_TRACK_HITS,
     QUALITY_FILE,
     apply_variants,
     candidate_labels,
@@ -107,11 +108,8 @@ def _labels(c: dict) -> np.ndarray:
 
 
 def _metrics(c: dict, labels: np.ndarray) -> dict:
-    ev, keep = c["event"], c["keep"]
-    track = np.empty(len(ev.hits), dtype=np.int64)
-    track[keep] = labels
-    track[~keep] = labels.max(initial=-1) + 1 + np.arange(int((~keep).sum()))
-    sub = submission(ev.event_id, ev.hits["hit_id"].to_numpy(), labels_to_track_ids(track))
+    ev = c["event"]
+    sub = submission(ev.event_id, ev.hits["hit_id"].to_numpy(), labels_to_track_ids(with_unseen(labels, c["keep"])))
     res = evaluate_event(sub, ev.truth, ev.particles, hits=ev.hits)
     res["dm_minus_fake"] = res["dm_efficiency"] - res["fake_rate"]
     return {k: float(res[k]) for k in ("dm_efficiency", "fake_rate", "duplicate_rate", "trackml_score",
@@ -168,10 +166,11 @@ def fit_run_quality(run_dir: str | os.PathLike, train_data: str | os.PathLike, v
     t_fit = time.perf_counter()
     scorer = fit_track_quality(feats, good, hidden=hidden, seed=seed)
     scorer.variants = variants
+    fitted = feats[:, 0] >= MIN_TRACK_HITS
     fit_seconds = time.perf_counter() - t_fit
     val = collect(val_data, n_val, "quality: threshold events")
     rows = []
-    scores = [scorer.score(c["features"]) for c in val]
+    scores = [scorer.candidate_scores(c["features"]) for c in val]
     for thr in thresholds:  # 0: every candidate, best first (the scorer resolves overlaps only)
         vals = []
         for c, s in zip(val, scores):
@@ -186,8 +185,8 @@ def fit_run_quality(run_dir: str | os.PathLike, train_data: str | os.PathLike, v
         "run": str(run_dir), "train_data": str(resolve_path(train_data)), "val_data": str(resolve_path(val_data)),
         "n_train_events": len(train), "n_val_events": len(val), "barrel_views": list(locality["barrel_views"]),
         "variants": variants,
-        "n_candidates": int(len(feats)), "n_candidates_fitted": int((feats[:, 0] >= 2).sum()),
-        "good_fraction": float(good[feats[:, 0] >= 2].mean()), "hidden": list(hidden), "metric": metric,
+        "n_candidates": int(len(feats)), "n_candidates_fitted": int(fitted.sum()),
+        "good_fraction": float(good[fitted].mean()), "hidden": list(hidden), "metric": metric,
         "threshold": scorer.threshold, "fit_seconds": fit_seconds, "seconds": time.perf_counter() - t_start,
         "table": json.loads(table.to_json(orient="records")),
     }
