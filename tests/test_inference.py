@@ -199,7 +199,30 @@ def test_barrel_views_run_every_barrel_hit_once_per_view(hits):
     assert (capture["hit_ids"] == pix["hit_id"].to_numpy()).all()
 
 
+def test_view_frame_is_the_event_moved_to_the_view(hits):
+    # hits that project onto the barrel cylinder from any vertex near the origin (|z| < 5 r): the view
+    # from z = v with the view frame is the view from z = 0 of the event moved by -v (same clusters,
+    # same features, same outputs), and the tracks are the same partition
+    pix = hits[(hits["volume_id"] == 8) & (hits["z"].abs() < 5 * np.hypot(hits["x"], hits["y"]))].iloc[:2000]
+    moved = pix.assign(z=pix["z"] - 12.0)
+    model = _model()
+    runs = {}
+    for name, event, view, frame in (("framed", pix, 12.0, True), ("origin", moved, 0.0, True),
+                                     ("plain", pix, 12.0, False)):  # plain: z as it is
+        capture = {}
+        sub, _ = predict_event(model, event, locality={**VIEWS, "barrel_views": [view], "view_frame": frame},
+                               capture=capture)
+        runs[name] = sub["track_id"].to_numpy(), capture["outputs"]["embedding"]
+    assert _same_partition(runs["framed"][0], runs["origin"][0])
+    assert np.allclose(runs["framed"][1], runs["origin"][1], atol=1e-5)
+    assert not np.allclose(runs["plain"][1], runs["framed"][1], atol=1e-3)
+
+
 def test_barrel_views_options_are_checked():
+    assert check_locality(VIEWS)["view_frame"] is False
+    assert check_locality({**VIEWS, "barrel_views": [0.0], "view_frame": True})["view_frame"] is True
+    with pytest.raises(ConfigError, match="view_frame"):
+        check_locality({**VIEWS, "view_frame": "yes"})
     assert check_locality({**VIEWS, "barrel_views": [5, 0]})["barrel_views"] == [0.0, 5.0]
     assert check_locality(None)["barrel_views"] == [] and check_locality(VIEWS)["barrel_views"] == []
     with pytest.raises(ConfigError, match="replace the barrel's vertex-z scan"):

@@ -71,7 +71,7 @@ from trackstudy.postprocessing.views import line_fits, nearest_view, resolve_vie
 #: Stages timed by :func:`predict_event`, in pipeline order (plus "total").
 STAGES = ("clustering", "features", "masks", "encoder", "track_formation")
 #: Keys accepted in the ``locality`` section (the run config's).
-LOCALITY_KEYS = ("method", "params", "vertex_scan", "barrel_views")
+LOCALITY_KEYS = ("method", "params", "vertex_scan", "barrel_views", "view_frame")
 #: The dense-path guard: above this many hits through the network, a run without locality
 #: clustering (locality method "none": full attention over the event, e.g. the 10-50-track runs)
 #: takes the sparse path :data:`SPARSE_PATH` instead, with a notice (full attention over a real
@@ -92,11 +92,13 @@ class SparsePathWarning(UserWarning):
 
 
 def check_locality(locality: Mapping | None) -> dict:
-    """The ``locality`` section normalised to {"method", "params", "vertex_scan", "barrel_views"}
-    (method "none" when None; barrel_views a list of vertex z in mm, empty when off). Raises
+    """The ``locality`` section normalised to {"method", "params", "vertex_scan", "barrel_views",
+    "view_frame"} (method "none" when None; barrel_views a list of vertex z in mm, empty when off;
+    view_frame, default False: with barrel views, the network sees each barrel row's z measured
+    from its view's vertex, :meth:`~trackstudy.locality.views.ViewClusters.frame_z`). Raises
     ConfigError naming an unknown key, method or parameter."""
     if locality is None:
-        return {"method": "none", "params": {}, "vertex_scan": False, "barrel_views": []}
+        return {"method": "none", "params": {}, "vertex_scan": False, "barrel_views": [], "view_frame": False}
     if not isinstance(locality, Mapping):
         raise ConfigError(f"locality: expected a mapping with keys {', '.join(LOCALITY_KEYS)}, "
                           f"got {type(locality).__name__}")
@@ -118,7 +120,11 @@ def check_locality(locality: Mapping | None) -> dict:
         raise ConfigError("locality.params given but locality.method is 'none'")
     elif views:
         raise ConfigError("locality.barrel_views given but locality.method is 'none'")
-    return {"method": method, "params": params, "vertex_scan": vertex_scan, "barrel_views": views}
+    view_frame = locality.get("view_frame", False)
+    if not isinstance(view_frame, (bool, np.bool_)):
+        raise ConfigError(f"locality.view_frame={view_frame!r}: expected true or false")
+    return {"method": method, "params": params, "vertex_scan": vertex_scan, "barrel_views": views,
+            "view_frame": bool(view_frame)}
 
 
 def select_pixel_hits(hits: pd.DataFrame, *, source: str = "hits") -> np.ndarray:
@@ -280,7 +286,7 @@ def guard_dense(n_hits: int, locality: Mapping | None, backend: str,
     notice = (f"{n_hits} hits > {max_dense_hits} under full attention (locality none, backend {backend}): "
               f"running --locality {method} --backend {sparse} instead; pass --locality none --backend "
               f"{backend} to keep full attention, or raise --max-dense-hits")
-    return {"method": method, "params": {}, "vertex_scan": False, "barrel_views": []}, sparse, notice
+    return {"method": method, "params": {}, "vertex_scan": False, "barrel_views": [], "view_frame": False}, sparse, notice
 
 
 def tracks_on_device(outputs: Mapping, hit_ids, *, event_id: int = 0, cluster=None, params=None,
@@ -343,7 +349,7 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
         of hit-token models ``hit_ids`` (N,) of the hits through the network, ``outputs`` (name ->
         numpy array, one row per hit) and ``cluster`` (N,) locality labels or None; of edge models
         ``hit_ids`` and ``edges`` (the edges of each graph stage: ``predict_graph_event``); of
-        hit-token models also ``candidates`` (the track candidates before selection, with their
+        every model also ``candidates`` (the track candidates before selection, with their
         track-quality features: :func:`quality_candidates`).
     quality: choose the tracks with the run's track-quality scorer (``model.track_quality``, from
         the run's ``track_quality.npz``) when it has one; False: the candidates as formed.
@@ -364,7 +370,9 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
         if locality and check_locality(locality)["barrel_views"]:
             raise ConfigError(f"barrel views: model family {model.family} builds its own graph and has no "
                               "locality clusters (give --barrel-views=none, or use a hit-token run)")
-        sub, t = predict_graph_event(model, hits, event_id=event_id, device=device, backend=backend, capture=capture)
+        sub, t = predict_graph_event(model, hits, event_id=event_id, device=device, backend=backend, capture=capture,
+                                     quality=getattr(model, "track_quality", None) if quality else None,
+                                     variants=variants)
         return sub, {**dict.fromkeys(STAGES, 0.0), **t}
     loc = check_locality(locality)
     dev = _model_device(model) if device is None else resolve_device(device)
@@ -396,6 +404,8 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
             if loc["barrel_views"]:  # every barrel hit once per view
                 views = view_hits(sel, loc)
                 net = sel.iloc[views.rows]
+                if loc["view_frame"]:  # each barrel row as seen from its view's vertex
+                    net = net.assign(z=views.frame_z(sel["z"].to_numpy(np.float64)))
                 labels = views.labels
             elif on_device and torch_clusterable(loc):  # the hits go to the device once; labels stay there
                 xyz = torch.from_numpy(sel[["x", "y", "z"]].to_numpy(np.float64).T.copy()).to(dev)  # (3, N)

@@ -12,6 +12,7 @@ import torch
 from trackstudy.cli import main
 from trackstudy.models.heads import build_model
 from trackstudy.postprocessing.quality import TrackQuality
+from trackstudy.training import train
 from trackstudy.training.checkpoint import load_run, save_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -72,6 +73,35 @@ def test_quality_fits_writes_and_is_used(folders, tmp_path, capsys):
                      *flag]) == 0
         subs[len(flag)] = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.int64)
     assert len(subs[0]) == len(subs[1])
+
+
+def test_quality_of_a_gnn_run_pools_its_track_building_variants(folders, tmp_path, capsys):
+    # the scorer reads the candidates' hits, not the model: an edge model's tracks are chosen the same way
+    cfg = {"model": {"family": "gnn", "gnn": {"hidden": 8, "n_iterations": 1}, "graph": {"min_pair_doublets": 5}},
+           "data": {"train": {"n_events": 2, "pileup": 5, "seed": 0, "tracks": None, "pixel_only": True},
+                    "val": {"n_events": 1, "pileup": 5, "seed": 1, "tracks": None, "pixel_only": True},
+                    "root": str(tmp_path / "data")},
+           "train": {"steps": 2, "batch_size": 1, "eval_every": 2, "device": "cpu", "num_threads": 1},
+           "tune": {"n_events": 1, "grid": {"threshold": [0.5], "method": ["components"]}}}
+    run = tmp_path / "gnn"
+    train(cfg, run, progress=False)
+    assert main(["quality", "--run", str(run), "--data", str(folders / "fit"), "--val-data", str(folders / "val"),
+                 "--vary", "threshold=0.3,0.6", "--vary", "method=components,walk", "--quiet", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["variants"]) == 4 and report["n_candidates"] > 0 and 0 <= report["good_fraction"] <= 1
+    model, _ = load_run(run, device="cpu")
+    assert model.track_quality.variants == report["variants"]
+    subs = {}
+    for flag in ([], ["--no-quality"]):
+        path = tmp_path / f"gnn{len(flag)}.csv"
+        assert main(["predict", "--run", str(run), "--data", str(folders / "val"), "--out", str(path), "--quiet",
+                     *flag]) == 0
+        subs[len(flag)] = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.int64)
+    assert len(subs[0]) == len(subs[1]) and (subs[0][:, 1] == subs[1][:, 1]).all()
+    # an unknown track-building parameter is named
+    assert main(["quality", "--run", str(run), "--data", str(folders / "fit"), "--val-data", str(folders / "val"),
+                 "--vary", "eps=0.1", "--force"]) == 2
+    assert "GNNTrackParams has no parameter 'eps'" in capsys.readouterr().err
 
 
 def test_quality_errors(folders, tmp_path, capsys):

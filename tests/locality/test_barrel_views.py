@@ -54,6 +54,17 @@ def test_rows_labels_and_endcap_hits_once():
     assert pairs.shape[1] == len(np.unique(base[4:]))
 
 
+def test_frame_z_measures_barrel_rows_from_their_view():
+    x, y, z = _with_endcap(*_displaced_track())  # barrel z: 19.6, 31.6, 44.8, 61.6; endcap 1200, 1800
+    vc = view_clusters(x, y, z, "dbscan", barrel_views=[-7.5, 7.5], vertex_scan=True)
+    fz = vc.frame_z(z)
+    assert fz.shape == (len(vc),)
+    assert np.allclose(fz[:4], [27.1, 39.1, 52.3, 69.1]) and np.allclose(fz[4:8], [12.1, 24.1, 37.3, 54.1])
+    assert fz[8:].tolist() == [1200.0, 1800.0]  # endcap rows as they are
+    # the track from z = 10 mm seen from the view at 7.5 mm: as if from 2.5 mm
+    assert np.allclose(fz[4:8] - 0.3 * RADII, 2.5)
+
+
 def test_check_views():
     assert check_views(None).size == 0 and check_views([]).size == 0
     assert check_views([5, -5, 0]).tolist() == [-5.0, 0.0, 5.0]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from trackstudy.errors import ConfigError, DataError
-from trackstudy.postprocessing.gnn_tracks import GNNTrackParams, selected_edges, tracks_from_edges
+from trackstudy.postprocessing.gnn_tracks import GNNTrackParams, pooled_candidates, selected_edges, tracks_from_edges
 
 # 0 -> 1 -> 2 and 3 -> 4 -> 5 are two tracks; 2 -> 3 (0.6) is a wrong link; 1 -> 6 (0.55) is a
 # second branch at hit 1; 7 and 8 are joined by one low-score edge
@@ -111,3 +111,14 @@ def test_min_pt_drops_candidates_of_low_curvature_pt():
     assert _groups(labels) == [[0, 1, 2], [3], [4], [5]]
     with pytest.raises(DataError, match="min_pt > 0 needs the curvature"):
         tracks_from_edges(6, src, dst, np.ones(4), GNNTrackParams(min_pt=0.5))
+
+
+def test_pooled_candidates_keep_each_labelling_apart():
+    # two labellings of 5 hits: (0 1 | 2 3, hit 4 alone) and (0 1 2, hits 3 and 4 alone)
+    rows, track = pooled_candidates([np.array([0, 0, 1, 1, -1]), np.array([-1, -1, -1, -1, -1]),
+                                     np.array([5, 5, 5, -1, -1])])
+    assert rows.tolist() == [0, 1, 2, 3, 0, 1, 2]
+    # the first labelling's 0 and 1, the second's 5 shifted by the first's two labels and the empty one's none
+    assert track.tolist() == [0, 0, 1, 1, 7, 7, 7]
+    rows, track = pooled_candidates([])
+    assert rows.shape == track.shape == (0,)

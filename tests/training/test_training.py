@@ -159,6 +159,7 @@ def test_cache_key_changes_with_every_tensor_input(data_root):
     # barrel views change inference, not the training tensors
     loc = {"method": "dbscan", "params": {}, "vertex_scan": False}
     assert tdata.cache_key(ident, **{**base, "locality": {**loc, "barrel_views": [-7.5, 0.0, 7.5]}}) == \
+        tdata.cache_key(ident, **{**base, "locality": {**loc, "barrel_views": [0.0], "view_frame": True}}) == \
         tdata.cache_key(ident, **{**base, "locality": loc})
 
 
@@ -167,9 +168,11 @@ def test_barrel_views_in_the_run_config():
         "method": "dbscan", "vertex_scan": True, "barrel_views": [7.5, -7.5, 0]}})
     assert cfg["locality"]["barrel_views"] == [-7.5, 0.0, 7.5]
     assert tconfig.resolve_config({})["locality"]["barrel_views"] == []
+    assert tconfig.resolve_config({})["locality"]["view_frame"] is False
     for loc, match in (({"method": "none", "barrel_views": [0.0]}, "needs a locality method"),
                        ({"method": "dbscan", "barrel_views": [0.0, 0.0]}, "must differ"),
-                       ({"method": "dbscan", "barrel_views": "0"}, "expected a list")):
+                       ({"method": "dbscan", "barrel_views": "0"}, "expected a list"),
+                       ({"method": "dbscan", "view_frame": "on"}, "locality.view_frame: expected true/false")):
         with pytest.raises(ConfigError, match=match):
             tconfig.resolve_config({"model": {"family": "contrastive"}, "locality": loc})
     with pytest.raises(ConfigError, match="builds its own graph"):

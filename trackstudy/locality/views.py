@@ -50,6 +50,15 @@ class ViewClusters:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def frame_z(self, z) -> np.ndarray:
+        """(M,) z (mm) of each row in its view's frame: the hit's z (``z``: (N,) of the input hits)
+        measured from the view's vertex, z - z_v for a barrel row, z unchanged for an endcap row.
+        In its own view a track from z_v then looks like one from the origin, the tracks the
+        network saw most in training (the luminous region's core)."""
+        shift = np.where(self.view >= 0, self.vertices[np.maximum(self.view, 0)], 0.0) if len(self.vertices) \
+            else np.zeros(len(self.rows))
+        return np.asarray(z, dtype=np.float64)[self.rows] - shift
+
     def view_rows(self, k: int) -> np.ndarray:
         """Indices (into the rows) of view ``k``: its barrel rows, then every endcap row."""
         return np.flatnonzero((self.view == k) | (self.view < 0))

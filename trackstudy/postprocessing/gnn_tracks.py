@@ -18,6 +18,11 @@ of one candidate (a hit with no chosen outgoing edge) to the inner end of anothe
 incoming edge) when it is the best such edge of both of its hits; pieces of one particle, each
 holding half of its hits, are fakes by the double-majority rule, the joined track is not.
 
+With a track-quality scorer (:mod:`trackstudy.postprocessing.quality`, a run's
+``track_quality.npz``) the candidates of every track-building variant (e.g. several thresholds
+and both methods) are pooled and the scorer chooses among them, as for the hit-token models:
+the scorer's features are those of the candidates' hits, not of the model that formed them.
+
 Components with fewer than ``min_hits`` hits become one-hit tracks, and so do those whose pT,
 estimated from the mean curvature of their edges (circle through the beam line and the two hits),
 is below ``min_pt`` GeV: pieces of low-pT particles are fakes by the double-majority rule. :func:`predict_graph_event`
@@ -43,10 +48,11 @@ from trackstudy.device import StageClock, resolve_device, synchronize
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.graphs.doublets import curvature_pt
 from trackstudy.graphs.module_map import build_graph
+from trackstudy.postprocessing.quality import apply_variants, candidates_features, hit_columns, select_candidates
 from trackstudy.postprocessing.track_formation import labels_to_track_ids, submission
 
-__all__ = ["GNN_STAGES", "GNN_TUNE_GRID", "METHODS", "GNNTrackParams", "predict_graph_event", "selected_edges",
-           "tracks_from_edges"]
+__all__ = ["GNN_STAGES", "GNN_TUNE_GRID", "METHODS", "GNNTrackParams", "pooled_candidates", "predict_graph_event",
+           "selected_edges", "tracks_from_edges"]
 
 #: Stages timed by :func:`predict_graph_event`, in pipeline order (plus "total").
 GNN_STAGES = ("graph_construction", "edge_classification", "track_building")
@@ -184,9 +190,24 @@ def _tracks_and_edges(n: int, src, dst, scores, params: GNNTrackParams | None = 
 
 
 @torch.no_grad()
+def pooled_candidates(labels) -> tuple[np.ndarray, np.ndarray]:
+    """The track candidates of several labellings of the same hits, pooled: labels is a list of
+    (N,) int track labels (-1: one-hit track, not a candidate). Returns (rows, track): the hit of
+    each candidate row and its candidate label, distinct across the labellings."""
+    rows, track, offset = [], [], 0
+    for lab in labels:
+        lab = np.asarray(lab, dtype=np.int64).ravel()
+        r = np.flatnonzero(lab >= 0)
+        rows.append(r)
+        track.append(lab[r] + offset)
+        offset += int(lab.max(initial=-1)) + 1
+    cat = (lambda a: np.concatenate(a) if a else np.zeros(0, np.int64))
+    return cat(rows), cat(track)
+
+
 def predict_graph_event(model, hits: pd.DataFrame, *, event_id: int = 0, device=None,
                         params: GNNTrackParams | None = None, backend: str | None = None,
-                        capture: dict | None = None) -> tuple[pd.DataFrame, dict]:
+                        capture: dict | None = None, quality=None, variants=None) -> tuple[pd.DataFrame, dict]:
     """One event through a GNN run: pixel hits -> doublets (the model's graph builder: windows, or
     metric learning, whose hit embedding and radius search count in graph_construction) -> edge
     scores -> tracks. Returns (submission of every input hit, timings of :data:`GNN_STAGES`, "total",
@@ -195,7 +216,13 @@ def predict_graph_event(model, hits: pd.DataFrame, *, event_id: int = 0, device=
     ``capture``: a dict to receive, for diagnostics (:mod:`trackstudy.study.misses`), the pixel
     ``hit_ids`` and the edges (2, E) over them at each graph stage, in order: ``edges`` maps
     "graph" (the builder's candidates before an edge filter), "filter" (after it; only with one)
-    and "edge classification" (those track building joined hits with)."""
+    and "edge classification" (those track building joined hits with).
+
+    ``quality``: a :class:`~trackstudy.postprocessing.quality.TrackQuality` that chooses the tracks
+    among the candidates of the track-building variants (``variants``, default its own: parameter
+    overrides of ``params``); ``capture`` then also receives ``candidates`` ({rows, track,
+    features}, as :func:`trackstudy.inference.quality_candidates` gives them, for fitting a
+    scorer) and its "edge classification" edges are those of the first variant."""
     kwargs = {}
     if backend not in (None, "graph"):
         if getattr(model, "encoder_cfg", None) is None:
@@ -221,8 +248,20 @@ def predict_graph_event(model, hits: pd.DataFrame, *, event_id: int = 0, device=
         with clock("edge_classification"):
             scores = torch.sigmoid(model(x, ei, ea, **kwargs)).float().cpu().numpy() if ei.shape[1] else np.zeros(0)
         with clock("track_building"):
-            labels, selected = _tracks_and_edges(len(sel), graph["edge_index"][0], graph["edge_index"][1], scores,
-                                                 params or model.track_params, curvature=graph["curvature"])
+            if variants is None and quality is not None:
+                variants = quality.variants
+            built = [_tracks_and_edges(len(sel), graph["edge_index"][0], graph["edge_index"][1], scores, p,
+                                       curvature=graph["curvature"])
+                     for p in apply_variants(params or model.track_params, variants)]
+            labels, selected = built[0]
+            if quality is not None or capture is not None:  # every variant's candidates, scored
+                rows, cand = pooled_candidates([b[0] for b in built])
+                t, feats = candidates_features(hit_columns(sel, source=f"event {event_id} hits"), rows, cand)
+                if capture is not None:
+                    capture["candidates"] = {"rows": rows, "track": t, "features": feats}
+                if quality is not None:
+                    labels, _ = select_candidates(len(sel), rows, t, quality.candidate_scores(feats),
+                                                  quality.threshold)
             track = np.full(len(hits), -1, np.int64)
             track[keep] = labels
             sub = submission(event_id, hits["hit_id"].to_numpy(), labels_to_track_ids(track))

@@ -90,8 +90,7 @@ def _candidates(model, event, locality, pixel_only: bool, variants) -> dict:
     predict_event(model, event.hits, locality=locality, event_id=event.event_id, pixel_only=pixel_only,
                   capture=capture, quality=False, variants=variants)
     if "candidates" not in capture:
-        raise DataError(f"event {event.event_id}: no track candidates (the hits need volume_id and layer_id, "
-                        "and the model must form tracks from hit outputs, not edges)")
+        raise DataError(f"event {event.event_id}: no track candidates (the hits need volume_id and layer_id)")
     keep = select_pixel_hits(event.hits) if pixel_only else np.ones(len(event.hits), dtype=bool)
     return {"event": event, "keep": keep, **capture["candidates"]}
 

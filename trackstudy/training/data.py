@@ -198,7 +198,7 @@ def cache_key(identity, *, feature_cfg: FeatureConfig, locality: dict | None, pi
     """Hash of the data identity and every config part that changes the cached tensors."""
     loc = locality if locality and locality.get("method", "none") != "none" else {"method": "none"}
     # barrel views act at inference only: the training tensors are those of the base partition
-    loc = {k: v for k, v in loc.items() if k != "barrel_views"}
+    loc = {k: v for k, v in loc.items() if k not in ("barrel_views", "view_frame")}
     return config_hash({"version": CACHE_VERSION, "data": identity, "features": feature_cfg.to_dict(),
                         "locality": loc, "pixel_only": bool(pixel_only)})
 

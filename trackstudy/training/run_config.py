@@ -77,7 +77,8 @@ DEFAULTS: dict = {
                           # features are the tokenizer's, so model.features stays empty
     },
     "locality": {"method": "none", "params": {}, "vertex_scan": False,
-                 "barrel_views": []},  # vertex z (mm) of barrel views at inference (trackstudy.locality.views)
+                 "barrel_views": [],  # vertex z (mm) of barrel views at inference (trackstudy.locality.views)
+                 "view_frame": False},  # with views: barrel rows' z measured from their view's vertex
     "data": {
         "train": dict(_DATASET_DEFAULTS),
         "val": {**_DATASET_DEFAULTS, "n_events": 20, "seed": 1},
