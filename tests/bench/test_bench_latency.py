@@ -128,6 +128,10 @@ def test_cli_barrel_views(run_dir, mini_dir, capsys):
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["locality"]["barrel_views"] == [-10.0, 0.0, 10.0] and out["n_hits"] == 2783
+    assert out["locality"]["view_frame"] is False
+    rc = main(["bench", "latency", "--run", str(run_dir), "--data", str(mini_dir), "--events", "1", "--warmup", "0",
+               "--no-memory", "--barrel-views=-10,0,10", "--view-frame", "--json"])
+    assert rc == 0 and json.loads(capsys.readouterr().out)["locality"]["view_frame"] is True
 
 
 def test_cli_text_with_preset(mini_dir, capsys):

@@ -61,8 +61,10 @@ def test_quality_fits_writes_and_is_used(folders, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "threshold on 1 events (by dm_efficiency)" in out and "<-" in out
     # variants of the track formation: stored with the scorer, named in the report
-    assert main([*args, "--force", "--vary", "eps=0.1,0.3", "--vary", "min_track_pt=0", "--json"]) == 0
+    assert main([*args, "--force", "--vary", "eps=0.1,0.3", "--vary", "min_track_pt=0", "--json",
+                 "--view-frame"]) == 0
     report = json.loads(capsys.readouterr().out)
+    assert report["view_frame"] is True  # recorded (no views in this run: nothing moves)
     assert report["variants"] == [{"eps": 0.1, "min_track_pt": 0}, {"eps": 0.3, "min_track_pt": 0}]
     assert TrackQuality.load(run / "track_quality.npz").variants == report["variants"]
     # predict with and without it

@@ -53,6 +53,9 @@ def test_train_predict_evaluate(trained, capsys):
     assert main(["predict", "--run", str(run), "--data", str(val_dir), "--out", str(tmp / "views.csv"), "--quiet",
                  "--events", "1", "--barrel-views=-10,0,10"]) == 0
     assert "barrel views from z = -10, 0, 10 mm:" in capsys.readouterr().out
+    assert main(["predict", "--run", str(run), "--data", str(val_dir), "--out", str(tmp / "frame.csv"), "--quiet",
+                 "--events", "1", "--barrel-views=-10,0,10", "--view-frame"]) == 0
+    assert "rows, each in its view's frame" in capsys.readouterr().out
     assert len(pd.read_csv(tmp / "views.csv")) == len(sub[sub["event_id"] == sub["event_id"].iloc[0]])
 
     # no overwrite without --force; with it, fine

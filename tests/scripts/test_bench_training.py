@@ -67,6 +67,11 @@ def test_bench_training_heldout_with_baseline_and_snapshot(tmp_path):
     views = json.loads((run / "heldout_views3.json").read_text())
     assert views["locality"]["barrel_views"] == [-10.0, 0.0, 10.0] and (run / "heldout_views3.csv").is_file()
     assert 0.0 <= views["dm_efficiency"] <= 1.0 and views["n_events"] == 1
+    assert views["locality"]["view_frame"] is False
+    # the same views in their own frames: their own report
+    assert mod.main([str(config), "--out", str(run), "--no-train", "--events", "1", "--seed", "77",
+                     "--barrel-views=-10,0,10", "--view-frame"]) == 0
+    assert json.loads((run / "heldout_views3_frame.json").read_text())["locality"]["view_frame"] is True
     # without the run's track-quality scorer: its own report; with none in the run the report says so
     assert views["track_quality"] is None
     assert mod.main([str(config), "--out", str(run), "--no-train", "--events", "1", "--seed", "77",

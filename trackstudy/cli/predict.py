@@ -32,6 +32,9 @@ def register(sub) -> None:
                         "(the = keeps the leading minus): "
                         "every barrel hit runs once per view and a track is taken from the view nearest its "
                         "vertex (tracks from displaced vertices stay whole); none: off; default: the run's")
+    p.add_argument("--view-frame", action="store_true",
+                   help="with barrel views, the network sees each barrel row's z measured from its view's vertex "
+                        "(locality.view_frame); default: the run's")
     p.add_argument("--max-dense-hits", type=int, default=None, metavar="N",
                    help="a run with full attention (locality none) runs events of more than N hits (default "
                         "10000) on the sparse path (grid clustering, packed backend) with a notice; naming "
@@ -91,6 +94,8 @@ def run(args) -> int:
         locality = {"method": args.locality, "params": {}, "vertex_scan": False}
     if views is not None:
         locality = inference.check_locality({**(locality or {"method": "none"}), "barrel_views": views})
+    if args.view_frame:
+        locality = inference.check_locality({**(locality or {"method": "none"}), "view_frame": True})
     explicit = args.locality is not None or args.backend is not None
     sub, timings = inference.predict_events(
         model, data, locality=locality, pixel_only=pixel_only, backend=args.backend, n_events=args.events,
@@ -104,7 +109,9 @@ def run(args) -> int:
           f"({model.family}, backend {args.backend or getattr(getattr(model, 'encoder_cfg', None), 'attention', 'graph')}, "
           f"{next(model.parameters()).device})"
           + (f"; barrel views from z = {', '.join(f'{v:g}' for v in locality['barrel_views'])} mm: "
-             f"{int(timings['n_rows'].sum())} rows" if "n_rows" in timings.columns else "")
+             f"{int(timings['n_rows'].sum())} rows"
+             + (", each in its view's frame" if inference.check_locality(locality)["view_frame"] else "")
+             if "n_rows" in timings.columns else "")
           + ("; tracks chosen by the run's track-quality scorer (threshold "
              f"{model.track_quality.threshold:g})" if getattr(model, "track_quality", None) is not None
              and not args.no_quality else ""))

@@ -117,6 +117,7 @@ def _metrics(c: dict, labels: np.ndarray) -> dict:
 
 def fit_run_quality(run_dir: str | os.PathLike, train_data: str | os.PathLike, val_data: str | os.PathLike, *,
                     n_train: int | None = None, n_val: int | None = None, barrel_views=None,
+                    view_frame: bool | None = None,
                     metric: str = "dm_minus_fake", thresholds: Sequence[float] = THRESHOLDS,
                     hidden=(32, 32), seed: int = 0, force: bool = False, progress: bool = True,
                     device: str = "auto", vary: Mapping | None = None) -> dict:
@@ -124,7 +125,8 @@ def fit_run_quality(run_dir: str | os.PathLike, train_data: str | os.PathLike, v
     of ``val_data`` (both simulated with truth, neither used in training nor held out), write
     ``track_quality.npz`` and ``track_quality.json`` into the run and return the report
     (threshold table, candidates, seconds). ``barrel_views`` overrides the run's views (the scorer
-    is fitted on the candidates it will choose among). ``vary``: track-formation parameters to vary,
+    is fitted on the candidates it will choose among), ``view_frame`` the run's ``locality.view_frame``
+    (the report records both). ``vary``: track-formation parameters to vary,
     ``{name: [values]}`` (e.g. ``{"eps": [0.15, 0.2, 0.25, 0.3, 0.35], "min_track_pt": [0.0]}``):
     the candidates of every combination are pooled, here and wherever the scorer runs, so the
     scorer chooses among alternative tracks of the same hits. An existing scorer is replaced only
@@ -147,6 +149,8 @@ def fit_run_quality(run_dir: str | os.PathLike, train_data: str | os.PathLike, v
     locality = dict(cfg.get("locality") or {"method": "none"})
     if barrel_views is not None:
         locality["barrel_views"] = barrel_views
+    if view_frame is not None:
+        locality["view_frame"] = bool(view_frame)
     locality = check_locality(locality)
     pixel_only = bool(((cfg.get("data") or {}).get("train") or {}).get("pixel_only", False))
     apply_variants(model_params(model), variants)  # an unknown parameter fails here, before any event runs
@@ -183,6 +187,7 @@ def fit_run_quality(run_dir: str | os.PathLike, train_data: str | os.PathLike, v
     report = {
         "run": str(run_dir), "train_data": str(resolve_path(train_data)), "val_data": str(resolve_path(val_data)),
         "n_train_events": len(train), "n_val_events": len(val), "barrel_views": list(locality["barrel_views"]),
+        "view_frame": locality["view_frame"],
         "variants": variants,
         "n_candidates": int(len(feats)), "n_candidates_fitted": int(fitted.sum()),
         "good_fraction": float(good[fitted].mean()), "hidden": list(hidden), "metric": metric,
