@@ -140,6 +140,9 @@ def main(argv=None) -> int:
     p.add_argument("--barrel-views", default=None, metavar="Z,Z,...",
                    help="vertex z values (mm) of barrel views laid over the run's locality "
                         "(trackstudy.locality.views), e.g. --barrel-views=-15,-7.5,0,7.5,15; none: off")
+    p.add_argument("--view-frame", action="store_true",
+                   help="with barrel views, the network sees each barrel row's z measured from its view's vertex "
+                        "(locality.view_frame)")
     p.add_argument("--hit-counts", action="store_true",
                    help="no model: where the simulator's hits differ from the real ones (per-particle hit counts, "
                         "hits per layer, noise per layer, double-hit rate)")
@@ -165,8 +168,10 @@ def main(argv=None) -> int:
             model, run_config = load_run(args.run, args.device)
             if views is not None:
                 run_config["locality"] = check_locality({**run_config["locality"], "barrel_views": views})
-        elif views is not None:
-            raise ConfigError("--barrel-views: the views are a model's locality; give --run")
+            if args.view_frame:
+                run_config["locality"] = check_locality({**run_config["locality"], "view_frame": True})
+        elif views is not None or args.view_frame:
+            raise ConfigError("--barrel-views / --view-frame: the views are a model's locality; give --run")
         results = []
         for name in (SETS if args.set == "all" else (args.set,)):
             res = compare(name, model=model, run_config=run_config, n_sim=args.sim_events, pileup=args.pileup,
@@ -174,6 +179,8 @@ def main(argv=None) -> int:
             res["run"] = str(args.run) if args.run else None
             if views is not None:
                 res["barrel_views"] = views
+            if args.view_frame:
+                res["view_frame"] = True
             results.append(res)
             print(table(res) + "\n", flush=True)
         if args.json:

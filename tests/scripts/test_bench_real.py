@@ -63,11 +63,14 @@ def test_bench_real_errors(tiny_run, capsys):
 def test_bench_real_with_barrel_views(tiny_run, tmp_path, capsys):
     out = tmp_path / "views.json"
     assert _script().main(["--run", str(tiny_run), "--set", "pix1gev", "--sim-events", "1", "--pileup", "20",
-                           "--device", "cpu", "--no-baseline", "--barrel-views=-10,0,10", "--json", str(out)]) == 0
+                           "--device", "cpu", "--no-baseline", "--barrel-views=-10,0,10", "--view-frame",
+                           "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["barrel_views"] == [-10.0, 0.0, 10.0] and 0.0 <= res["methods"]["model"]["real"]["dm_efficiency"] <= 1.0
+    assert res["view_frame"] is True
     main = _script().main
-    assert main(["--set", "mini", "--barrel-views", "0"]) == 2
-    assert "give --run" in capsys.readouterr().err
+    for option in (["--barrel-views", "0"], ["--view-frame"]):
+        assert main(["--set", "mini", *option]) == 2
+        assert "give --run" in capsys.readouterr().err
     assert main(["--run", str(tiny_run), "--set", "mini", "--barrel-views", "0,0"]) == 2
     assert "must differ" in capsys.readouterr().err
