@@ -130,6 +130,10 @@ def main(argv=None) -> int:
         if rows:
             print(f"  {region} DM efficiency vs |vertex z| (mm): " + "; ".join(
                 f"[{r['low']:g}, {r['high']:g}) {r['dm_efficiency']:.3f} (n={r['n']})" for r in rows))
+        rows = [r for r in report.get("dm_by_hits", []) if r["region"] == region and r["n"]]
+        if rows:
+            print(f"  {region} DM efficiency vs the particle's hits: " + "; ".join(
+                f"[{r['low']:g}, {r['high']:g}) {r['dm_efficiency']:.3f} (n={r['n']})" for r in rows))
     for r in report.get("miss_reasons", []):
         print(f"  {r['region']} reconstructable particles (n={r['n']}): " + ", ".join(
             f"{k} {v:.3f}" for k, v in r.items() if k not in ("region", "n")))

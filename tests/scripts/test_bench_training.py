@@ -49,6 +49,8 @@ def test_bench_training_heldout_with_baseline_and_snapshot(tmp_path):
     pt_bins = report["binned"]["pt"]
     assert pt_bins and all({"low", "high", "eff", "err_low", "err_high", "n_total"} <= set(r) for r in pt_bins)
     assert report["baseline"]["method"] == "dbscan-helix" and report["baseline"]["n_events"] == 1
+    # the binned tables count the same reconstructable particles
+    assert sum(r["n"] for r in report["dm_by_hits"]) == sum(r["n"] for r in report["dm_by_vertex_z"]) > 0
     # where the missed particles were lost: fractions of every reconstructable particle, summing to 1
     reasons = {r["region"]: r for r in report["miss_reasons"]}
     assert "all" in reasons and reasons["all"]["n"] >= 1

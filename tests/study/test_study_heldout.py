@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from trackstudy.errors import ConfigError
-from trackstudy.study.heldout import binned_dm, dm_by_cluster_size, dm_by_vertex_z, heldout_folder
+from trackstudy.study.heldout import binned_dm, dm_by_cluster_size, dm_by_hits, dm_by_vertex_z, heldout_folder
 from trackstudy.training.run_config import resolve_config
 
 
@@ -62,6 +62,23 @@ def test_dm_by_cluster_size_bins_particles_by_their_clusters_size(mini_dir):
         assert sum(r["n"] for r in got) <= int((reco["region"] == region).sum())
         assert all(r["dm_efficiency"] == 1.0 for r in got if r["n"])
     assert sum(r["n"] for r in rows) > 0
+
+
+def test_dm_by_hits_worked_by_hand():
+    # barrel: 3 hits missed, 3 hits found, 4 found, 12 found; endcap: 8 missed; a 2-hit particle and
+    # a 0.5 GeV one (not reconstructable) are left out
+    particles = pd.DataFrame({
+        "pt": [1.0, 2.0, 1.5, 3.0, 1.2, 5.0, 0.5], "eta": [1.8, -1.7, 0.3, 0.0, 2.5, 0.1, 0.0],
+        "nhits": [3, 3, 4, 12, 8, 2, 4], "vz": [0.0] * 7,
+        "region": ["barrel"] * 4 + ["endcap", "barrel", "barrel"],
+        "dm_matched": [False, True, True, True, False, True, True]})
+    rows = {(r["region"], r["low"]): r for r in dm_by_hits(particles)}
+    assert (rows[("barrel", 3.0)]["n"], rows[("barrel", 3.0)]["dm_efficiency"]) == (2, 0.5)
+    assert (rows[("barrel", 4.0)]["n"], rows[("barrel", 4.0)]["dm_efficiency"]) == (1, 1.0)
+    assert (rows[("barrel", 10.0)]["n"], rows[("barrel", 10.0)]["high"]) == (1, float("inf"))
+    assert (rows[("endcap", 7.0)]["n"], rows[("endcap", 7.0)]["dm_efficiency"]) == (1, 0.0)
+    assert rows[("barrel", 5.0)]["dm_efficiency"] is None
+    assert sum(r["n"] for r in rows.values()) == 5
 
 
 def test_dm_by_vertex_z_worked_by_hand():

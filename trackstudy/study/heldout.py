@@ -76,15 +76,34 @@ def dm_by_vertex_z(particles: pd.DataFrame, *, edges=VERTEX_Z_EDGES) -> list[dic
     z0 with its inner barrel hits shifted by z0 / r (0.19 in eta for 6 mm at r = 32 mm).
     ``particles``: the evaluation's particle table (region, vz, dm_matched). Rows: region, low,
     high (mm), n (particles), dm_efficiency."""
-    table = particles.loc[reconstructable(particles)]
+    return _dm_by(particles, particles["vz"].abs(), edges)
+
+
+#: Edges of the particle hit-count bins of :func:`dm_by_hits`: 3, 4, 5, 6, 7-9, >= 10 hits.
+HITS_EDGES = (3, 4, 5, 6, 7, 10, np.inf)
+
+
+def dm_by_hits(particles: pd.DataFrame, *, edges=HITS_EDGES) -> list[dict]:
+    """DM efficiency of the reconstructable particles per region and per number of their hits
+    (bins [low, high)): a particle with three pixel hits (the barrel's edge at |eta| ~ 1.5-2, where
+    a track leaves the barrel before its fourth layer and passes outside the disks) is found by a
+    track holding two of them, the same length as most of the pieces that make the fakes.
+    Rows as :func:`dm_by_vertex_z`, low and high in hits."""
+    return _dm_by(particles, particles["nhits"], edges)
+
+
+def _dm_by(particles: pd.DataFrame, values: pd.Series, edges) -> list[dict]:
+    """Rows region, low, high, n, dm_efficiency (None where empty) of the reconstructable particles
+    binned by ``values`` (one per particle row) on ``edges``, barrel then endcap."""
+    keep = reconstructable(particles)
+    table, values = particles.loc[keep], values.loc[keep]
     rows = []
     for region in ("barrel", "endcap"):
-        part = table[table["region"] == region]
-        vz = part["vz"].abs()
+        part = table["region"] == region
         for low, high in zip(edges[:-1], edges[1:]):
-            sel = part[(vz >= low) & (vz < high)]
+            sel = table.loc[part & (values >= low) & (values < high), "dm_matched"]
             rows.append({"region": region, "low": float(low), "high": float(high), "n": int(len(sel)),
-                         "dm_efficiency": float(sel["dm_matched"].mean()) if len(sel) else None})
+                         "dm_efficiency": float(sel.mean()) if len(sel) else None})
     return rows
 
 
@@ -185,6 +204,7 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
         **{k: s.get(k) for k in (*REGIONS, "n_particles", "n_tracks")},
         "binned": binned_dm(result.particles),
         "dm_by_vertex_z": dm_by_vertex_z(result.particles),
+        "dm_by_hits": dm_by_hits(result.particles),
     }
     if by_cluster_size and (locality.get("method") or "none") != "none":
         report["dm_by_cluster_size"] = dm_by_cluster_size(data, locality, result.particles, pixel_only=pixel_only)
