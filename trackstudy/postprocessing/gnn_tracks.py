@@ -189,7 +189,6 @@ def _tracks_and_edges(n: int, src, dst, scores, params: GNNTrackParams | None = 
     return np.where(ok, labels, -1), selected
 
 
-@torch.no_grad()
 def pooled_candidates(labels) -> tuple[np.ndarray, np.ndarray]:
     """The track candidates of several labellings of the same hits, pooled: labels is a list of
     (N,) int track labels (-1: one-hit track, not a candidate). Returns (rows, track): the hit of
@@ -205,6 +204,7 @@ def pooled_candidates(labels) -> tuple[np.ndarray, np.ndarray]:
     return cat(rows), cat(track)
 
 
+@torch.no_grad()
 def predict_graph_event(model, hits: pd.DataFrame, *, event_id: int = 0, device=None,
                         params: GNNTrackParams | None = None, backend: str | None = None,
                         capture: dict | None = None, quality=None, variants=None) -> tuple[pd.DataFrame, dict]:
@@ -220,9 +220,9 @@ def predict_graph_event(model, hits: pd.DataFrame, *, event_id: int = 0, device=
 
     ``quality``: a :class:`~trackstudy.postprocessing.quality.TrackQuality` that chooses the tracks
     among the candidates of the track-building variants (``variants``, default its own: parameter
-    overrides of ``params``); ``capture`` then also receives ``candidates`` ({rows, track,
-    features}, as :func:`trackstudy.inference.quality_candidates` gives them, for fitting a
-    scorer) and its "edge classification" edges are those of the first variant."""
+    overrides of ``params``). ``capture`` also receives ``candidates`` ({rows, track, features} of
+    every variant's candidates, as :func:`trackstudy.inference.quality_candidates` gives them, for
+    fitting a scorer); with variants its "edge classification" edges are those of the first."""
     kwargs = {}
     if backend not in (None, "graph"):
         if getattr(model, "encoder_cfg", None) is None:
