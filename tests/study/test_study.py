@@ -112,7 +112,7 @@ def test_train_models_reuses_a_run_only_on_the_same_data(tmp_path, monkeypatch, 
 
     def fake_train(cfg, folder, resume=False, progress=True):
         calls.append(folder.name)
-        folder.mkdir(parents=True)
+        folder.mkdir(parents=True, exist_ok=resume)
         (folder / "config.yaml").write_text(dump_yaml(cfg))
         (folder / "model.pt").write_bytes(b"weights")
         root = tmp_path / "data"
@@ -160,3 +160,12 @@ def test_train_models_reuses_a_run_only_on_the_same_data(tmp_path, monkeypatch, 
     summary_file.write_text(json.dumps(summary))
     both = study.train_models(["contrastive", "enc_reg"], "t")
     assert calls == ["t_contrastive"] * 3 + ["t_enc_reg", "t_contrastive"] and both["enc_reg"]["reused"] is True
+    # a config that differs in settings training never reads: the run is resumed (it takes them), not
+    # retrained; any other difference is an error naming retrain
+    (folder := tmp_path / "runs" / "t_enc_reg").joinpath("config.yaml").write_text(
+        (folder / "config.yaml").read_text().replace("view_frame: false", "view_frame: true"))
+    assert study.train_models(["enc_reg"], "t")["enc_reg"]["reused"] is True
+    assert calls[-1] == "t_enc_reg" and "locality.view_frame changed (not read by training)" in capsys.readouterr().out
+    (folder / "config.yaml").write_text((folder / "config.yaml").read_text().replace("seed: 4", "seed: 5"))
+    with pytest.raises(ConfigError, match="set retrain=True"):
+        study.train_models(["enc_reg"], "t")

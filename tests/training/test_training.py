@@ -360,6 +360,12 @@ def test_out_dir_rules(data_root, tmp_path):
     assert summary["steps"] == 4
     again = train(longer, tmp_path / "run", resume=True, progress=False)  # already complete: nothing to do
     assert again["steps"] == 4
+    # settings training never reads: a finished run takes them, its weights unchanged
+    model = (tmp_path / "run" / "model.pt").read_bytes()
+    viewed = {**longer, "locality": {**longer.get("locality", {}), "view_frame": True}}
+    assert train(viewed, tmp_path / "run", resume=True, progress=False)["steps"] == 4
+    assert "view_frame: true" in (tmp_path / "run" / "config.yaml").read_text()
+    assert (tmp_path / "run" / "model.pt").read_bytes() == model
 
 
 def test_early_stopping_and_time_cap(data_root, tmp_path):

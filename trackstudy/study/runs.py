@@ -33,7 +33,7 @@ from trackstudy.models.heads import FAMILIES, TOKEN_FAMILIES
 from trackstudy.training.checkpoint import load_run
 from trackstudy.training.data import data_root, spec_folder
 from trackstudy.training.run import train
-from trackstudy.training.run_config import load_yaml, resolve_config
+from trackstudy.training.run_config import INFERENCE_CHANGES, diff_keys, load_yaml, resolve_config
 
 
 def parse_models(model: str) -> list[str]:
@@ -117,7 +117,9 @@ def train_models(models: list[str], run_prefix: str, *, retrain: bool = False, p
     """Train each model of the study into ``runs/<run_prefix>_<model>`` and return their summaries.
 
     A run whose folder already holds a finished model with the same config is reused (its
-    summary is read back), unless it was trained on other data than the config now means (e.g. a
+    summary is read back; a config that differs only in settings training never reads,
+    :data:`~trackstudy.training.run_config.INFERENCE_CHANGES`, is written into the run and the
+    weights are kept), unless it was trained on other data than the config now means (e.g. a
     dataset of an older simulator version): then it is retrained; one with a checkpoint but no
     final model is resumed; ``retrain`` starts over in a fresh folder (the old one is renamed
     aside, never deleted).
@@ -129,9 +131,14 @@ def train_models(models: list[str], run_prefix: str, *, retrain: bool = False, p
         summary_file = folder / "summary.json"
         fresh = retrain
         if not retrain and summary_file.is_file() and (folder / "model.pt").is_file():
-            if resolve_config(folder / "config.yaml") != cfg:
+            changed = diff_keys(resolve_config(folder / "config.yaml"), cfg)
+            if not set(changed) <= set(INFERENCE_CHANGES):
                 raise ConfigError(f"{folder}: holds a model trained with another config; set retrain=True "
                                   f"(the old run is kept as {folder.name}.old-DATE) or choose another run_prefix")
+            if changed:  # how the trained run is run: its config takes the new values, the weights stay
+                print(f"{folder.name}: {', '.join(changed)} changed (not read by training); the run keeps its "
+                      "weights and takes the new values", flush=True)
+                train(cfg, folder, resume=True, progress=progress)
             summary = json.loads(summary_file.read_text())
             stale = _stale_data(summary, cfg)
             if not stale:

@@ -127,9 +127,12 @@ DEFAULTS: dict = {
     },
 }
 
+#: Keys training never reads: how a trained run is run (its barrel views and their frame). A
+#: finished run takes new values without training again (``resume``, and the study's reused runs).
+INFERENCE_CHANGES = ("locality.barrel_views", "locality.view_frame")
 #: Keys that may differ between a checkpoint's config and the config given to ``resume``: they
 #: change how long or how a run proceeds, not what it computes up to where it stopped.
-RESUMABLE_CHANGES = ("train.steps", "train.max_minutes", "train.checkpoint_every", "train.device",
+RESUMABLE_CHANGES = (*INFERENCE_CHANGES, "train.steps", "train.max_minutes", "train.checkpoint_every", "train.device",
                      "train.compile", "train.patience", "train.num_threads", "train.eval_tracks", "train.snapshot_minutes",
                      "tune.n_events",
                      "tune.metric", "tune.grid", "tune.base")
@@ -463,6 +466,6 @@ def diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
-__all__ = ["DEFAULTS", "FAMILIES", "LOCALITY_METHODS", "RESUMABLE_CHANGES", "SCHEDULES", "SEQUENCES",
+__all__ = ["DEFAULTS", "FAMILIES", "INFERENCE_CHANGES", "LOCALITY_METHODS", "RESUMABLE_CHANGES", "SCHEDULES", "SEQUENCES",
            "TRAIN_BACKENDS", "base_track_params", "config_hash", "diff_keys", "dump_yaml", "load_yaml", "normalise_grid",
            "resolve_config", "set_value"]
