@@ -1,5 +1,7 @@
 """trackstudy.inference: predict_event / predict_events on the real reduced event (hits only)."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,7 +11,14 @@ from trackstudy.config import PIXEL_VOLUMES
 from trackstudy.data.io import read_event
 from trackstudy.device import StageClock
 from trackstudy.errors import ConfigError, DataError
-from trackstudy.inference import STAGES, check_locality, cluster_hits, predict_event, predict_events
+from trackstudy.inference import (
+    STAGES,
+    QualityFrameWarning,
+    check_locality,
+    cluster_hits,
+    predict_event,
+    predict_events,
+)
 from trackstudy.models.heads import build_model
 from trackstudy.training.checkpoint import load_run, save_model
 
@@ -265,6 +274,14 @@ def test_track_quality_scorer_keeps_the_tracks_it_scores_high(hits, tmp_path):
     assert len(views) == len(pix) and t["n_rows"] > len(pix)
     sizes = views["track_id"].value_counts()  # (a 3-hit candidate may take 2 free hits)
     assert sizes.max() > 2 and (sizes >= 3).sum() > 50
+    # a scorer fitted with the views in their own frames, run in the global one: said, not silent
+    model.track_quality.view_frame = True
+    with pytest.warns(QualityFrameWarning, match="view_frame=true, these views run with view_frame=false"):
+        predict_event(model, pix, locality={**VIEWS, "barrel_views": [0.0]}, event_id=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", QualityFrameWarning)
+        predict_event(model, pix, locality={**VIEWS, "barrel_views": [0.0], "view_frame": True}, event_id=1)
+    model.track_quality.view_frame = None
     # a run directory with track_quality.npz: load_run attaches the scorer
     save_model(tmp_path, model, {"locality": DBSCAN, "data": {"train": {"pixel_only": True}}}, step=1)
     model.track_quality.save(tmp_path / "track_quality.npz")

@@ -87,6 +87,11 @@ class SparsePathWarning(UserWarning):
     """Issued by :func:`predict_event` (without ``notify``) when the dense-path guard switches paths."""
 
 
+class QualityFrameWarning(UserWarning):
+    """Issued by :func:`predict_event` when a run's track-quality scorer was fitted with its barrel
+    views in another frame (``locality.view_frame``) than the one they run in."""
+
+
 # --------------------------------------------------------------------------------------------
 # inputs
 
@@ -439,6 +444,11 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
             scorer = getattr(model, "track_quality", None) if quality else None
             if variants is None and scorer is not None:
                 variants = scorer.variants
+            if views is not None and scorer is not None and scorer.view_frame not in (None, loc["view_frame"]):
+                warnings.warn("the run's track-quality scorer was fitted with "
+                              f"view_frame={str(scorer.view_frame).lower()}, these views run with "
+                              f"view_frame={str(loc['view_frame']).lower()} (--view-frame): its candidates differ "
+                              "from those it learned", QualityFrameWarning, stacklevel=3)
             if views is not None:
                 sub, source = view_tracks(former, ev_out, sel, views, event_id=event_id, params=params,
                                           quality=scorer, capture=capture, variants=variants)
@@ -531,6 +541,7 @@ def predict_events(model, events, *, locality: Mapping | None, device=None, pixe
     return pd.concat(subs, ignore_index=True), pd.DataFrame(rows)
 
 
-__all__ = ["DENSE_MAX_HITS", "LOCALITY_KEYS", "SPARSE_PATH", "STAGES", "SparsePathWarning", "build_masks",
+__all__ = ["DENSE_MAX_HITS", "LOCALITY_KEYS", "SPARSE_PATH", "STAGES", "QualityFrameWarning", "SparsePathWarning",
+           "build_masks",
            "check_locality", "cluster_hits", "guard_dense", "hit_angles", "predict_event", "predict_events",
            "select_pixel_hits", "torch_clusterable", "view_hits", "view_tracks", "with_unseen"]

@@ -197,7 +197,9 @@ class TrackQuality:
     track-formation ``variants`` it chooses among: parameter overrides of the run's track
     formation (e.g. ``[{"eps": 0.15, "min_track_pt": 0.0}, {"eps": 0.25, ...}]``) whose candidates
     are pooled before scoring (empty: the run's formation alone). The scorer is fitted on the
-    candidates of the same variants (:func:`trackstudy.study.quality.fit_run_quality`)."""
+    candidates of the same variants (:func:`trackstudy.study.quality.fit_run_quality`).
+    ``view_frame``: with barrel views, whether those candidates were formed with the views in their
+    own frames (``locality.view_frame``); None when fitted without views (or before it was recorded)."""
 
     mean: np.ndarray
     scale: np.ndarray
@@ -206,6 +208,7 @@ class TrackQuality:
     threshold: float = 0.5
     features: tuple = FEATURES
     variants: list = field(default_factory=list)
+    view_frame: bool | None = None
 
     def __post_init__(self):
         self.mean = np.asarray(self.mean, dtype=np.float64).ravel()
@@ -229,6 +232,7 @@ class TrackQuality:
             raise ConfigError(f"track quality: threshold={self.threshold} must be a probability in [0, 1]")
         self.threshold = float(self.threshold)
         self.variants = check_variants(self.variants)
+        self.view_frame = None if self.view_frame is None else bool(self.view_frame)
 
     def score(self, feats: np.ndarray) -> np.ndarray:
         """Probability (T,) that each candidate (rows of :func:`candidate_features`) is a DM match."""
@@ -256,7 +260,8 @@ class TrackQuality:
         """Write the scorer as plain arrays (npz) through a temporary file, then rename."""
         arrays = {"mean": self.mean, "scale": self.scale, "threshold": np.array(self.threshold),
                   "features": np.array(self.features), "n_layers": np.array(len(self.weights)),
-                  "variants": np.array(json.dumps(self.variants))}  # a JSON string: read without pickle
+                  "variants": np.array(json.dumps(self.variants)),  # a JSON string: read without pickle
+                  "view_frame": np.array(-1 if self.view_frame is None else int(self.view_frame))}
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             arrays[f"w{i}"], arrays[f"b{i}"] = w, b
         buf = io.BytesIO()  # npz in memory, then one atomic write
@@ -273,7 +278,9 @@ class TrackQuality:
                 obj = cls(mean=f["mean"], scale=f["scale"], threshold=float(f["threshold"]),
                           features=tuple(f["features"].tolist()),
                           weights=[f[f"w{i}"] for i in range(n)], biases=[f[f"b{i}"] for i in range(n)],
-                          variants=json.loads(str(f["variants"])) if "variants" in f.files else [])
+                          variants=json.loads(str(f["variants"])) if "variants" in f.files else [],
+                          view_frame={0: False, 1: True}.get(int(f["view_frame"])) if "view_frame" in f.files
+                          else None)
         except FileNotFoundError:
             raise DataError(f"{path}: no such track-quality file") from None
         except (KeyError, ValueError, OSError, TypeError) as exc:

@@ -169,6 +169,7 @@ def fit_run_quality(run_dir: str | os.PathLike, train_data: str | os.PathLike, v
     t_fit = time.perf_counter()
     scorer = fit_track_quality(feats, good, hidden=hidden, seed=seed)
     scorer.variants = variants
+    scorer.view_frame = locality["view_frame"] if locality["barrel_views"] else None
     fitted = feats[:, 0] >= MIN_TRACK_HITS
     fit_seconds = time.perf_counter() - t_fit
     val = collect(val_data, n_val, "quality: threshold events")
