@@ -6,8 +6,9 @@ pixel volumes) with a seed that neither its training nor its validation data use
 score, the efficiencies (pT > 0.9 GeV), fake and duplicate rates, barrel vs endcap, DM efficiency
 in bins of pT and eta with Clopper-Pearson intervals, DM efficiency against the size of the
 locality cluster that holds the particle (:func:`dm_by_cluster_size`: what limits a full-event
-model is often its largest clusters) and against the |z| of its production vertex
-(:func:`dm_by_vertex_z`), and the seconds per event of each inference stage;
+model is often its largest clusters), against the |z| of its production vertex
+(:func:`dm_by_vertex_z`) and against its number of hits (:func:`dm_by_hits`), and the seconds per
+event of each inference stage;
 :func:`baseline_comparison` puts a training-free baseline on the same events.
 ``scripts/bench_training.py`` is the command line of this module.
 """
