@@ -140,7 +140,7 @@ def main(argv=None) -> int:
     p.add_argument("--barrel-views", default=None, metavar="Z,Z,...",
                    help="vertex z values (mm) of barrel views laid over the run's locality "
                         "(trackstudy.locality.views), e.g. --barrel-views=-15,-7.5,0,7.5,15; none: off")
-    p.add_argument("--view-frame", action="store_true",
+    p.add_argument("--view-frame", nargs="?", const=True, default=False, choices=("both",),
                    help="with barrel views, the network sees each barrel row's z measured from its view's vertex "
                         "(locality.view_frame)")
     p.add_argument("--hit-counts", action="store_true",
@@ -169,7 +169,7 @@ def main(argv=None) -> int:
             if views is not None:
                 run_config["locality"] = check_locality({**run_config["locality"], "barrel_views": views})
             if args.view_frame:
-                run_config["locality"] = check_locality({**run_config["locality"], "view_frame": True})
+                run_config["locality"] = check_locality({**run_config["locality"], "view_frame": args.view_frame})
         elif views is not None or args.view_frame:
             raise ConfigError("--barrel-views / --view-frame: the views are a model's locality; give --run")
         results = []
@@ -180,7 +180,7 @@ def main(argv=None) -> int:
             if views is not None:
                 res["barrel_views"] = views
             if args.view_frame:
-                res["view_frame"] = True
+                res["view_frame"] = args.view_frame
             results.append(res)
             print(table(res) + "\n", flush=True)
         if args.json:

@@ -62,7 +62,7 @@ def main(argv=None) -> int:
                    help="vertex z values (mm) of barrel views laid over the run's locality at inference "
                         "(trackstudy.locality.views), e.g. --barrel-views=-15,-7.5,0,7.5,15 (the = keeps the "
                         "leading minus); none: off; the report then carries its own tag")
-    p.add_argument("--view-frame", action="store_true",
+    p.add_argument("--view-frame", nargs="?", const=True, default=False, choices=("both",),
                    help="with barrel views, the network sees each barrel row's z measured from its view's vertex "
                         "(locality.view_frame); the report's tag then ends in _frame")
     p.add_argument("--baseline", default="", metavar="METHOD",
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     report, sub = score_run(out, folder, device=args.device, weights=args.weights, locality_params=overrides,
                             barrel_views=views, quality=not args.no_quality,
-                            view_frame=True if args.view_frame else None)
+                            view_frame=args.view_frame or None)
     tag = report.pop("tag") + "".join(f"_{k}{v}" for k, v in overrides.items())
     report = {"config": str(args.config), "heldout_seed": args.seed, "train_seconds": summary["train_seconds"],
               "steps": summary["steps"], "stopped": summary["stopped"], "device": summary["device"],

@@ -126,10 +126,10 @@ def check_locality(locality: Mapping | None) -> dict:
     elif views:
         raise ConfigError("locality.barrel_views given but locality.method is 'none'")
     view_frame = locality.get("view_frame", False)
-    if not isinstance(view_frame, (bool, np.bool_)):
-        raise ConfigError(f"locality.view_frame={view_frame!r}: expected true or false")
+    if not isinstance(view_frame, (bool, np.bool_)) and view_frame != "both":
+        raise ConfigError(f"locality.view_frame={view_frame!r}: expected true, false or both")
     return {"method": method, "params": params, "vertex_scan": vertex_scan, "barrel_views": views,
-            "view_frame": bool(view_frame)}
+            "view_frame": view_frame if view_frame == "both" else bool(view_frame)}
 
 
 def select_pixel_hits(hits: pd.DataFrame, *, source: str = "hits") -> np.ndarray:
@@ -408,6 +408,8 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
             xyz, views, net = None, None, sel  # net: the rows through the network
             if loc["barrel_views"]:  # every barrel hit once per view
                 views = view_hits(sel, loc)
+                if loc["view_frame"] == "both":  # each view also in its own frame, both candidates pooled
+                    views = views.with_both_frames()
                 net = sel.iloc[views.rows]
                 if loc["view_frame"]:  # each barrel row as seen from its view's vertex
                     net = net.assign(z=views.frame_z(sel["z"].to_numpy(np.float64)))

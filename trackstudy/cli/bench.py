@@ -313,7 +313,7 @@ def register_latency(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--barrel-views", default=None, metavar="Z,Z,...",
                         help="vertex z values (mm) of barrel views laid over the locality, e.g. "
                              "--barrel-views=-15,-7.5,0,7.5,15 (trackstudy.locality.views); none: off")
-    parser.add_argument("--view-frame", action="store_true",
+    parser.add_argument("--view-frame", nargs="?", const=True, default=False, choices=("both",),
                         help="with barrel views, the network sees each barrel row's z measured from its view's "
                              "vertex (locality.view_frame)")
     parser.add_argument("--no-quality", action="store_true",
@@ -378,7 +378,7 @@ def run_latency(args: argparse.Namespace) -> int:
     if args.barrel_views is not None:
         locality = check_locality({**(locality or {}), "barrel_views": parse_views(args.barrel_views)})
     if args.view_frame:
-        locality = check_locality({**(locality or {}), "view_frame": True})
+        locality = check_locality({**(locality or {}), "view_frame": args.view_frame})
     explicit = args.locality is not None or args.backend is not None
     if args.no_quality:
         model.track_quality = None

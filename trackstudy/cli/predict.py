@@ -32,7 +32,7 @@ def register(sub) -> None:
                         "(the = keeps the leading minus): "
                         "every barrel hit runs once per view and a track is taken from the view nearest its "
                         "vertex (tracks from displaced vertices stay whole); none: off; default: the run's")
-    p.add_argument("--view-frame", action="store_true",
+    p.add_argument("--view-frame", nargs="?", const=True, default=False, choices=("both",),
                    help="with barrel views, the network sees each barrel row's z measured from its view's vertex "
                         "(locality.view_frame); default: the run's")
     p.add_argument("--max-dense-hits", type=int, default=None, metavar="N",
@@ -95,7 +95,7 @@ def run(args) -> int:
     if views is not None:
         locality = inference.check_locality({**(locality or {"method": "none"}), "barrel_views": views})
     if args.view_frame:
-        locality = inference.check_locality({**(locality or {"method": "none"}), "view_frame": True})
+        locality = inference.check_locality({**(locality or {"method": "none"}), "view_frame": args.view_frame})
     explicit = args.locality is not None or args.backend is not None
     sub, timings = inference.predict_events(
         model, data, locality=locality, pixel_only=pixel_only, backend=args.backend, n_events=args.events,

@@ -28,7 +28,7 @@ def register(sub) -> None:
     p.add_argument("--val-events", type=int, default=None, metavar="N", help="at most N events of --val-data")
     p.add_argument("--barrel-views", default=None, metavar="Z,Z,...",
                    help="barrel views (mm) to fit with, e.g. --barrel-views=-15,0,15; none: off; default: the run's")
-    p.add_argument("--view-frame", action="store_true",
+    p.add_argument("--view-frame", nargs="?", const=True, default=False, choices=("both",),
                    help="with barrel views, the network sees each barrel row's z measured from its view's vertex "
                         "(locality.view_frame); default: the run's")
     p.add_argument("--vary", action="append", default=[], metavar="NAME=V,V,...",
@@ -56,7 +56,7 @@ def run(args) -> int:
             raise DataError(f"{folder}: no such data folder ({option})")
     views = None if args.barrel_views is None else parse_views(args.barrel_views)
     report = fit_run_quality(args.run, args.data, args.val_data, n_train=args.events, n_val=args.val_events,
-                             barrel_views=views, view_frame=True if args.view_frame else None, metric=args.metric, force=args.force, device=args.device,
+                             barrel_views=views, view_frame=args.view_frame or None, metric=args.metric, force=args.force, device=args.device,
                              progress=not args.quiet and sys.stderr.isatty(), vary=parse_vary(args.vary))
     if args.json:
         print(json.dumps(report, indent=2))

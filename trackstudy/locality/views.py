@@ -40,12 +40,14 @@ class ViewClusters:
     labels: int64 (M,) cluster label of each row: consecutive, unique across views and surfaces.
     view: int64 (M,) the view of each row (index into ``vertices``), -1 for endcap rows.
     vertices: float64 (K,) the views' vertex z (mm).
+    framed: bool (K,) whether each view is seen in its own frame (:meth:`frame_z`); None: every view.
     """
 
     rows: np.ndarray
     labels: np.ndarray
     view: np.ndarray
     vertices: np.ndarray
+    framed: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -55,9 +57,27 @@ class ViewClusters:
         measured from the view's vertex, z - z_v for a barrel row, z unchanged for an endcap row.
         In its own view a track from z_v then looks like one from the origin, the tracks the
         network saw most in training (the luminous region's core)."""
-        shift = np.where(self.view >= 0, self.vertices[np.maximum(self.view, 0)], 0.0) if len(self.vertices) \
-            else np.zeros(len(self.rows))
+        if not len(self.vertices):
+            return np.asarray(z, dtype=np.float64)[self.rows]
+        framed = np.ones(len(self.vertices), bool) if self.framed is None else np.asarray(self.framed, bool)
+        v = np.maximum(self.view, 0)
+        shift = np.where((self.view >= 0) & framed[v], self.vertices[v], 0.0)
         return np.asarray(z, dtype=np.float64)[self.rows] - shift
+
+    def with_both_frames(self) -> ViewClusters:
+        """Every barrel view twice: as it is (views 0..K-1, global frame) and in its own frame
+        (views K..2K-1, the same vertices and clusters, new labels); the endcap rows once. The
+        candidates of both are then pooled (``locality.view_frame: both``)."""
+        bar = self.view >= 0
+        k = len(self.vertices)
+        end = ~bar
+        offset = int(self.labels.max(initial=-1)) + 1
+        labels = np.concatenate([self.labels[bar], self.labels[bar] + offset, self.labels[end]])
+        labels = np.unique(labels, return_inverse=True)[1].ravel().astype(np.int64)  # consecutive again
+        return ViewClusters(rows=np.concatenate([self.rows[bar], self.rows[bar], self.rows[end]]), labels=labels,
+                            view=np.concatenate([self.view[bar], self.view[bar] + k, self.view[end]]),
+                            vertices=np.concatenate([self.vertices, self.vertices]),
+                            framed=np.r_[np.zeros(k, bool), np.ones(k, bool)])
 
     def view_rows(self, k: int) -> np.ndarray:
         """Indices (into the rows) of view ``k``: its barrel rows, then every endcap row."""

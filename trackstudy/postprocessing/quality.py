@@ -52,6 +52,8 @@ MIN_TRACK_HITS = 2
 QUALITY_FILE = "track_quality.npz"
 #: Feature values are clipped to this magnitude (degenerate fits give inf).
 _CLIP = 1.0e4
+#: How ``TrackQuality.view_frame`` is stored (an integer: the file holds no objects).
+_FRAME_CODES = {None: -1, False: 0, True: 1, "both": 2}
 #: The pixel barrel volume.
 _BARREL_VOLUME = 8
 
@@ -199,7 +201,8 @@ class TrackQuality:
     are pooled before scoring (empty: the run's formation alone). The scorer is fitted on the
     candidates of the same variants (:func:`trackstudy.study.quality.fit_run_quality`).
     ``view_frame``: with barrel views, whether those candidates were formed with the views in their
-    own frames (``locality.view_frame``); None when fitted without views (or before it was recorded)."""
+    own frames (``locality.view_frame``: False, True or "both"); None when fitted without views (or
+    before it was recorded)."""
 
     mean: np.ndarray
     scale: np.ndarray
@@ -208,7 +211,7 @@ class TrackQuality:
     threshold: float = 0.5
     features: tuple = FEATURES
     variants: list = field(default_factory=list)
-    view_frame: bool | None = None
+    view_frame: bool | str | None = None
 
     def __post_init__(self):
         self.mean = np.asarray(self.mean, dtype=np.float64).ravel()
@@ -232,7 +235,8 @@ class TrackQuality:
             raise ConfigError(f"track quality: threshold={self.threshold} must be a probability in [0, 1]")
         self.threshold = float(self.threshold)
         self.variants = check_variants(self.variants)
-        self.view_frame = None if self.view_frame is None else bool(self.view_frame)
+        if self.view_frame is not None and self.view_frame != "both":
+            self.view_frame = bool(self.view_frame)
 
     def score(self, feats: np.ndarray) -> np.ndarray:
         """Probability (T,) that each candidate (rows of :func:`candidate_features`) is a DM match."""
@@ -261,7 +265,7 @@ class TrackQuality:
         arrays = {"mean": self.mean, "scale": self.scale, "threshold": np.array(self.threshold),
                   "features": np.array(self.features), "n_layers": np.array(len(self.weights)),
                   "variants": np.array(json.dumps(self.variants)),  # a JSON string: read without pickle
-                  "view_frame": np.array(-1 if self.view_frame is None else int(self.view_frame))}
+                  "view_frame": np.array(_FRAME_CODES[self.view_frame])}
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             arrays[f"w{i}"], arrays[f"b{i}"] = w, b
         buf = io.BytesIO()  # npz in memory, then one atomic write
@@ -279,8 +283,8 @@ class TrackQuality:
                           features=tuple(f["features"].tolist()),
                           weights=[f[f"w{i}"] for i in range(n)], biases=[f[f"b{i}"] for i in range(n)],
                           variants=json.loads(str(f["variants"])) if "variants" in f.files else [],
-                          view_frame={0: False, 1: True}.get(int(f["view_frame"])) if "view_frame" in f.files
-                          else None)
+                          view_frame={c: v for v, c in _FRAME_CODES.items()}.get(int(f["view_frame"]))
+                          if "view_frame" in f.files else None)
         except FileNotFoundError:
             raise DataError(f"{path}: no such track-quality file") from None
         except (KeyError, ValueError, OSError, TypeError) as exc:

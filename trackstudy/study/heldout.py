@@ -144,7 +144,7 @@ def dm_by_cluster_size(data: str | os.PathLike, locality: Mapping, particles: pd
 def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = "auto",
               weights: str | os.PathLike | None = None, locality_params: Mapping | None = None,
               by_cluster_size: bool = True, barrel_views=None, quality: bool = True,
-              view_frame: bool | None = None) -> tuple[dict, pd.DataFrame]:
+              view_frame: bool | str | None = None) -> tuple[dict, pd.DataFrame]:
     """The report of run ``run`` on the events of ``data`` and its submission.
 
     ``weights``: a training checkpoint of the run (e.g. ``checkpoints/at_15min.pt``) scored instead
@@ -156,7 +156,8 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
     ``heldout.csv`` (``heldout_<checkpoint>.csv``). ``quality``: choose the tracks with the run's
     track-quality scorer when it has one (``track_quality.npz``; the report's ``track_quality``
     holds its threshold, None without; False: the tag ends in ``_noquality``). ``view_frame``: the
-    locality's ``view_frame`` laid over the run's (True: the tag ends in ``_frame``). The report of a contrastive run (DBSCAN or kNN
+    locality's ``view_frame`` laid over the run's (True: the tag ends in ``_frame``; "both":
+    ``_bothframes``). The report of a contrastive run (DBSCAN or kNN
     track formation) or of an edge model also says where the particles it missed were lost
     (``miss_reasons``: :mod:`trackstudy.study.misses`)."""
     run, data = resolve_path(run), resolve_path(data)
@@ -167,7 +168,7 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
     if barrel_views is not None:
         locality = check_locality({**locality, "barrel_views": list(barrel_views)})
     if view_frame is not None:
-        locality = check_locality({**locality, "view_frame": bool(view_frame)})
+        locality = check_locality({**locality, "view_frame": view_frame})
     tag, info = "heldout", {}
     if weights:
         ck = torch.load(resolve_path(weights), map_location=next(model.parameters()).device, weights_only=True)
@@ -178,7 +179,7 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
     if barrel_views is not None:
         tag += f"_views{len(locality['barrel_views'])}"
     if view_frame:
-        tag += "_frame"
+        tag += "_bothframes" if view_frame == "both" else "_frame"
     scorer = getattr(model, "track_quality", None) if quality else None
     if not quality:
         tag += "_noquality"

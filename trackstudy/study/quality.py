@@ -117,7 +117,7 @@ def _metrics(c: dict, labels: np.ndarray) -> dict:
 
 def fit_run_quality(run_dir: str | os.PathLike, train_data: str | os.PathLike, val_data: str | os.PathLike, *,
                     n_train: int | None = None, n_val: int | None = None, barrel_views=None,
-                    view_frame: bool | None = None,
+                    view_frame: bool | str | None = None,
                     metric: str = "dm_minus_fake", thresholds: Sequence[float] = THRESHOLDS,
                     hidden=(32, 32), seed: int = 0, force: bool = False, progress: bool = True,
                     device: str = "auto", vary: Mapping | None = None) -> dict:
@@ -150,7 +150,7 @@ def fit_run_quality(run_dir: str | os.PathLike, train_data: str | os.PathLike, v
     if barrel_views is not None:
         locality["barrel_views"] = barrel_views
     if view_frame is not None:
-        locality["view_frame"] = bool(view_frame)
+        locality["view_frame"] = view_frame
     locality = check_locality(locality)
     pixel_only = bool(((cfg.get("data") or {}).get("train") or {}).get("pixel_only", False))
     apply_variants(model_params(model), variants)  # an unknown parameter fails here, before any event runs
