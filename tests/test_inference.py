@@ -230,6 +230,7 @@ def test_view_frame_is_the_event_moved_to_the_view(hits):
 def test_barrel_views_options_are_checked():
     assert check_locality(VIEWS)["view_frame"] is False
     assert check_locality({**VIEWS, "barrel_views": [0.0], "view_frame": True})["view_frame"] is True
+    assert check_locality({**VIEWS, "barrel_views": [0.0], "view_frame": "both"})["view_frame"] == "both"
     with pytest.raises(ConfigError, match="view_frame"):
         check_locality({**VIEWS, "view_frame": "yes"})
     assert check_locality({**VIEWS, "barrel_views": [5, 0]})["barrel_views"] == [0.0, 5.0]
@@ -281,6 +282,14 @@ def test_track_quality_scorer_keeps_the_tracks_it_scores_high(hits, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", QualityFrameWarning)
         predict_event(model, pix, locality={**VIEWS, "barrel_views": [0.0], "view_frame": True}, event_id=1)
+    # both frames: every barrel view twice, each hit in one track
+    model.track_quality.view_frame = "both"
+    with pytest.warns(QualityFrameWarning):
+        one, t1 = predict_event(model, pix, locality={**VIEWS, "barrel_views": [-10.0, 10.0], "view_frame": True})
+    both, t2 = predict_event(model, pix, locality={**VIEWS, "barrel_views": [-10.0, 10.0], "view_frame": "both"})
+    # two views: one frame 2B + E rows (B barrel hits, E endcap hits), both frames 4B + E
+    assert t2["n_rows"] - t1["n_rows"] == 2 * (t1["n_rows"] - len(pix)) and len(both) == len(pix)
+    assert (both["hit_id"].to_numpy() == pix["hit_id"].to_numpy()).all()
     model.track_quality.view_frame = None
     # a run directory with track_quality.npz: load_run attaches the scorer
     save_model(tmp_path, model, {"locality": DBSCAN, "data": {"train": {"pixel_only": True}}}, step=1)

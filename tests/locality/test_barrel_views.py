@@ -65,6 +65,22 @@ def test_frame_z_measures_barrel_rows_from_their_view():
     assert np.allclose(fz[4:8] - 0.3 * RADII, 2.5)
 
 
+def test_both_frames_repeat_every_barrel_view_framed():
+    x, y, z = _with_endcap(*_displaced_track())
+    vc = view_clusters(x, y, z, "dbscan", barrel_views=[-7.5, 7.5], vertex_scan=True)
+    both = vc.with_both_frames()
+    assert len(both) == 2 * 8 + 2 and both.rows.tolist() == [0, 1, 2, 3] * 4 + [4, 5]
+    assert both.view.tolist() == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4 + [-1, -1]
+    assert both.vertices.tolist() == [-7.5, 7.5, -7.5, 7.5] and both.framed.tolist() == [False, False, True, True]
+    assert np.array_equal(np.unique(both.labels), np.arange(both.labels.max() + 1))  # consecutive
+    for lab in np.unique(both.labels):  # no cluster spans two views
+        assert len(np.unique(both.view[both.labels == lab])) == 1
+    fz = both.frame_z(z)
+    assert np.allclose(fz[:8], np.r_[z[:4], z[:4]])  # the global copies as they are
+    assert np.allclose(fz[8:12], z[:4] + 7.5) and np.allclose(fz[12:16], z[:4] - 7.5)
+    assert fz[16:].tolist() == [1200.0, 1800.0]
+
+
 def test_check_views():
     assert check_views(None).size == 0 and check_views([]).size == 0
     assert check_views([5, -5, 0]).tolist() == [-5.0, 0.0, 5.0]

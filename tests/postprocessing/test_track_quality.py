@@ -109,7 +109,7 @@ def test_scorer_forward_save_and_load(tmp_path):
     path = q.save(tmp_path / "q.npz")
     back = TrackQuality.load(path)
     assert back.threshold == 0.7 and np.allclose(back.score(feats), expected) and back.view_frame is None
-    for frame in (True, False):  # the views' frame it was fitted in travels with it
+    for frame in (True, False, "both"):  # the views' frame it was fitted in travels with it
         q.view_frame = frame
         assert TrackQuality.load(q.save(tmp_path / "q.npz")).view_frame is frame
     with pytest.raises(DataError, match="features must be"):

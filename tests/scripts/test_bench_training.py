@@ -74,6 +74,9 @@ def test_bench_training_heldout_with_baseline_and_snapshot(tmp_path):
     assert mod.main([str(config), "--out", str(run), "--no-train", "--events", "1", "--seed", "77",
                      "--barrel-views=-10,0,10", "--view-frame"]) == 0
     assert json.loads((run / "heldout_views3_frame.json").read_text())["locality"]["view_frame"] is True
+    assert mod.main([str(config), "--out", str(run), "--no-train", "--events", "1", "--seed", "77",
+                     "--barrel-views=-10,0,10", "--view-frame", "both"]) == 0
+    assert json.loads((run / "heldout_views3_bothframes.json").read_text())["locality"]["view_frame"] == "both"
     # without the run's track-quality scorer: its own report; with none in the run the report says so
     assert views["track_quality"] is None
     assert mod.main([str(config), "--out", str(run), "--no-train", "--events", "1", "--seed", "77",

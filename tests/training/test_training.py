@@ -169,6 +169,8 @@ def test_barrel_views_in_the_run_config():
     assert cfg["locality"]["barrel_views"] == [-7.5, 0.0, 7.5]
     assert tconfig.resolve_config({})["locality"]["barrel_views"] == []
     assert tconfig.resolve_config({})["locality"]["view_frame"] is False
+    assert tconfig.resolve_config({"locality": {"method": "dbscan", "view_frame": "both"}})["locality"]["view_frame"] \
+        == "both"
     for loc, match in (({"method": "none", "barrel_views": [0.0]}, "needs a locality method"),
                        ({"method": "dbscan", "barrel_views": [0.0, 0.0]}, "must differ"),
                        ({"method": "dbscan", "barrel_views": "0"}, "expected a list"),

@@ -78,7 +78,8 @@ DEFAULTS: dict = {
     },
     "locality": {"method": "none", "params": {}, "vertex_scan": False,
                  "barrel_views": [],  # vertex z (mm) of barrel views at inference (trackstudy.locality.views)
-                 "view_frame": False},  # with views: barrel rows' z measured from their view's vertex
+                 "view_frame": False},  # with views: barrel rows' z measured from their view's vertex;
+                                        # both: every view in both frames, the candidates pooled
     "data": {
         "train": dict(_DATASET_DEFAULTS),
         "val": {**_DATASET_DEFAULTS, "n_events": 20, "seed": 1},
@@ -148,6 +149,10 @@ def _type_name(t) -> str:
             list: "a list"}.get(t, str(t))
 
 
+#: Boolean keys that also take these words.
+_WORDS_BESIDE_BOOL = {"locality.view_frame": ("both",)}
+
+
 def _check_type(value, default, where: str):
     """``value`` coerced to the type of ``default`` (int -> float allowed), or ConfigError."""
     if default is None:
@@ -186,6 +191,8 @@ def _merge(defaults: dict, given, where: str) -> dict:
             out[key] = copy.deepcopy(value)
         elif isinstance(default, dict):
             out[key] = _merge(default, given[key], path)
+        elif given[key] in _WORDS_BESIDE_BOOL.get(path, ()):
+            out[key] = given[key]
         else:
             out[key] = _check_type(given[key], default, path)
     return out
