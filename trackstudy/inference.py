@@ -63,7 +63,7 @@ from trackstudy.models.attention import AttentionContext, build_masks, get_backe
 from trackstudy.models.features import feature_tensor, hit_features
 from trackstudy.models.heads import EDGE_FAMILIES
 from trackstudy.postprocessing.gnn_tracks import predict_graph_event
-from trackstudy.postprocessing.quality import apply_variants, candidates_features, hit_columns, select_candidates
+from trackstudy.postprocessing.quality import apply_variants, choose_candidates, hit_columns
 from trackstudy.postprocessing.torch_tracks import device_track_formation, tracks_from_embeddings_torch
 from trackstudy.postprocessing.track_formation import form_tracks, labels_to_track_ids, model_params, submission
 from trackstudy.postprocessing.views import line_fits, nearest_view, resolve_views
@@ -160,11 +160,13 @@ def cluster_hits(hits: pd.DataFrame, locality: Mapping | None, device=None) -> n
 
 def view_hits(hits: pd.DataFrame, locality: Mapping) -> ViewClusters:
     """The overlapping clusters of a locality section with ``barrel_views``
-    (:func:`trackstudy.locality.views.view_clusters`): every barrel hit once per view."""
+    (:func:`trackstudy.locality.views.view_clusters`): every barrel hit once per view, and once
+    more per view with ``view_frame: both`` (:meth:`~trackstudy.locality.views.ViewClusters.with_both_frames`)."""
     loc = check_locality(locality)
     x, y, z = (hits[c].to_numpy(np.float64) for c in ("x", "y", "z"))
-    return view_clusters(x, y, z, loc["method"], barrel_views=loc["barrel_views"], vertex_scan=loc["vertex_scan"],
-                         **loc["params"])
+    views = view_clusters(x, y, z, loc["method"], barrel_views=loc["barrel_views"], vertex_scan=loc["vertex_scan"],
+                          **loc["params"])
+    return views.with_both_frames() if loc["view_frame"] == "both" else views
 
 
 def view_tracks(former, outputs: Mapping, hits: pd.DataFrame, views: ViewClusters, *, event_id: int = 0,
@@ -250,13 +252,10 @@ def quality_candidates(quality, hits: pd.DataFrame, rows, track, view=None, vert
         labels = np.full(len(hits), -1, dtype=np.int64)
         _, labels[np.asarray(rows, dtype=np.int64)] = np.unique(np.asarray(track), return_inverse=True)
         if capture is not None and {"volume_id", "layer_id"} <= set(hits.columns):
-            t, feats = candidates_features(hit_columns(hits), rows, track, view, vertices)
-            capture["candidates"] = {"rows": np.asarray(rows, dtype=np.int64), "track": t, "features": feats}
+            choose_candidates(None, hit_columns(hits), rows, track, view, vertices, capture=capture)
         return labels, np.full(len(hits), -1, dtype=np.int64)
-    t, feats = candidates_features(hit_columns(hits, source=f"event {event_id} hits"), rows, track, view, vertices)
-    if capture is not None:
-        capture["candidates"] = {"rows": np.asarray(rows, dtype=np.int64), "track": t, "features": feats}
-    labels, claimed = select_candidates(len(hits), rows, t, quality.candidate_scores(feats), quality.threshold)
+    t, labels, claimed = choose_candidates(quality, hit_columns(hits, source=f"event {event_id} hits"), rows, track,
+                                           view, vertices, capture=capture)
     chosen = np.full(len(hits), -1, dtype=np.int64)
     if view is not None:
         cand_view = np.zeros(int(t.max()) + 1 if len(t) else 0, dtype=np.int64)
@@ -408,8 +407,6 @@ def predict_event(model, hits: pd.DataFrame, *, locality: Mapping | None, event_
             xyz, views, net = None, None, sel  # net: the rows through the network
             if loc["barrel_views"]:  # every barrel hit once per view
                 views = view_hits(sel, loc)
-                if loc["view_frame"] == "both":  # each view also in its own frame, both candidates pooled
-                    views = views.with_both_frames()
                 net = sel.iloc[views.rows]
                 if loc["view_frame"]:  # each barrel row as seen from its view's vertex
                     net = net.assign(z=views.frame_z(sel["z"].to_numpy(np.float64)))

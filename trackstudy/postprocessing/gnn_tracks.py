@@ -48,7 +48,7 @@ from trackstudy.device import StageClock, resolve_device, synchronize
 from trackstudy.errors import ConfigError, DataError
 from trackstudy.graphs.doublets import curvature_pt
 from trackstudy.graphs.module_map import build_graph
-from trackstudy.postprocessing.quality import apply_variants, candidates_features, hit_columns, select_candidates
+from trackstudy.postprocessing.quality import apply_variants, choose_candidates, hit_columns
 from trackstudy.postprocessing.track_formation import labels_to_track_ids, submission
 
 __all__ = ["GNN_STAGES", "GNN_TUNE_GRID", "METHODS", "GNNTrackParams", "pooled_candidates", "predict_graph_event",
@@ -256,12 +256,10 @@ def predict_graph_event(model, hits: pd.DataFrame, *, event_id: int = 0, device=
             labels, selected = built[0]
             if quality is not None or capture is not None:  # every variant's candidates, scored
                 rows, cand = pooled_candidates([b[0] for b in built])
-                t, feats = candidates_features(hit_columns(sel, source=f"event {event_id} hits"), rows, cand)
-                if capture is not None:
-                    capture["candidates"] = {"rows": rows, "track": t, "features": feats}
-                if quality is not None:
-                    labels, _ = select_candidates(len(sel), rows, t, quality.candidate_scores(feats),
-                                                  quality.threshold)
+                _, chosen, _ = choose_candidates(quality, hit_columns(sel, source=f"event {event_id} hits"), rows, cand,
+                                                 capture=capture)
+                if chosen is not None:
+                    labels = chosen
             track = np.full(len(hits), -1, np.int64)
             track[keep] = labels
             sub = submission(event_id, hits["hit_id"].to_numpy(), labels_to_track_ids(track))

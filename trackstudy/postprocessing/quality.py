@@ -355,6 +355,22 @@ def select_candidates(n_hits: int, rows, track, score, threshold: float, *, min_
     return claim_in_order(n_hits, rows, t, order, min_free=min_free)
 
 
+def choose_candidates(quality, cols: dict, rows, track, view=None, vertices=None, *, capture: dict | None = None
+                      ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The candidates' features (:func:`candidates_features`; ``capture`` receives ``candidates``:
+    {rows, track (0..T-1), features (T, F)}, for fitting a scorer) and, with a scorer ``quality``,
+    its choice among them (:func:`select_candidates` at its threshold). Returns ``(t, labels,
+    claimed)``: the candidate labels made consecutive, then the selection's track labels and claims
+    over the hits of ``cols`` (None, None without a scorer)."""
+    t, feats = candidates_features(cols, rows, track, view, vertices)
+    if capture is not None:
+        capture["candidates"] = {"rows": np.asarray(rows, dtype=np.int64).ravel(), "track": t, "features": feats}
+    if quality is None:
+        return t, None, None
+    labels, claimed = select_candidates(len(cols["x"]), rows, t, quality.candidate_scores(feats), quality.threshold)
+    return t, labels, claimed
+
+
 def hit_columns(hits, *, source: str = "hits") -> dict:
     """The columns of a hits table the features need (x, y, z, volume_id, layer_id), as arrays;
     a DataError naming the missing column otherwise."""
@@ -385,4 +401,4 @@ def candidates_features(cols: dict, rows, track, view=None, vertices=None) -> tu
 
 __all__ = ["FEATURES", "MIN_TRACK_HITS", "QUALITY_FILE", "TrackQuality", "apply_variants", "candidate_features", "candidate_labels",
            "check_variants",
-           "candidates_features", "fit_track_quality", "hit_columns", "select_candidates"]
+           "candidates_features", "choose_candidates", "fit_track_quality", "hit_columns", "select_candidates"]
