@@ -27,7 +27,14 @@ import pandas as pd
 from trackstudy.config import RUNS_DIR
 from trackstudy.data.datasets import REAL_SETS, ensure_simulated, real_trackml_dir
 from trackstudy.data.io import atomic_write_bytes
-from trackstudy.study.pretraining import label_efficiency, parse_counts, pretrain_run, token_counts, tokenizer_report
+from trackstudy.study.pretraining import (
+    INITS,
+    label_efficiency,
+    parse_counts,
+    pretrain_run,
+    token_counts,
+    tokenizer_report,
+)
 from trackstudy.training.pretrain import load_tokenizer
 
 
@@ -44,14 +51,25 @@ def main(argv=None) -> int:
     p.add_argument("--train-seed", type=int, default=500, help="seed of the labelled events")
     p.add_argument("--pileup", type=float, default=200.0)
     p.add_argument("--prefix", default="labeleff", help="runs/<prefix>_n<N>_<init>")
+    p.add_argument("--tracks", default="10:50",
+                   help="particles per labelled and held-out event: MIN:MAX, or 'all' for full events")
+    p.add_argument("--inits", default=",".join(INITS),
+                   help="arms to run: scratch, pretrained or both (e.g. the scratch arm on another core "
+                        "while the encoder pretrains)")
     p.add_argument("--tokens", default="", metavar="PILEUPS",
                    help="token counts at these pile-ups and the tokenizer on the real sets (e.g. 20,200)")
     args = p.parse_args(argv)
+    inits = tuple(i.strip() for i in args.inits.split(",") if i.strip())
+    if not inits or any(i not in INITS for i in inits):
+        p.error(f"--inits: expected a comma-separated subset of {', '.join(INITS)}, got {args.inits!r}")
+    tracks = None if args.tracks.strip().lower() in ("all", "none", "") else args.tracks
 
     name = Path(args.config).stem
-    pre = pretrain_run(args.config, RUNS_DIR / name, progress=sys.stderr.isatty())
-    print(f"pretrained {name}: {pre['steps']} steps, {pre['train_seconds']:.0f} s, validation {pre['validation']}",
-          flush=True)
+    pre = None
+    if "pretrained" in inits or args.tokens:
+        pre = pretrain_run(args.config, RUNS_DIR / name, progress=sys.stderr.isatty())
+        print(f"pretrained {name}: {pre['steps']} steps, {pre['train_seconds']:.0f} s, "
+              f"validation {pre['validation']}", flush=True)
     if args.tokens:
         tok, measures = load_tokenizer(RUNS_DIR / name)
         report = {"validation": measures}
@@ -65,22 +83,28 @@ def main(argv=None) -> int:
         print(counts.to_string(index=False))
     if not str(args.n_labelled).strip():
         return 0
-    held = ensure_simulated(args.events, args.pileup, args.seed, pixel_only=True, tracks="10:50",
+    held = ensure_simulated(args.events, args.pileup, args.seed, pixel_only=True, tracks=tracks,
                             progress=sys.stderr.isatty())
-    out = RUNS_DIR / f"{args.prefix}.json"
-    rows = []
+    # one table per arm when the arms run as separate processes, so neither overwrites the other's
+    out = RUNS_DIR / (f"{args.prefix}.json" if len(inits) == len(INITS) else f"{args.prefix}_{inits[0]}.json")
+    # rows of earlier invocations with the same prefix stay (other N, the other arm); a row is
+    # replaced only by a new run of its own N and arm
+    rows = json.loads(out.read_text()).get("rows", []) if out.is_file() else []
     for n in parse_counts(args.n_labelled):
         table = label_efficiency(RUNS_DIR / name, held, n_labelled=[n], base_config=args.base_config,
                                  run_prefix=args.prefix, max_minutes=args.minutes, steps=args.steps,
-                                 n_val_events=args.val_events, train_seed=args.train_seed, train_pileup=args.pileup)
+                                 n_val_events=args.val_events, train_seed=args.train_seed, train_pileup=args.pileup,
+                                 tracks=tracks, inits=inits)
         for row in table.to_dict(orient="records"):
-            rows.append(row)
+            rows = [r for r in rows if (r["n_labelled"], r["init"]) != (row["n_labelled"], row["init"])] + [row]
             print(f"n_labelled {row['n_labelled']:4d} {row['init']:10s} DM {row['dm_efficiency']:.4f} "
-                  f"score {row['trackml_score']:.4f} fake {row['fake_rate']:.4f} steps {row['steps']} "
+                  f"score {row['trackml_score']:.4f} fake {row['fake_rate']:.4f} "
+                  f"DM - fake {row['dm_efficiency'] - row['fake_rate']:.4f} steps {row['steps']} "
                   f"({row['train_seconds']:.0f} s)", flush=True)
         atomic_write_bytes(out, json.dumps({"pretrain": pre, "heldout": str(held), "args": vars(args),
                                             "rows": rows}, indent=1, default=str).encode(), force=True)
-    print(pd.DataFrame(rows).to_string(index=False))
+    if rows:
+        print(pd.DataFrame(rows).sort_values(["n_labelled", "init"]).to_string(index=False))
     return 0
 
 
