@@ -99,7 +99,8 @@ def main(argv=None) -> int:
             rows = [r for r in rows if (r["n_labelled"], r["init"]) != (row["n_labelled"], row["init"])] + [row]
             print(f"n_labelled {row['n_labelled']:4d} {row['init']:10s} DM {row['dm_efficiency']:.4f} "
                   f"score {row['trackml_score']:.4f} fake {row['fake_rate']:.4f} "
-                  f"DM - fake {row['dm_efficiency'] - row['fake_rate']:.4f} steps {row['steps']} "
+                  f"DM - fake {row['dm_efficiency'] - row['fake_rate']:.4f} | base formation: "
+                  f"DM {row['dm_efficiency_base']:.4f} fake {row['fake_rate_base']:.4f} steps {row['steps']} "
                   f"({row['train_seconds']:.0f} s)", flush=True)
         atomic_write_bytes(out, json.dumps({"pretrain": pre, "heldout": str(held), "args": vars(args),
                                             "rows": rows}, indent=1, default=str).encode(), force=True)

@@ -59,7 +59,8 @@ def test_scratch_arm_alone_skips_pretraining_and_passes_full_events(tmp_path, mo
     def curve(pretrain_dir, eval_data, **kwargs):
         calls["curve"] = kwargs
         return pd.DataFrame([{"n_labelled": kwargs["n_labelled"][0], "init": "scratch", "dm_efficiency": 0.9,
-                              "trackml_score": 0.8, "fake_rate": 0.01, "steps": 5, "train_seconds": 1.0}])
+                              "trackml_score": 0.8, "fake_rate": 0.01, "dm_efficiency_base": 0.85,
+                              "trackml_score_base": 0.7, "fake_rate_base": 0.02, "steps": 5, "train_seconds": 1.0}])
 
     monkeypatch.setattr(bench, "RUNS_DIR", tmp_path)
     monkeypatch.setattr(bench, "pretrain_run", no_pretraining)

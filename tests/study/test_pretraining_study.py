@@ -3,13 +3,17 @@ a tiny label-efficiency curve (both arms, one labelled-set size, scored on held-
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
 from trackstudy.config import PARAMS_DIR
 from trackstudy.data.datasets import ensure_simulated
 from trackstudy.errors import ConfigError
+from trackstudy.postprocessing.track_formation import EmbeddingTrackParams
 from trackstudy.study import pretraining as sp
+from trackstudy.study.heldout import score_run
 from trackstudy.training.pretrain import load_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -74,6 +78,16 @@ def test_label_efficiency_tiny(pretrained, monkeypatch):
     assert list(table["init"]) == ["scratch", "pretrained"] and list(table["n_labelled"]) == [2, 2]
     assert table["dm_efficiency"].between(0, 1).all() and (table["steps"] == 2).all()
     assert (table["n_eval_events"] == 2).all()
+    # the same runs at one fixed operating point: the config's tune.base formation, not the tuned one
+    assert table["dm_efficiency_base"].between(0, 1).all() and table["fake_rate_base"].between(0, 1).all()
+    run = tmp / "runs" / "le_n2_scratch"
+    report, sub = score_run(run, held, device="cpu", formation="base")
+    assert report["tag"] == "heldout_base" and report["formation"] == "base"
+    assert (run / "heldout_base.csv").is_file() and report["dm_efficiency"] == table["dm_efficiency_base"].iloc[0]
+    tuned = json.loads((run / "summary.json").read_text())["track_params"]
+    assert tuned["k"] == 4 and EmbeddingTrackParams().k == 8  # tuned to the grid's k; the base keeps 8
+    with pytest.raises(ConfigError, match="formation: expected one of tuned, base, got 'best'"):
+        score_run(run, held, device="cpu", formation="best")
     # finished runs are reused
     again = sp.label_efficiency(out, held, **kwargs)
     assert list(again["dm_efficiency"]) == list(table["dm_efficiency"])

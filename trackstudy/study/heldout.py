@@ -32,14 +32,18 @@ from trackstudy.errors import ConfigError
 from trackstudy.inference import STAGES, check_locality, cluster_hits, predict_events, select_pixel_hits
 from trackstudy.metrics import evaluate_events, evaluate_submission_file, reconstructable, write_submission
 from trackstudy.metrics.binned import binned_efficiency
+from trackstudy.models.heads import EDGE_FAMILIES
 from trackstudy.postprocessing.gnn_tracks import GNN_STAGES
+from trackstudy.postprocessing.track_formation import default_params
 from trackstudy.study.misses import captured_misses, miss_stages, summarize_misses
 from trackstudy.training.checkpoint import load_run
 from trackstudy.training.data import data_root, dataset_folder
+from trackstudy.training.run_config import base_track_params
 
 #: Summary keys of the report, in the order they are printed.
 HEADLINE = ("trackml_score", "dm_efficiency", "dm_efficiency_pt1", "perfect_efficiency", "lhc_efficiency",
             "fake_rate", "duplicate_rate")
+FORMATIONS = ("tuned", "base")  # score_run's track formation: the run's tuned one, or its config's tune.base
 REGIONS = ("barrel_dm_efficiency", "endcap_dm_efficiency", "barrel_fake_rate", "endcap_fake_rate")
 
 
@@ -144,7 +148,7 @@ def dm_by_cluster_size(data: str | os.PathLike, locality: Mapping, particles: pd
 def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = "auto",
               weights: str | os.PathLike | None = None, locality_params: Mapping | None = None,
               by_cluster_size: bool = True, barrel_views=None, quality: bool = True,
-              view_frame: bool | str | None = None) -> tuple[dict, pd.DataFrame]:
+              view_frame: bool | str | None = None, formation: str = "tuned") -> tuple[dict, pd.DataFrame]:
     """The report of run ``run`` on the events of ``data`` and its submission.
 
     ``weights``: a training checkpoint of the run (e.g. ``checkpoints/at_15min.pt``) scored instead
@@ -157,11 +161,21 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
     track-quality scorer when it has one (``track_quality.npz``; the report's ``track_quality``
     holds its threshold, None without; False: the tag ends in ``_noquality``). ``view_frame``: the
     locality's ``view_frame`` laid over the run's (True: the tag ends in ``_frame``; "both":
-    ``_bothframes``). The report of a contrastive run (DBSCAN or kNN
+    ``_bothframes``). ``formation``: "tuned" (the run's tuned track formation) or "base" (the
+    parameters of its config's ``tune.base``, before tuning: one fixed operating point for runs
+    compared with each other, so without the run's track-quality scorer; the tag ends in
+    ``_base``). The report of a contrastive run (DBSCAN or kNN
     track formation) or of an edge model also says where the particles it missed were lost
     (``miss_reasons``: :mod:`trackstudy.study.misses`)."""
+    if formation not in FORMATIONS:
+        raise ConfigError(f"formation: expected one of {', '.join(FORMATIONS)}, got {formation!r}")
     run, data = resolve_path(run), resolve_path(data)
     model, run_config = load_run(run, device)
+    if formation == "base":
+        family = run_config["model"]["family"]
+        default = None if family in EDGE_FAMILIES else default_params(family, getattr(model, "head_cfg", None))
+        model.track_params = base_track_params(family, run_config["tune"]["base"], default)
+        quality = False
     locality = dict(run_config["locality"])
     if locality_params:
         locality = check_locality({**locality, "params": {**(locality.get("params") or {}), **locality_params}})
@@ -180,8 +194,10 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
         tag += f"_views{len(locality['barrel_views'])}"
     if view_frame:
         tag += "_bothframes" if view_frame == "both" else "_frame"
+    if formation == "base":
+        tag += "_base"
     scorer = getattr(model, "track_quality", None) if quality else None
-    if not quality:
+    if not quality and formation != "base":
         tag += "_noquality"
     pixel_only = run_config["data"]["train"]["pixel_only"]
     # the predictions keep what track formation saw (a contrastive run's embeddings, an edge model's
@@ -197,7 +213,7 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
     s = result.summary
     report = {
         "tag": tag, "run": str(run), "heldout_data": str(data), "n_events": s["n_events"], "locality": locality,
-        "track_quality": None if scorer is None else {"threshold": scorer.threshold},
+        "track_quality": None if scorer is None else {"threshold": scorer.threshold}, "formation": formation,
         **{k: s.get(k) for k in HEADLINE},
         "seconds_per_event": {k: float(timings[k].mean()) for k in stages},
         # the median leaves out the first event's one-time start-up (CUDA context, kernels, caches)
@@ -235,5 +251,5 @@ def baseline_comparison(method: str, data: str | os.PathLike, submission: pd.Dat
             "model_on_the_same_events": {k: model.summary.get(k) for k in keys}}
 
 
-__all__ = ["CLUSTER_SIZE_EDGES", "HEADLINE", "REGIONS", "VERTEX_Z_EDGES", "baseline_comparison", "binned_dm",
+__all__ = ["CLUSTER_SIZE_EDGES", "FORMATIONS", "HEADLINE", "REGIONS", "VERTEX_Z_EDGES", "baseline_comparison", "binned_dm",
            "dm_by_cluster_size", "dm_by_vertex_z", "heldout_folder", "score_run"]

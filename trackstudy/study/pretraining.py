@@ -170,7 +170,10 @@ def label_efficiency(pretrain_dir: str | os.PathLike, eval_data: str | os.PathLi
     the track formation, the same for every run), once from scratch and once from the encoder of
     ``pretrain_dir``, with the same budget (``max_minutes`` and ``steps``; 0 keeps the base config's),
     then scored on the held-out events of ``eval_data``. One row per run: ``n_labelled``, ``init``,
-    DM efficiency, TrackML score, fake rate, steps, training seconds and the run folder. Finished runs
+    DM efficiency, TrackML score and fake rate with the run's tuned track formation and (``*_base``)
+    with the config's ``tune.base`` one, the same fixed operating point for every run (each run's
+    tuning settles at its own, which moves DM efficiency and fake rate together), steps, training
+    seconds and the run folder. Finished runs
     with the same config are reused."""
     counts = parse_counts(n_labelled)
     for init in inits:
@@ -191,8 +194,10 @@ def label_efficiency(pretrain_dir: str | os.PathLike, eval_data: str | os.PathLi
             t0 = time.perf_counter()
             summary = _train_or_reuse(cfg, folder, progress)
             report, _ = score_run(folder, eval_data, device=device)
+            base, _ = score_run(folder, eval_data, device=device, formation="base")
             rows.append({"n_labelled": n, "init": init, "dm_efficiency": report["dm_efficiency"],
                          "trackml_score": report["trackml_score"], "fake_rate": report["fake_rate"],
+                         **{f"{k}_base": base[k] for k in ("dm_efficiency", "trackml_score", "fake_rate")},
                          "n_eval_events": report["n_events"], "n_particles": report.get("n_particles"),
                          "steps": summary.get("steps"),
                          "train_seconds": summary.get("train_seconds"),
