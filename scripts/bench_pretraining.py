@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     p.add_argument("--tokens", default="", metavar="PILEUPS",
                    help="token counts at these pile-ups and the tokenizer on the real sets (e.g. 20,200)")
     args = p.parse_args(argv)
-    inits = tuple(i.strip() for i in args.inits.split(",") if i.strip())
+    inits = tuple(dict.fromkeys(i.strip() for i in args.inits.split(",") if i.strip()))  # in order, once each
     if not inits or any(i not in INITS for i in inits):
         p.error(f"--inits: expected a comma-separated subset of {', '.join(INITS)}, got {args.inits!r}")
     tracks = None if args.tracks.strip().lower() in ("all", "none", "") else args.tracks
