@@ -24,6 +24,7 @@ import sys
 
 import pandas as pd
 
+from trackstudy.cli.locality import add_view_frame_option
 from trackstudy.data.cuts import LIKE, cut_event
 from trackstudy.data.datasets import real_trackml_dir
 from trackstudy.data.io import atomic_write_bytes, read_event
@@ -140,9 +141,7 @@ def main(argv=None) -> int:
     p.add_argument("--barrel-views", default=None, metavar="Z,Z,...",
                    help="vertex z values (mm) of barrel views laid over the run's locality "
                         "(trackstudy.locality.views), e.g. --barrel-views=-15,-7.5,0,7.5,15; none: off")
-    p.add_argument("--view-frame", nargs="?", const=True, default=False, choices=("both",),
-                   help="with barrel views, the network sees each barrel row's z measured from its view's vertex "
-                        "(locality.view_frame)")
+    add_view_frame_option(p)
     p.add_argument("--hit-counts", action="store_true",
                    help="no model: where the simulator's hits differ from the real ones (per-particle hit counts, "
                         "hits per layer, noise per layer, double-hit rate)")

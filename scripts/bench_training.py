@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from trackstudy.cli.locality import parse_params
+from trackstudy.cli.locality import add_view_frame_option, parse_params
 from trackstudy.config import RUNS_DIR, resolve_path
 from trackstudy.errors import ConfigError
 from trackstudy.locality.views import parse_views
@@ -62,9 +62,7 @@ def main(argv=None) -> int:
                    help="vertex z values (mm) of barrel views laid over the run's locality at inference "
                         "(trackstudy.locality.views), e.g. --barrel-views=-15,-7.5,0,7.5,15 (the = keeps the "
                         "leading minus); none: off; the report then carries its own tag")
-    p.add_argument("--view-frame", nargs="?", const=True, default=False, choices=("both",),
-                   help="with barrel views, the network sees each barrel row's z measured from its view's vertex "
-                        "(locality.view_frame); the report's tag then ends in _frame")
+    add_view_frame_option(p, "the report's tag then ends in _frame (_bothframes)")
     p.add_argument("--baseline", default="", metavar="METHOD",
                    help="also run a training-free baseline (e.g. dbscan-helix) on the first --baseline-events")
     p.add_argument("--baseline-events", type=int, default=1, metavar="N",

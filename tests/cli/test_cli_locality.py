@@ -115,3 +115,19 @@ def test_event_without_pixel_hits_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no hits in the selection" in err and "7, 8, 9" in err
     assert main(["locality", str(tmp_path), "--all-volumes", "--method", "grid", "--json"]) == 0
+
+
+def test_view_frame_option_takes_the_three_values_of_the_config_key(capsys):
+    import argparse
+
+    from trackstudy.cli.locality import add_view_frame_option
+
+    p = argparse.ArgumentParser(prog="x")
+    add_view_frame_option(p, "default: the run's")
+    assert p.parse_args([]).view_frame is False
+    assert p.parse_args(["--view-frame"]).view_frame is True
+    assert p.parse_args(["--view-frame", "both"]).view_frame == "both"
+    with pytest.raises(SystemExit):
+        p.parse_args(["--view-frame", "one"])
+    assert "--view-frame: invalid choice: 'one'" in capsys.readouterr().err
+    assert "both frames, their candidates pooled; default: the run's" in " ".join(p.format_help().split())

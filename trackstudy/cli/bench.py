@@ -21,7 +21,7 @@ import json
 import math
 import time
 
-from trackstudy.cli.locality import parse_params
+from trackstudy.cli.locality import add_view_frame_option, parse_params
 from trackstudy.config import json_safe
 from trackstudy.errors import ConfigError
 
@@ -313,9 +313,7 @@ def register_latency(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--barrel-views", default=None, metavar="Z,Z,...",
                         help="vertex z values (mm) of barrel views laid over the locality, e.g. "
                              "--barrel-views=-15,-7.5,0,7.5,15 (trackstudy.locality.views); none: off")
-    parser.add_argument("--view-frame", nargs="?", const=True, default=False, choices=("both",),
-                        help="with barrel views, the network sees each barrel row's z measured from its view's "
-                             "vertex (locality.view_frame)")
+    add_view_frame_option(parser)
     parser.add_argument("--no-quality", action="store_true",
                         help="time without the run's track-quality scorer (track_quality.npz)")
     parser.add_argument("--max-dense-hits", type=int, default=None, metavar="N",

@@ -27,6 +27,16 @@ _ROWS = [("reconstructible_ratio", "reconstructible ratio", "{:.4f}"),
          ("block_fraction", "block fraction (128x128)", "{:.6f}")]
 
 
+def add_view_frame_option(parser, note: str = "") -> None:
+    """``--view-frame [both]`` on a command that runs barrel views, declared once for all of them:
+    absent False, bare True (each barrel view in its own frame), ``both`` (every view in both
+    frames, their candidates pooled), as ``locality.view_frame`` takes them. ``note`` ends the help."""
+    parser.add_argument("--view-frame", nargs="?", const=True, default=False, choices=("both",),
+                        help="with barrel views, the network sees each barrel row's z measured from its view's "
+                             "vertex (locality.view_frame); --view-frame both: every view in both frames, their "
+                             "candidates pooled" + (f"; {note}" if note else ""))
+
+
 def register(subparsers) -> None:
     from trackstudy.locality.clustering import METHODS
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from trackstudy.cli.locality import add_view_frame_option
 from trackstudy.errors import ConfigError, DataError
 
 
@@ -32,9 +33,7 @@ def register(sub) -> None:
                         "(the = keeps the leading minus): "
                         "every barrel hit runs once per view and a track is taken from the view nearest its "
                         "vertex (tracks from displaced vertices stay whole); none: off; default: the run's")
-    p.add_argument("--view-frame", nargs="?", const=True, default=False, choices=("both",),
-                   help="with barrel views, the network sees each barrel row's z measured from its view's vertex "
-                        "(locality.view_frame); default: the run's")
+    add_view_frame_option(p, "default: the run's")
     p.add_argument("--max-dense-hits", type=int, default=None, metavar="N",
                    help="a run with full attention (locality none) runs events of more than N hits (default "
                         "10000) on the sparse path (grid clustering, packed backend) with a notice; naming "

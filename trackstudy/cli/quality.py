@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from trackstudy.cli.locality import add_view_frame_option
 from trackstudy.errors import DataError
 
 
@@ -28,9 +29,7 @@ def register(sub) -> None:
     p.add_argument("--val-events", type=int, default=None, metavar="N", help="at most N events of --val-data")
     p.add_argument("--barrel-views", default=None, metavar="Z,Z,...",
                    help="barrel views (mm) to fit with, e.g. --barrel-views=-15,0,15; none: off; default: the run's")
-    p.add_argument("--view-frame", nargs="?", const=True, default=False, choices=("both",),
-                   help="with barrel views, the network sees each barrel row's z measured from its view's vertex "
-                        "(locality.view_frame); default: the run's")
+    add_view_frame_option(p, "default: the run's")
     p.add_argument("--vary", action="append", default=[], metavar="NAME=V,V,...",
                    help="a track-formation parameter to vary, repeatable (e.g. --vary eps=0.15,0.2,0.25,0.3,0.35 "
                         "--vary min_track_pt=0): the candidates of every combination are pooled and the scorer "
