@@ -32,9 +32,7 @@ from trackstudy.errors import ConfigError
 from trackstudy.inference import STAGES, check_locality, cluster_hits, predict_events, select_pixel_hits
 from trackstudy.metrics import evaluate_events, evaluate_submission_file, reconstructable, write_submission
 from trackstudy.metrics.binned import binned_efficiency
-from trackstudy.models.heads import EDGE_FAMILIES
 from trackstudy.postprocessing.gnn_tracks import GNN_STAGES
-from trackstudy.postprocessing.track_formation import default_params
 from trackstudy.study.misses import captured_misses, miss_stages, summarize_misses
 from trackstudy.training.checkpoint import load_run
 from trackstudy.training.data import data_root, dataset_folder
@@ -172,10 +170,8 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
     run, data = resolve_path(run), resolve_path(data)
     model, run_config = load_run(run, device)
     if formation == "base":
-        family = run_config["model"]["family"]
-        default = None if family in EDGE_FAMILIES else default_params(family, getattr(model, "head_cfg", None))
-        model.track_params = base_track_params(family, run_config["tune"]["base"], default)
-        quality = False
+        model.track_params = base_track_params(run_config["model"]["family"], run_config["tune"]["base"],
+                                               getattr(model, "head_cfg", None))
     locality = dict(run_config["locality"])
     if locality_params:
         locality = check_locality({**locality, "params": {**(locality.get("params") or {}), **locality_params}})
@@ -196,9 +192,10 @@ def score_run(run: str | os.PathLike, data: str | os.PathLike, *, device: str = 
         tag += "_bothframes" if view_frame == "both" else "_frame"
     if formation == "base":
         tag += "_base"
-    scorer = getattr(model, "track_quality", None) if quality else None
-    if not quality and formation != "base":
+    if not quality:
         tag += "_noquality"
+    quality = quality and formation == "tuned"  # the fixed operating point is the formation alone
+    scorer = getattr(model, "track_quality", None) if quality else None
     pixel_only = run_config["data"]["train"]["pixel_only"]
     # the predictions keep what track formation saw (a contrastive run's embeddings, an edge model's
     # graph stages): where the misses were lost

@@ -379,11 +379,11 @@ def _check_model_parts(m: dict) -> None:
         raise ConfigError(f"model: {exc}") from None
 
 
-def base_track_params(family: str, base: dict, default=None):
-    """The family's track-formation parameters with the fields of ``tune.base`` replaced (``default``:
-    the model's own defaults, e.g. with its noise class). ConfigError names an unknown field."""
-    if default is None:
-        default = GNNTrackParams() if family in EDGE_FAMILIES else default_params(family)
+def base_track_params(family: str, base: dict, head_cfg=None):
+    """The family's track-formation parameters with the fields of ``tune.base`` replaced, over the
+    model's own defaults (``head_cfg``: its HeadConfig, e.g. with a noise class). ConfigError names
+    an unknown field."""
+    default = GNNTrackParams() if family in EDGE_FAMILIES else default_params(family, head_cfg)
     valid = [f.name for f in fields(default)]
     unknown = sorted(set(base) - set(valid))
     if unknown:

@@ -56,7 +56,6 @@ from trackstudy.models.heads import build_model, make_context
 from trackstudy.models.roads import RoadBinning
 from trackstudy.models.vqvae import HitTokenizer
 from trackstudy.postprocessing.track_formation import (
-    default_params,
     form_tracks,
     model_params,
     params_record,
@@ -391,7 +390,7 @@ class Trainer:
         if m["init_from"] and ckpt is None:  # a resumed run's checkpoint holds the weights already
             info = init_encoder(model, m["init_from"], where="model.init_from")
             self._notice(f"encoder initialised from {info['file']} (pretraining step {info['step']})")
-        model.track_params = base_track_params(m["family"], self.cfg["tune"]["base"], default_params(m["family"], model.head_cfg))
+        model.track_params = base_track_params(m["family"], self.cfg["tune"]["base"], model.head_cfg)
         self.model = model.to(self.device)
         decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
         no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
@@ -806,7 +805,7 @@ class Trainer:
                        for i, o, ev in zip(idx, outs, events)]
         metric = self.cfg["tune"]["metric"]
         family = self.cfg["model"]["family"]
-        base = base_track_params(family, self.cfg["tune"]["base"], default_params(family, self.model.head_cfg))
+        base = base_track_params(family, self.cfg["tune"]["base"], self.model.head_cfg)
         best, best_value, tables = None, -np.inf, []
         for g in self.cfg["tune"]["grid"]:
             if self.locality is None and "split_by_cluster" in g:  # no clusters to split by
